@@ -1,0 +1,166 @@
+"""Stage ``clean``: normalise, quality-filter and deduplicate the ingested articles.
+
+Worker processes normalise each document, apply the Gopher rules and compute its MinHash
+signature; the main process then deduplicates in input order (the first copy is kept) and
+writes kept documents to ``data/clean/`` and dropped ones, with their reason, to
+``data/clean/rejected/`` for audit.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from functools import partial
+
+from datasketch import LeanMinHash
+from pydantic import BaseModel, ConfigDict
+
+from components.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
+from components.config import CleanParams, Params, Paths
+from components.dedup import Deduplicator, signatures
+from components.documents import REJECTED_SCHEMA, Document, ShardWriter, count_rows, iter_batches
+from components.filters import TextView, first_failure, quality_filters, repetition_filters
+from components.parallel import ordered_map, worker_count
+from components.progress import progress
+from components.stopwords import removable_stop_words
+from components.textstats import hash_words
+
+log = logging.getLogger(__name__)
+
+# Runs of white space other than a single plain space (rewriting every space costs a lot).
+_SPACES = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
+_HAS_WORD = re.compile(r"\w")
+_WORD = re.compile(r"\w+")
+_BATCH_DOCS = 128
+
+
+class CleanResult(BaseModel):
+    """What ``clean`` did: written to ``metrics/clean.json``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    documents_in: int
+    documents_out: int
+    words_in: int
+    words_out: int
+    rejected: dict[str, int]
+    rejected_words: dict[str, int]
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """One document after normalisation and filtering (computed in a worker)."""
+
+    document: Document
+    words: int
+    reason: str | None
+    text_hash: str
+    signature: LeanMinHash | None
+
+
+def normalize(text: str) -> str:
+    """NFC, single spaces, no blank or symbol-only lines; paragraphs split by a blank line."""
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    lines = _SPACES.sub(" ", text).split("\n")
+    return "\n\n".join(s for s in map(str.strip, lines) if _HAS_WORD.search(s))
+
+
+def remove_stop_words(text: str, stops: frozenset[str]) -> str:
+    """Token-level stop-word removal (for classical NLP uses, not for LM training)."""
+    kept = _WORD.sub(lambda m: "" if m.group().lower() in stops else m.group(), text)
+    return "\n\n".join(_SPACES.sub(" ", p).strip() for p in kept.split("\n\n"))
+
+
+def assess_batch(documents: list[Document], cfg: CleanParams) -> list[Assessment]:
+    """Normalise and filter a batch; signatures only for documents still kept."""
+    filters = quality_filters(cfg) + repetition_filters(cfg)
+    results, views = [], []
+    for doc in documents:
+        view = TextView(normalize(doc.text))
+        reason = first_failure(view, filters)
+        text = view.text
+        if reason is None and cfg.remove_stopwords:
+            text = remove_stop_words(text, removable_stop_words(cfg.language))
+        cleaned = Document(doc.id, doc.title, text, doc.metadata)
+        digest = hash_words(view.lower_words)
+        results.append(Assessment(cleaned, len(view.words), reason, digest, None))
+        views.append(view)
+    return _with_signatures(results, views, cfg) if cfg.dedup.near else results
+
+
+def _with_signatures(
+    results: list[Assessment], views: list[TextView], cfg: CleanParams
+) -> list[Assessment]:
+    """Add MinHash signatures to the documents the filters kept."""
+    kept = [i for i, a in enumerate(results) if a.reason is None]
+    sigs = signatures([views[i].lower_words for i in kept], cfg.dedup)
+    for index, signature in zip(kept, sigs, strict=True):
+        a = results[index]
+        results[index] = Assessment(a.document, a.words, None, a.text_hash, signature)
+    return results
+
+
+def run(params: Params, paths: Paths) -> CleanResult:
+    """Clean ``paths.ingest`` into ``paths.clean`` (kept) and ``paths.clean/rejected``."""
+    cfg = params.clean
+    read_meta(paths.ingest, "ingest")
+    started = time.perf_counter()
+    dedup = Deduplicator(cfg.dedup)
+    docs, words = Counter(), Counter()
+    assess = partial(assess_batch, cfg=cfg)
+    batches = iter_batches(paths.ingest, _BATCH_DOCS)
+    with (
+        atomic_dir(paths.clean) as out,
+        progress(total=count_rows(paths.ingest), unit="doc", desc="clean") as bar,
+    ):
+        kept = ShardWriter(out)
+        rejected = ShardWriter(out / "rejected", REJECTED_SCHEMA)
+        for assessments in ordered_map(assess, batches, worker_count(cfg.workers)):
+            for a in assessments:
+                reason = a.reason or dedup.check(a.text_hash, a.signature)
+                docs[reason or "kept"] += 1
+                words[reason or "kept"] += a.words
+                if reason:
+                    rejected.write({**a.document.to_row(), "reason": reason})
+                else:
+                    kept.write(a.document.to_row())
+            bar.update(len(assessments))
+        kept.close()
+        rejected.close()
+        result = _result(docs, words, time.perf_counter() - started)
+        inputs = {"ingest": dir_digest(paths.ingest)}
+        write_json(
+            out / "meta.json",
+            build_meta(
+                "clean",
+                cfg.model_dump(mode="json"),
+                inputs,
+                **result.model_dump(exclude={"seconds"}),
+            ),
+        )
+    log.info(
+        "clean: kept %d of %d documents; dropped %s",
+        result.documents_out,
+        result.documents_in,
+        result.rejected or "none",
+    )
+    return result
+
+
+def _result(docs: Counter[str], words: Counter[str], seconds: float) -> CleanResult:
+    rejected = {k: v for k, v in sorted(docs.items()) if k != "kept"}
+    return CleanResult(
+        documents_in=sum(docs.values()),
+        documents_out=docs["kept"],
+        words_in=sum(words.values()),
+        words_out=words["kept"],
+        rejected=rejected,
+        rejected_words={k: words[k] for k in rejected},
+        seconds=round(seconds, 3),
+    )

@@ -1,0 +1,88 @@
+"""``python -m components <stage>``: run one stage, the command every DVC stage calls.
+
+Loads and validates params.yaml (all problems at once, exit code 2), runs the stage, and
+writes its typed result to ``metrics/<stage>.json``. User errors end with one line on stderr
+and a non-zero exit code; nothing else is printed on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from components.artifacts import write_json
+from components.config import Paths, load_params
+from components.errors import WikilmError
+from components.stages import STAGE_MODULES, load_stage
+
+log = logging.getLogger("components")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also used for ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m components",
+        description="Run one wikilm pipeline stage (what each dvc.yaml stage calls).",
+        epilog="example: python -m components ingest --params params.yaml",
+    )
+    parser.add_argument("stage", choices=list(STAGE_MODULES), help="the stage to run")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=None,
+        help="folder that the paths: section is relative to (default: the params file's folder)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    return parser
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """Log to stderr with timestamps; quiet the chattiest third-party loggers."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("great_expectations", "urllib3", "filelock", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
+    """Validate params, run ``stage`` and write its metrics; returns the metrics dict."""
+    params = load_params(params_file)
+    paths = Paths.resolve(params.paths, root or params_file.resolve().parent)
+    started = time.perf_counter()
+    result = load_stage(stage).run(params, paths)
+    metrics = result.model_dump(mode="json")
+    write_json(paths.metrics_file(stage), metrics)
+    log.info("%s finished in %.1f s", stage, time.perf_counter() - started)
+    return metrics
+
+
+def execute(stage: str, params_file: Path, root: Path | None = None, verbose: bool = False) -> int:
+    """Run a stage as a command: user errors become one stderr line and an exit code."""
+    configure_logging(verbose)
+    try:
+        run_stage(stage, params_file, root)
+    except WikilmError as error:
+        print(f"error: {stage}: {error}", file=sys.stderr)  # noqa: T201 - the CLI's one line
+        return error.exit_code
+    except KeyboardInterrupt:
+        print(f"error: {stage}: interrupted; no output was written", file=sys.stderr)  # noqa: T201
+        return 130
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m components``; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    return execute(args.stage, args.params, args.root, args.verbose)

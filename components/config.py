@@ -1,0 +1,257 @@
+"""Typed configuration: one frozen pydantic model per ``params.yaml`` section.
+
+Every problem in the file (unknown key, wrong type, out-of-range value, cross-field conflict)
+is collected and reported at once, each naming its key path, before any stage does work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from components.errors import ConfigError
+from components.stopwords import has_language
+
+
+class Section(BaseModel):
+    """Base of every section: immutable, and unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PathsParams(Section):
+    """Where each stage writes, relative to the repository root (dvc.yaml reads these too)."""
+
+    downloads: str = "data/downloads"
+    ingest: str = "data/ingest"
+    clean: str = "data/clean"
+    validate_: str = Field("reports/validate", alias="validate")
+    tokens: str = "data/tokens"
+    metrics: str = "metrics"
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Absolute locations of every stage output, resolved against the repository root."""
+
+    root: Path
+    downloads: Path
+    ingest: Path
+    clean: Path
+    validate: Path
+    tokens: Path
+    metrics: Path
+
+    @classmethod
+    def resolve(cls, paths: PathsParams, root: Path) -> Paths:
+        """Anchor the relative ``paths:`` section at ``root``."""
+        root = root.resolve()
+        return cls(
+            root=root,
+            downloads=root / paths.downloads,
+            ingest=root / paths.ingest,
+            clean=root / paths.clean,
+            validate=root / paths.validate_,
+            tokens=root / paths.tokens,
+            metrics=root / paths.metrics,
+        )
+
+    def metrics_file(self, stage: str) -> Path:
+        """``metrics/<stage>.json``, the file DVC declares as the stage's metrics."""
+        return self.metrics / f"{stage}.json"
+
+
+class IngestParams(Section):
+    """Stage ``ingest``: read a MediaWiki XML dump into Parquet shards of plain text."""
+
+    source: str = "builtin:enwiki-sample"
+    checksum: str | None = Field(
+        None,
+        pattern=r"^(sha1|md5):[0-9a-fA-F]+$",
+        description="expected 'sha1:<hex>' or 'md5:<hex>'",
+    )
+    keep_disambiguation: bool = False
+    keep_headings: bool = True
+    min_chars: int = Field(1, ge=1, description="pages with less plain text count as empty")
+    shard_docs: int = Field(10_000, ge=1)
+    workers: int = Field(0, ge=0, description="0 means one per CPU core")
+    download_timeout_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_checksum_length(self) -> Self:
+        if self.checksum:
+            algo, digest = self.checksum.split(":", 1)
+            expected = {"sha1": 40, "md5": 32}[algo]
+            if len(digest) != expected:
+                raise ValueError(f"checksum: a {algo} digest has {expected} hex digits")
+        return self
+
+
+class RepetitionParams(Section):
+    """Gopher repetition thresholds (Rae et al. 2021, table A1): max fractions allowed."""
+
+    duplicate_line_fraction: float = Field(0.30, ge=0, le=1)
+    duplicate_paragraph_fraction: float = Field(0.30, ge=0, le=1)
+    duplicate_line_char_fraction: float = Field(0.20, ge=0, le=1)
+    duplicate_paragraph_char_fraction: float = Field(0.20, ge=0, le=1)
+    top_ngram_char_fraction: dict[int, float] = {2: 0.20, 3: 0.18, 4: 0.16}
+    duplicate_ngram_char_fraction: dict[int, float] = {
+        5: 0.15,
+        6: 0.14,
+        7: 0.13,
+        8: 0.12,
+        9: 0.11,
+        10: 0.10,
+    }
+
+
+class DedupParams(Section):
+    """Exact (normalised-text hash) and near-duplicate (MinHash LSH) removal."""
+
+    exact: bool = True
+    near: bool = True
+    threshold: float = Field(0.8, gt=0, lt=1, description="Jaccard similarity")
+    num_perm: int = Field(128, ge=16, le=1024)
+    shingle_words: int = Field(5, ge=1, le=20)
+    seed: int = 1
+
+
+class CleanParams(Section):
+    """Stage ``clean``: normalise, quality-filter (Gopher rules) and deduplicate."""
+
+    language: str = Field("en", pattern=r"^[a-z]{2,3}$")
+    stop_words: Literal["auto", "gopher", "stopwordsiso"] = "auto"
+    min_stop_words: int = Field(2, ge=0)
+    min_words: int = Field(50, gt=0)
+    max_words: int = Field(100_000, gt=0)
+    min_mean_word_length: float = Field(3.0, ge=0)
+    max_mean_word_length: float = Field(10.0, gt=0)
+    max_symbol_word_ratio: float = Field(0.1, ge=0)
+    max_bullet_lines_fraction: float = Field(0.9, ge=0, le=1)
+    max_ellipsis_lines_fraction: float = Field(0.3, ge=0, le=1)
+    min_alpha_words_fraction: float = Field(0.8, ge=0, le=1)
+    repetition: RepetitionParams = RepetitionParams()
+    remove_stopwords: bool = False
+    dedup: DedupParams = DedupParams()
+    workers: int = Field(0, ge=0, description="0 means one per CPU core")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Self:
+        problems = []
+        if self.min_words > self.max_words:
+            problems.append("min_words: must not exceed max_words")
+        if self.min_mean_word_length > self.max_mean_word_length:
+            problems.append("min_mean_word_length: must not exceed max_mean_word_length")
+        if self.stop_words == "gopher" and self.language != "en":
+            problems.append("stop_words: 'gopher' is an English list; use 'stopwordsiso' or 'auto'")
+        if (self.stop_words != "gopher" or self.remove_stopwords) and not has_language(
+            self.language
+        ):
+            problems.append(f"language: stopwordsiso has no stop-word list for {self.language!r}")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+class ValidateParams(Section):
+    """Stage ``validate``: bounds of the Great Expectations suite over document statistics."""
+
+    min_chars: int = Field(200, ge=0)
+    max_chars: int = Field(2_000_000, gt=0)
+    min_stop_word_ratio: float = Field(0.05, ge=0, le=1)
+    max_stop_word_ratio: float = Field(0.8, ge=0, le=1)
+    max_duplicate_rate: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Self:
+        if self.min_chars > self.max_chars:
+            raise ValueError("min_chars: must not exceed max_chars")
+        if self.min_stop_word_ratio > self.max_stop_word_ratio:
+            raise ValueError("min_stop_word_ratio: must not exceed max_stop_word_ratio")
+        return self
+
+
+class TokenizeParams(Section):
+    """Stage ``tokenize``: byte-level BPE trained on the train split, then batch encoding."""
+
+    vocab_size: int = Field(8192, ge=320, le=1_000_000)
+    min_frequency: int = Field(2, ge=1)
+    special_tokens: list[str] = ["<|endoftext|>", "<|pad|>"]
+    val_fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 1337
+    batch_docs: int = Field(256, ge=1)
+
+    @model_validator(mode="after")
+    def _check_special_tokens(self) -> Self:
+        if not self.special_tokens:
+            raise ValueError("special_tokens: the first entry is the end-of-text separator")
+        if len(set(self.special_tokens)) != len(self.special_tokens):
+            raise ValueError("special_tokens: entries must be distinct")
+        return self
+
+
+class Params(Section):
+    """The whole ``params.yaml``."""
+
+    paths: PathsParams = PathsParams()
+    ingest: IngestParams = IngestParams()
+    clean: CleanParams = CleanParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    tokenize: TokenizeParams = TokenizeParams()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _key_path(loc: tuple[str | int, ...]) -> str:
+    """Join a pydantic error location into a dotted key path, dropping validator labels."""
+    parts = [str(p) for p in loc if not str(p).startswith(("function-", "value_error"))]
+    return ".".join(parts) or "(top level)"
+
+
+def format_errors(error: ValidationError) -> list[str]:
+    """Render every pydantic error as ``key.path: message``.
+
+    Cross-field validators raise ``field: message`` lines (one per problem); the field is
+    appended to the section's path so that every line names the exact key.
+    """
+    problems = []
+    for item in error.errors():
+        path = _key_path(item["loc"])
+        for line in item["msg"].removeprefix("Value error, ").splitlines():
+            field, sep, message = line.partition(": ")
+            if sep and field.isidentifier():
+                problems.append(f"{path}.{field}: {message}" if item["loc"] else line)
+            else:
+                problems.append(f"{path}: {line}")
+    return problems
+
+
+def parse_params(raw: dict, source: str = "params.yaml") -> Params:
+    """Validate a raw mapping into :class:`Params`, raising one :class:`ConfigError` for all."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(format_errors(error), source) from None
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate a params file.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or has invalid values.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {path}"], str(path)) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([f"not valid YAML: {error}".replace("\n", " ")], str(path)) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(["the top level must be a mapping of sections"], str(path))
+    return parse_params(raw, str(path))

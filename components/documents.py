@@ -1,0 +1,130 @@
+"""The document record and its Parquet shard storage.
+
+Stages exchange documents as Parquet shards (``part-00000.parquet``, ...) with a fixed
+schema, read and written in batches so memory stays constant whatever the corpus size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from components.errors import ArtifactError
+
+SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("title", pa.string()),
+        ("revision_id", pa.int64()),
+        ("timestamp", pa.string()),
+        ("text", pa.string()),
+    ]
+)
+REJECTED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string()))
+SHARD_GLOB = "part-*.parquet"
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One article: its page id, title, plain text and revision metadata."""
+
+    id: int
+    title: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        """Flatten into a row of :data:`SCHEMA`."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "revision_id": self.metadata.get("revision_id"),
+            "timestamp": self.metadata.get("timestamp"),
+            "text": self.text,
+        }
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Document:
+        """Inverse of :meth:`to_row`."""
+        meta = {k: row[k] for k in ("revision_id", "timestamp") if row.get(k) is not None}
+        return cls(id=row["id"], title=row["title"], text=row["text"], metadata=meta)
+
+
+class ShardWriter:
+    """Buffers rows and writes numbered Parquet shards of at most ``shard_rows`` rows."""
+
+    def __init__(self, folder: Path, schema: pa.Schema = SCHEMA, shard_rows: int = 10_000):
+        self.folder = folder
+        self.schema = schema
+        self.shard_rows = shard_rows
+        self.rows_written = 0
+        self.shards = 0
+        self._buffer: list[dict[str, Any]] = []
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, row: dict[str, Any]) -> None:
+        """Add one row, flushing a shard when the buffer is full."""
+        self._buffer.append(row)
+        if len(self._buffer) >= self.shard_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered rows as the next shard (nothing when the buffer is empty)."""
+        if self._buffer:
+            self._write_shard()
+
+    def close(self) -> None:
+        """Flush what is left; an empty corpus still gets one (empty) shard with the schema."""
+        if self._buffer or self.shards == 0:
+            self._write_shard()
+
+    def _write_shard(self) -> None:
+        table = pa.Table.from_pylist(self._buffer, schema=self.schema)
+        pq.write_table(table, self.folder / f"part-{self.shards:05d}.parquet", compression="zstd")
+        self.rows_written += len(self._buffer)
+        self.shards += 1
+        self._buffer.clear()
+
+
+def shard_paths(folder: Path) -> list[Path]:
+    """The Parquet shards of a stage output, in order.
+
+    Raises:
+        ArtifactError: the folder has no shards.
+    """
+    paths = sorted(folder.glob(SHARD_GLOB))
+    if not paths:
+        raise ArtifactError(f"no {SHARD_GLOB} shards in {folder}: rerun the stage that writes it")
+    return paths
+
+
+def iter_batches(folder: Path, batch_rows: int = 1024) -> Iterator[list[Document]]:
+    """Yield documents in shard order, ``batch_rows`` at a time."""
+    for path in shard_paths(folder):
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+            yield [Document.from_row(row) for row in batch.to_pylist()]
+
+
+def iter_documents(folder: Path) -> Iterator[Document]:
+    """Yield every document of a stage output, in order."""
+    for batch in iter_batches(folder):
+        yield from batch
+
+
+def count_rows(folder: Path) -> int:
+    """Number of documents in a stage output, from Parquet footers only."""
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in shard_paths(folder))
+
+
+def write_documents(folder: Path, documents: Iterable[Document], shard_rows: int = 10_000) -> int:
+    """Write documents as shards; returns how many were written."""
+    writer = ShardWriter(folder, shard_rows=shard_rows)
+    for doc in documents:
+        writer.write(doc.to_row())
+    writer.close()
+    return writer.rows_written

@@ -1,0 +1,205 @@
+"""Stage ``ingest``: a MediaWiki XML dump -> Parquet shards of plain-text articles.
+
+The main process streams pages out of the (compressed) XML; worker processes render
+wikitext to text in batches. Only namespace-0, non-redirect wikitext pages become
+documents; every other page is counted under a stable snake_case outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator
+from functools import partial
+
+from pydantic import BaseModel, ConfigDict
+
+from components import sources
+from components.artifacts import atomic_dir, build_meta, file_digest, write_json
+from components.config import IngestParams, Params, Paths
+from components.documents import ShardWriter
+from components.errors import SourceError
+from components.parallel import ordered_map, worker_count
+from components.progress import progress
+from components.wikitext import HIDDEN_LINK_NAMESPACES, Options, is_disambiguation, to_text
+from components.wikixml import DumpReader, Page
+
+log = logging.getLogger(__name__)
+
+KEPT = "kept"
+_BATCH_PAGES = 64
+_BATCH_CHARS = 2_000_000
+
+
+class IngestResult(BaseModel):
+    """What ``ingest`` did: written to ``metrics/ingest.json``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: str
+    dump: str
+    dump_sha1: str
+    dump_bytes: int
+    pages: int
+    documents: int
+    outcomes: dict[str, int]
+    text_chars: int
+    shards: int
+    seconds: float
+
+
+def classify(page: Page) -> str | None:
+    """Outcome decided from page metadata alone, or None when the text must be rendered."""
+    if page.problem:
+        return page.problem
+    if page.ns != 0:
+        return "not_article"
+    if page.redirect:
+        return "redirect"
+    if page.model != "wikitext":
+        return "not_wikitext"
+    return None
+
+
+def render_batch(
+    item: tuple[list[Page], Options], keep_disambiguation: bool, min_chars: int
+) -> list[tuple[str, dict | None]]:
+    """Render a batch of article pages: ``(outcome, row)`` per page, in order.
+
+    Runs in worker processes. ``row`` is a document row for kept pages, else None. A page
+    whose rendering fails is reported, not raised, so one bad page never stops a dump.
+    """
+    pages, options = item
+    results: list[tuple[str, dict | None]] = []
+    for page in pages:
+        if not keep_disambiguation and is_disambiguation(page.title, page.text):
+            results.append(("disambiguation", None))
+            continue
+        try:
+            text = to_text(page.text, options)
+        except Exception as error:  # noqa: BLE001 - per-record boundary: count and go on
+            log.warning("page %d (%s) could not be rendered: %r", page.id, page.title, error)
+            results.append(("render_error", None))
+            continue
+        if len(text) < min_chars:
+            results.append(("empty_text", None))
+            continue
+        row = {
+            "id": page.id,
+            "title": page.title,
+            "revision_id": page.revision_id,
+            "timestamp": page.timestamp,
+            "text": text,
+        }
+        results.append((KEPT, row))
+    return results
+
+
+def _pages_to_render(reader: DumpReader, outcomes: Counter[str]) -> Iterator[Page]:
+    """Article pages; every other page is counted under its outcome here."""
+    for page in reader:
+        outcome = classify(page)
+        if outcome is None:
+            yield page
+            continue
+        outcomes[outcome] += 1
+        if page.problem:
+            log.warning("malformed page (id %d, title %r): %s", page.id, page.title, outcome)
+
+
+def _work_items(
+    reader: DumpReader, cfg: IngestParams, outcomes: Counter[str]
+) -> Iterator[tuple[list[Page], Options]]:
+    """Batches of pages to render, each with the options of this dump's site."""
+    options = None
+    batch: list[Page] = []
+    chars = 0
+    for page in _pages_to_render(reader, outcomes):
+        batch.append(page)
+        chars += len(page.text)
+        if len(batch) >= _BATCH_PAGES or chars >= _BATCH_CHARS:
+            # <siteinfo> precedes the pages, so its namespace names are known by now.
+            options = options or _options(reader, cfg)
+            yield batch, options
+            batch, chars = [], 0
+    if batch:
+        yield batch, options or _options(reader, cfg)
+
+
+def _options(reader: DumpReader, cfg: IngestParams) -> Options:
+    hidden = HIDDEN_LINK_NAMESPACES | reader.hidden_namespace_names()
+    return Options(keep_headings=cfg.keep_headings, hidden_namespaces=hidden)
+
+
+def convert(reader: DumpReader, cfg: IngestParams, outcomes: Counter[str]) -> Iterator[dict]:
+    """Yield a document row for every kept article, counting every page's outcome."""
+    render = partial(
+        render_batch, keep_disambiguation=cfg.keep_disambiguation, min_chars=cfg.min_chars
+    )
+    items = _work_items(reader, cfg, outcomes)
+    with progress(total=reader.path.stat().st_size, unit="B", desc="ingest") as bar:
+        for results in ordered_map(render, items, worker_count(cfg.workers)):
+            bar.update(reader.bytes_read - bar.n)
+            for outcome, row in results:
+                outcomes[outcome] += 1
+                if row is not None:
+                    yield row
+
+
+def run(params: Params, paths: Paths) -> IngestResult:
+    """Read the dump named by ``params.ingest.source`` into ``paths.ingest``.
+
+    Raises:
+        SourceError: the dump is missing, corrupt, truncated, malformed or has no articles.
+    """
+    cfg = params.ingest
+    started = time.perf_counter()
+    source = sources.resolve(
+        cfg.source, paths.root, paths.downloads, cfg.checksum, cfg.download_timeout_s
+    )
+    log.info("ingesting %s (%s)", source.name, source.path)
+    reader = DumpReader(source.path)
+    outcomes: Counter[str] = Counter()
+    text_chars = 0
+    with atomic_dir(paths.ingest) as out:
+        writer = ShardWriter(out, shard_rows=cfg.shard_docs)
+        for row in convert(reader, cfg, outcomes):
+            text_chars += len(row["text"])
+            writer.write(row)
+        writer.close()
+        if outcomes[KEPT] == 0:
+            raise SourceError(f"{source.path}: no articles in this dump ({_summary(outcomes)})")
+        sha1 = file_digest(source.path, "sha1")
+        meta = build_meta(
+            "ingest",
+            cfg.model_dump(),
+            {"dump_sha1": sha1},
+            dump=source.name,
+            namespaces=reader.namespaces,
+            outcomes=dict(outcomes),
+        )
+        write_json(out / "meta.json", meta)
+    result = IngestResult(
+        source=cfg.source,
+        dump=source.name,
+        dump_sha1=sha1,
+        dump_bytes=source.path.stat().st_size,
+        pages=sum(outcomes.values()),
+        documents=outcomes[KEPT],
+        outcomes=dict(sorted(outcomes.items())),
+        text_chars=text_chars,
+        shards=writer.shards,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    log.info(
+        "ingest: %d documents from %d pages (%s)",
+        result.documents,
+        result.pages,
+        _summary(outcomes),
+    )
+    return result
+
+
+def _summary(outcomes: Counter[str]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in outcomes.most_common()) or "no pages"

@@ -1,0 +1,28 @@
+"""The stage registry: stage name -> module implementing ``run(params, paths)``.
+
+Names line up everywhere: module, DVC stage, Prefect task, params.yaml section, output folder.
+Modules are imported lazily because some stages pull in heavy libraries.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+STAGE_MODULES: dict[str, str] = {
+    "ingest": "components.ingest",
+    "clean": "components.clean",
+    "validate": "components.validate",
+    "tokenize": "components.tokenization",
+}
+
+
+def load_stage(name: str) -> ModuleType:
+    """Import the module of stage ``name``.
+
+    Raises:
+        KeyError: no such stage.
+    """
+    if name not in STAGE_MODULES:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_MODULES)}")
+    return importlib.import_module(STAGE_MODULES[name])

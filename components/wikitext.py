@@ -1,0 +1,264 @@
+"""Wikitext to plain text, with a fast rule set of C-regex passes.
+
+Nested constructs (templates, links, tables) are resolved innermost first: each pass replaces
+only spans that contain no further opening of the same construct, and passes repeat until
+none is left, so nesting depth costs one pass per level instead of a character-level parser.
+This measured about 20x faster than mwparserfromhell's ``strip_code`` on the builtin sample
+(see README), with no markup left over.
+
+Templates are dropped, except the small set that carries prose inline (``{{convert}}``,
+``{{lang}}``, ``{{nowrap}}``, ...), whose visible text is kept. Link text is kept; links to
+files, categories and other languages are dropped.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+# Namespaces whose links render nothing in the article text (English canonical names and
+# aliases; a dump's own localised names are added from its <siteinfo>).
+HIDDEN_LINK_NAMESPACES = frozenset({"file", "image", "media", "category"})
+# Interlanguage links (``[[de:Berlin]]``) render in the sidebar, not in the text.
+_LANGUAGE_PREFIX = re.compile(r"[a-z]{2,3}(?:-[a-z]{2,8})*")
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_DROP_TAGS = (
+    "ref|references|gallery|math|chem|ce|timeline|score|graph|mapframe|maplink|imagemap|"
+    "templatedata|syntaxhighlight|source|hiero|inputbox|categorytree|indicator"
+)
+_SELF_CLOSING = re.compile(rf"<(?:{_DROP_TAGS})\b[^>]*/>", re.I)
+_DROP_BLOCK = re.compile(rf"<({_DROP_TAGS})\b[^>]*>.*?</\1\s*>", re.I | re.S)
+_UNCLOSED_REF = re.compile(r"<ref\b[^>]*>", re.I)
+_QUALIFIER = re.compile(r"\s*\([^()]*\)$")
+_LINK = re.compile(r"\[\[((?:[^\[\]]|\[(?!\[)|\](?!\]))*?)\]\]([a-z]*)")
+_TEMPLATE = re.compile(r"\{\{((?:[^{}]|\{(?!\{)|\}(?!\}))*?)\}\}", re.S)
+_TABLE = re.compile(r"\{\|(?:(?!\{\||\|\}).)*?\|\}", re.S)
+_EXTERNAL_LINK = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*\s*([^\]]*)\]")
+_HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.M)
+# Inline markup removed in one pass: bold/italic quotes, HTML tags (their text is kept),
+# magic words, and stray (unbalanced) wikitext brackets.
+_INLINE = re.compile(
+    r"'{2,5}|</?[a-zA-Z][a-zA-Z0-9]*\b[^<>]*/?>|__[A-Z]+__"
+    r"|\{\{|\}\}|\[\[|\]\]|\{\||\|\}|<ref\b[^>]*>?|</ref>",
+    re.I,
+)
+# Line starts removed in one pass: list/indent markers, horizontal rules, table-row leftovers.
+_LINE_MARKUP = re.compile(r"^(?:[*#:;]+[ \t]*|-{4,}[ \t]*$|[ \t]*[|!].*$)", re.M)
+_BREAK = re.compile(r"<br\s*/?>", re.I)
+# Only runs that are not already one plain space (rewriting every space costs a lot).
+_SPACES = re.compile(
+    r"(?:[\t\u00a0\u2009\u202f]| (?=[ \t\u00a0\u2009\u202f]))[ \t\u00a0\u2009\u202f]*"
+)
+_SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?)\]])")
+_EMPTY_PARENS = re.compile(r"\(\s*[,;:]?\s*\)|\[\s*\]")
+_OPEN_PAREN_PUNCT = re.compile(r"\(\s*[,;:]\s*")
+_HEADING_MARK = "\x00"
+_DISAMBIGUATION = re.compile(
+    r"\{\{\s*(?:disambig(?:uation)?|dab|disamb|hndis|geodis|set index|"
+    r"begriffskl\u00e4rung|homonymie|desambiguaci\u00f3n|disambigua|"
+    r"\u043d\u0435\u043e\u0434\u043d\u043e\u0437\u043d\u0430\u0447\u043d\u043e\u0441\u0442\u044c|"
+    r"\u043f\u043e\u044f\u0441\u043d\u0438\u0442\u0435\u043b\u043d\u0430 "
+    r"\u0441\u0442\u0440\u0430\u043d\u0438\u0446\u0430)\s*[|}]",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to render wikitext.
+
+    Attributes:
+        keep_headings: keep section headings as plain lines (empty sections are dropped).
+        hidden_namespaces: lower-cased namespace names whose links render nothing.
+    """
+
+    keep_headings: bool = True
+    hidden_namespaces: frozenset[str] = field(default=HIDDEN_LINK_NAMESPACES)
+
+
+def is_disambiguation(title: str, wikitext: str) -> bool:
+    """Whether a page is a disambiguation page (by title or by its marker template)."""
+    return title.endswith("(disambiguation)") or _DISAMBIGUATION.search(wikitext) is not None
+
+
+def to_text(wikitext: str, options: Options = Options()) -> str:  # noqa: B008 - frozen
+    """Render wikitext as plain text: paragraphs separated by one blank line."""
+    text = _COMMENT.sub("", wikitext)
+    text = _SELF_CLOSING.sub("", text)
+    text = _DROP_BLOCK.sub("", text)
+    text = _UNCLOSED_REF.sub("", text)
+    text = _EXTERNAL_LINK.sub(r"\1", text)
+    text = _innermost_first(_LINK, lambda m: _render_link(m, options.hidden_namespaces), text)
+    text = _innermost_first(_TEMPLATE, _render_template, text)
+    text = _innermost_first(_TABLE, lambda _: "\n", text)
+    text = _HEADING.sub(_mark_heading if options.keep_headings else "", text)
+    text = _render_inline(text)
+    return _tidy(text)
+
+
+def _innermost_first(pattern: re.Pattern[str], render: Callable, text: str) -> str:
+    """Apply ``pattern.sub(render)`` until nothing matches (one pass per nesting level)."""
+    while True:
+        text, count = pattern.subn(render, text)
+        if count == 0:
+            return text
+
+
+def _render_link(match: re.Match[str], hidden: frozenset[str]) -> str:
+    """``[[target|label]]trail`` -> ``label`` + ``trail``; hidden namespaces -> nothing."""
+    target, pipe, label = match.group(1).partition("|")
+    if ":" in target:  # rare: namespaced, interlanguage or escaped (leading colon) links
+        if target.lstrip().startswith(":"):
+            target = target.lstrip()[1:]
+        else:
+            prefix = target.partition(":")[0].strip().lower()
+            if prefix in hidden or _LANGUAGE_PREFIX.fullmatch(prefix):
+                return ""
+    if not pipe:
+        return target.strip() + match.group(2)
+    if not label.strip():
+        # The "pipe trick" ([[Paris, Texas (film)|]]) shows the target without its qualifier.
+        label = _QUALIFIER.sub("", target)
+    return label.strip() + match.group(2)
+
+
+def _template_args(body: str) -> tuple[str, list[str]]:
+    """Split a template body into its normalised name and its positional arguments."""
+    parts = body.split("|")
+    name = parts[0].strip().replace("_", " ").lower()
+    positional = [p.strip() for p in parts[1:] if "=" not in p]
+    return name, positional
+
+
+def _render_template(match: re.Match[str]) -> str:
+    """A template's visible prose, or nothing for every template that carries none."""
+    name, args = _template_args(match.group(1))
+    if name in _SYMBOLS:
+        return _SYMBOLS[name]
+    if name.startswith("lang-") or name in _FIRST_ARG:
+        return args[0] if args else ""
+    render = _PROSE.get(name)
+    return render(args) if render else ""
+
+
+def _convert(args: list[str]) -> str:
+    """``{{convert|5|km|mi}}`` -> ``5 km``; ``{{convert|5|to|10|km}}`` -> ``5 to 10 km``."""
+    if len(args) >= 4 and args[1] in _RANGE_WORDS:
+        return f"{args[0]} {args[1]} {args[2]} {args[3]}"
+    return " ".join(args[:2])
+
+
+def _frac(args: list[str]) -> str:
+    """``{{frac|1|2}}`` -> ``1/2``; ``{{frac|3|1|2}}`` -> ``3 1/2``."""
+    if len(args) == 3:
+        return f"{args[0]} {args[1]}/{args[2]}"
+    return "/".join(args[:2])
+
+
+_RANGE_WORDS = frozenset({"to", "-", "\u2013", "and", "or", "by", "x", "\u00d7", "+", "and(-)"})
+_SYMBOLS = {
+    "ndash": "\u2013",
+    "mdash": "\u2014",
+    "snd": " \u2013 ",
+    "spaced ndash": " \u2013 ",
+    "nbsp": " ",
+    "'": "'",
+    "!": "|",
+    "=": "=",
+    "\u00b7": " \u00b7 ",
+    "dot": " \u00b7 ",
+    "okina": "\u02bb",
+    "-": "",
+    "shy": "",
+}
+_FIRST_ARG = frozenset(
+    {
+        "nowrap",
+        "nobr",
+        "small",
+        "smaller",
+        "big",
+        "larger",
+        "nobold",
+        "noitalic",
+        "sic",
+        "abbr",
+        "nihongo",
+        "em",
+        "strong",
+        "var",
+        "code",
+        "mvar",
+        "sub",
+        "sup",
+        "val",
+        "flag",
+        "flagcountry",
+        "flagu",
+        "tooltip",
+        "lang-en",
+        "keypress",
+        "not a typo",
+        "proper name",
+    }
+)
+_PROSE: dict[str, Callable[[list[str]], str]] = {
+    "convert": _convert,
+    "cvt": _convert,
+    "lang": lambda a: a[1] if len(a) > 1 else "",
+    "transl": lambda a: a[-1] if a else "",
+    "frac": _frac,
+    "circa": lambda a: f"c. {a[0]}" if a else "c.",
+    "c.": lambda a: f"c. {a[0]}" if a else "c.",
+    "as of": lambda a: f"As of {' '.join(a[:3])}" if a else "",
+    "sortname": lambda a: " ".join(a[:2]),
+}
+
+
+def _mark_heading(match: re.Match[str]) -> str:
+    """Turn a heading into a marked line so that empty sections can be dropped later."""
+    return f"{_HEADING_MARK}{len(match.group(1))}{_HEADING_MARK}{match.group(2)}"
+
+
+def _render_inline(text: str) -> str:
+    """Formatting, lists, HTML tags, magic words and entities -> plain characters."""
+    text = _BREAK.sub(" ", text)
+    text = _LINE_MARKUP.sub("", text)
+    text = _INLINE.sub("", text)
+    return html.unescape(text) if "&" in text else text
+
+
+def _tidy(text: str) -> str:
+    """Normalise spaces and blank lines; drop headings of sections left empty."""
+    text = _SPACES.sub(" ", text)
+    text = _EMPTY_PARENS.sub("", text)
+    text = _OPEN_PAREN_PUNCT.sub("(", text)
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+    lines = [line.strip() for line in text.split("\n")]
+    return "\n\n".join(_drop_empty_sections([line for line in lines if line]))
+
+
+def _drop_empty_sections(lines: list[str]) -> list[str]:
+    """Keep a heading only if prose follows it before a heading of the same or higher level."""
+    kept: list[str] = []
+    for index, line in enumerate(lines):
+        if not line.startswith(_HEADING_MARK):
+            kept.append(line)
+            continue
+        level = int(line[1])
+        if _section_has_prose(lines, index + 1, level):
+            kept.append(line.split(_HEADING_MARK, 2)[2])
+    return kept
+
+
+def _section_has_prose(lines: list[str], start: int, level: int) -> bool:
+    """Whether any prose line comes before the next heading of level <= ``level``."""
+    for line in lines[start:]:
+        if not line.startswith(_HEADING_MARK):
+            return True
+        if int(line[1]) <= level:
+            return False
+    return False

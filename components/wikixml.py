@@ -1,0 +1,193 @@
+"""Streaming reader of MediaWiki XML export dumps (``*-pages-articles*.xml[.bz2]``).
+
+Reads plain, bz2 (single or multistream) and gzip dumps in constant memory: each ``<page>``
+element is turned into a :class:`Page` and then cleared from the tree. Works for any
+language and any export schema version (namespaces are stripped from tag names).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from components.errors import SourceError
+
+_BZ2_MAGIC = b"BZh"
+_GZIP_MAGIC = b"\x1f\x8b"
+# Namespace keys whose links render nothing in article text: Media, File, Category.
+HIDDEN_NAMESPACE_KEYS = frozenset({-2, 6, 14})
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One ``<page>`` of a dump, as far as it could be read.
+
+    ``problem`` is a snake_case reason when the page is malformed (for example
+    ``missing_id``); the other fields are then best effort.
+    """
+
+    id: int
+    title: str
+    ns: int
+    redirect: bool
+    revision_id: int | None
+    timestamp: str | None
+    model: str
+    text: str
+    problem: str | None = None
+
+
+class CountingReader:
+    """Wraps a binary file and counts the bytes read (for progress on the compressed input)."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.bytes_read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """Read like the wrapped file, counting bytes."""
+        data = self.raw.read(size)
+        self.bytes_read += len(data)
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """Read into ``buffer`` like the wrapped file, counting bytes."""
+        count = self.raw.readinto(buffer)
+        self.bytes_read += count or 0
+        return count
+
+    def readable(self) -> bool:
+        """Always readable (required by the bz2 and gzip wrappers)."""
+        return True
+
+
+def _local(tag: str) -> str:
+    """Tag name without its XML namespace."""
+    return tag.rpartition("}")[2]
+
+
+def _decompressor(path: Path, raw: CountingReader) -> IO[bytes]:
+    """Pick the decompressor from the file's magic bytes, not its name."""
+    with path.open("rb") as probe:
+        magic = probe.read(3)
+    if magic.startswith(_BZ2_MAGIC):
+        return bz2.BZ2File(raw)  # reads every stream of a multistream file
+    if magic.startswith(_GZIP_MAGIC):
+        return gzip.GzipFile(fileobj=raw)
+    return raw  # type: ignore[return-value]
+
+
+class DumpReader:
+    """Iterates the pages of a dump; knows its site's namespaces once they were read.
+
+    Attributes:
+        namespaces: namespace key -> local name, from ``<siteinfo>``.
+        bytes_read: compressed bytes consumed so far (for progress reporting).
+    """
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise SourceError(f"dump not found: {path}")
+        self.path = path
+        self.namespaces: dict[int, str] = {}
+        self._raw: CountingReader | None = None
+
+    @property
+    def bytes_read(self) -> int:
+        """Compressed bytes read from disk so far."""
+        return self._raw.bytes_read if self._raw else 0
+
+    def hidden_namespace_names(self) -> frozenset[str]:
+        """Lower-cased local names of the Media, File and Category namespaces."""
+        return frozenset(
+            name.lower() for key, name in self.namespaces.items() if key in HIDDEN_NAMESPACE_KEYS
+        )
+
+    def __iter__(self) -> Iterator[Page]:
+        """Yield every page; raise SourceError for a corrupt, truncated or empty dump."""
+        with self.path.open("rb") as handle:
+            self._raw = CountingReader(handle)
+            try:
+                yield from self._parse(_decompressor(self.path, self._raw))
+            except ET.ParseError as error:
+                raise self._xml_error(error) from None
+            except EOFError:
+                raise SourceError(
+                    f"{self.path} is truncated: the compressed stream ends early "
+                    f"(after {self.bytes_read} bytes); download it again"
+                ) from None
+            except (OSError, ValueError) as error:
+                raise SourceError(f"{self.path} is corrupt or not a dump: {error}") from None
+
+    def _xml_error(self, error: ET.ParseError) -> SourceError:
+        line, column = error.position
+        if "no element found" in str(error) and line <= 1:
+            return SourceError(f"{self.path} is empty: no XML in it")
+        return SourceError(f"{self.path}: malformed XML at line {line}, column {column}: {error}")
+
+    def _parse(self, stream: IO[bytes]) -> Iterator[Page]:
+        root = None
+        for event, elem in ET.iterparse(stream, events=("start", "end")):
+            if event == "start":
+                root = elem if root is None else root
+                continue
+            tag = _local(elem.tag)
+            if tag == "page":
+                yield _page(elem)
+                root.clear()  # constant memory: drop the finished page from the tree
+            elif tag == "namespace":
+                self.namespaces[int(elem.get("key", "0"))] = (elem.text or "").strip()
+        if root is None or _local(root.tag) != "mediawiki":
+            raise SourceError(f"{self.path} is not a MediaWiki export (no <mediawiki> root)")
+
+
+def _child_text(elem: ET.Element, name: str) -> str | None:
+    for child in elem:
+        if _local(child.tag) == name:
+            return child.text
+    return None
+
+
+def _child(elem: ET.Element, name: str) -> ET.Element | None:
+    for child in elem:
+        if _local(child.tag) == name:
+            return child
+    return None
+
+
+def _to_int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _page(elem: ET.Element) -> Page:
+    """Build a Page from a ``<page>`` element, flagging what is missing instead of raising."""
+    page_id = _to_int(_child_text(elem, "id"))
+    title = (_child_text(elem, "title") or "").strip()
+    revision = _child(elem, "revision")
+    text = _child_text(revision, "text") if revision is not None else None
+    problem = None
+    if page_id is None:
+        problem = "missing_id"
+    elif not title:
+        problem = "missing_title"
+    elif revision is None or text is None:
+        problem = "missing_text"
+    return Page(
+        id=page_id if page_id is not None else -1,
+        title=title,
+        ns=_to_int(_child_text(elem, "ns")) or 0,
+        redirect=_child(elem, "redirect") is not None,
+        revision_id=_to_int(_child_text(revision, "id")) if revision is not None else None,
+        timestamp=_child_text(revision, "timestamp") if revision is not None else None,
+        model=(_child_text(revision, "model") if revision is not None else None) or "wikitext",
+        text=text or "",
+        problem=problem,
+    )
