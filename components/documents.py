@@ -56,39 +56,69 @@ class Document:
 
 
 class ShardWriter:
-    """Buffers rows and writes numbered Parquet shards of at most ``shard_rows`` rows."""
+    """Streams rows into numbered Parquet shards of at most ``shard_rows`` rows.
 
-    def __init__(self, folder: Path, schema: pa.Schema = SCHEMA, shard_rows: int = 10_000):
+    Rows are flushed as row groups whenever the buffer reaches ``group_rows`` rows or
+    ``group_bytes`` characters of text, so memory stays bounded whatever the shard size.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        schema: pa.Schema = SCHEMA,
+        shard_rows: int = 10_000,
+        group_rows: int = 1024,
+        group_bytes: int = 32 << 20,
+    ) -> None:
         self.folder = folder
         self.schema = schema
         self.shard_rows = shard_rows
+        self.group_rows = group_rows
+        self.group_bytes = group_bytes
         self.rows_written = 0
         self.shards = 0
         self._buffer: list[dict[str, Any]] = []
+        self._buffer_bytes = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._shard_rows_written = 0
         folder.mkdir(parents=True, exist_ok=True)
 
     def write(self, row: dict[str, Any]) -> None:
-        """Add one row, flushing a shard when the buffer is full."""
+        """Add one row; flushes a row group or starts a new shard when one is full."""
         self._buffer.append(row)
-        if len(self._buffer) >= self.shard_rows:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write buffered rows as the next shard (nothing when the buffer is empty)."""
-        if self._buffer:
-            self._write_shard()
+        self._buffer_bytes += len(row.get("text") or "")
+        full_shard = self._shard_rows_written + len(self._buffer) >= self.shard_rows
+        if (
+            full_shard
+            or len(self._buffer) >= self.group_rows
+            or (self._buffer_bytes >= self.group_bytes)
+        ):
+            self._flush_group()
+        if full_shard:
+            self._close_shard()
 
     def close(self) -> None:
         """Flush what is left; an empty corpus still gets one (empty) shard with the schema."""
         if self._buffer or self.shards == 0:
-            self._write_shard()
+            self._flush_group()
+        self._close_shard()
 
-    def _write_shard(self) -> None:
-        table = pa.Table.from_pylist(self._buffer, schema=self.schema)
-        pq.write_table(table, self.folder / f"part-{self.shards:05d}.parquet", compression="zstd")
+    def _flush_group(self) -> None:
+        if self._writer is None:
+            path = self.folder / f"part-{self.shards:05d}.parquet"
+            self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
+            self.shards += 1
+        self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
+        self._shard_rows_written += len(self._buffer)
         self.rows_written += len(self._buffer)
-        self.shards += 1
         self._buffer.clear()
+        self._buffer_bytes = 0
+
+    def _close_shard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._shard_rows_written = 0
 
 
 def shard_paths(folder: Path) -> list[Path]:

@@ -1,0 +1,171 @@
+"""Benchmark: wikilm ingest+clean against WikiExtractor on the same dump, in the same run.
+
+Prints MB of XML per second for each and their ratio, markup leftovers per MB of output,
+and the peak resident memory of each process tree; then the peak memory of ``ingest`` on
+the 1x and the scaled dump (it must stay flat: the reader streams).
+
+    python benchmarks/ingest.py                  # 10 copies of the builtin sample (~60 MB XML)
+    python benchmarks/ingest.py --copies 20 --wikiextractor-processes 1
+
+The dump is the builtin enwiki sample repeated with fresh ids and titles (see scaled_dump.py).
+Both tools run as separate processes, started cold, with all cores available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import scaled_dump  # noqa: E402 - sibling script module
+
+from components.textstats import markup_leftovers  # noqa: E402
+
+PYTHON = sys.executable
+
+
+@dataclass
+class Measured:
+    """Wall time and peak memory of a command's whole process tree."""
+
+    seconds: float
+    peak_rss_mb: float
+
+
+def measure(command: list[str], env: dict | None = None) -> Measured:
+    """Run ``command``, sampling the RSS of it and all its descendants every 20 ms."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        root = psutil.Process(process.pid)
+        while not stop.is_set():
+            try:
+                tree = [root, *root.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            except psutil.Error:
+                pass
+            stop.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = process.communicate()
+    elapsed = time.perf_counter() - started
+    stop.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{err}")
+    return Measured(elapsed, peak / 2**20)
+
+
+def xml_megabytes(dump: Path) -> float:
+    """Uncompressed size of the dump in MB."""
+    total = 0
+    with bz2.open(dump) as handle:
+        while chunk := handle.read(1 << 22):
+            total += len(chunk)
+    return total / 1e6
+
+
+def params_file(work: Path, dump: Path, name: str) -> Path:
+    """A params.yaml for wikilm whose outputs live under ``work/name``."""
+    out = work / name
+    path = work / f"{name}.params.yaml"
+    paths = {key: str(out / key) for key in ("ingest", "clean", "metrics")}
+    path.write_text(json.dumps({"paths": paths, "ingest": {"source": str(dump)}}))
+    return path
+
+
+def run_wikilm(params: Path) -> tuple[Measured, Measured]:
+    """Run the ingest and clean stages as DVC would."""
+    ingest = measure([PYTHON, "-m", "components", "ingest", "--params", str(params)])
+    clean = measure([PYTHON, "-m", "components", "clean", "--params", str(params)])
+    return ingest, clean
+
+
+def run_wikiextractor(dump: Path, out: Path, processes: int) -> Measured:
+    """Run WikiExtractor with JSON output (text only, no template expansion download)."""
+    command = [PYTHON, "-m", "wikiextractor.WikiExtractor", str(dump), "-o", str(out),
+               "--json", "--processes", str(processes), "-q"]
+    return measure(command)
+
+
+def wikilm_output_text(folder: Path) -> list[str]:
+    """Texts of a wikilm stage output."""
+    return [t for p in sorted(folder.glob("part-*.parquet"))
+            for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()]
+
+
+def wikiextractor_output_text(folder: Path) -> list[str]:
+    """Texts of WikiExtractor's JSON-lines output."""
+    return [json.loads(line)["text"] for path in sorted(folder.rglob("wiki_*"))
+            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def leftovers_per_mb(texts: list[str]) -> tuple[float, float]:
+    """Markup leftovers per MB of output, and the output size in MB."""
+    megabytes = sum(len(t.encode("utf-8")) for t in texts) / 1e6
+    return sum(map(markup_leftovers, texts)) / max(megabytes, 1e-9), megabytes
+
+
+def main() -> None:
+    """Build the dumps, run both tools, print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--copies", type=int, default=10, help="sample copies in the dump")
+    parser.add_argument("--wikiextractor-processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--work", type=Path, default=Path(__file__).parent / ".work")
+    args = parser.parse_args()
+
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    dump = scaled_dump.build(work / f"x{args.copies}-pages-articles.xml.bz2", args.copies)
+    small = scaled_dump.build(work / "x1-pages-articles.xml.bz2", 1)
+    mb = xml_megabytes(dump)
+
+    ingest, clean = run_wikilm(params_file(work, dump, "wikilm"))
+    ours_s = ingest.seconds + clean.seconds
+    wx_out = work / "wikiextractor"
+    subprocess.run(["rm", "-rf", str(wx_out)], check=True)
+    wx = run_wikiextractor(dump, wx_out, args.wikiextractor_processes)
+    ours_left, ours_mb = leftovers_per_mb(wikilm_output_text(work / "wikilm" / "ingest"))
+    wx_left, wx_mb = leftovers_per_mb(wikiextractor_output_text(wx_out))
+    small_ingest, _ = run_wikilm(params_file(work, small, "wikilm-x1"))
+
+    print(f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
+          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(f"dump: {dump.name}, {mb:.1f} MB of XML ({args.copies} x the builtin sample)\n")
+    print("| tool | seconds | MB XML/s | leftovers per MB out | output MB | peak RSS MB |")
+    print("|---|---|---|---|---|---|")
+    print(f"| wikilm ingest+clean | {ours_s:.2f} | {mb / ours_s:.2f} | {ours_left:.2f} | "
+          f"{ours_mb:.1f} | {max(ingest.peak_rss_mb, clean.peak_rss_mb):.0f} |")
+    print(f"| ├ ingest | {ingest.seconds:.2f} | {mb / ingest.seconds:.2f} | | | "
+          f"{ingest.peak_rss_mb:.0f} |")
+    print(f"| └ clean | {clean.seconds:.2f} | {mb / clean.seconds:.2f} | | | "
+          f"{clean.peak_rss_mb:.0f} |")
+    print(f"| WikiExtractor ({args.wikiextractor_processes} processes) | {wx.seconds:.2f} | "
+          f"{mb / wx.seconds:.2f} | {wx_left:.2f} | {wx_mb:.1f} | {wx.peak_rss_mb:.0f} |")
+    print(f"\nspeed ratio (WikiExtractor time / wikilm ingest+clean time): "
+          f"{wx.seconds / ours_s:.2f}x")
+    print(f"ingest peak RSS: {small_ingest.peak_rss_mb:.0f} MB on 1x, "
+          f"{ingest.peak_rss_mb:.0f} MB on {args.copies}x "
+          f"(ratio {ingest.peak_rss_mb / small_ingest.peak_rss_mb:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.config import Params, Paths, load_params, parse_params
+from components.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_repository_params_yaml_is_valid_and_explicit():
+    params = load_params(REPO / "params.yaml")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    # Every section of the model is spelled out in params.yaml: it is the one place to look.
+    assert set(raw) == {"paths", "ingest", "clean", "validate", "tokenize"}
+    assert params.clean.min_stop_words == 2
+    assert params.ingest.source == "builtin:enwiki-sample"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"clean": {"min_words": 0}}, "clean.min_words: Input should be greater than 0"),
+        ({"clean": {"bogus": 1}}, "clean.bogus: Extra inputs are not permitted"),
+        ({"bogus": {}}, "bogus: Extra inputs are not permitted"),
+        (
+            {"tokenize": {"vocab_size": "big"}},
+            "tokenize.vocab_size: Input should be a valid integer",
+        ),
+        (
+            {"clean": {"dedup": {"threshold": 1.5}}},
+            "clean.dedup.threshold: Input should be less than 1",
+        ),
+        (
+            {"clean": {"min_words": 10, "max_words": 5}},
+            "clean.min_words: must not exceed max_words",
+        ),
+        (
+            {"clean": {"language": "de", "stop_words": "gopher"}},
+            "clean.stop_words: 'gopher' is an English list",
+        ),
+        ({"clean": {"language": "xx"}}, "clean.language: stopwordsiso has no stop-word list"),
+        ({"ingest": {"checksum": "sha1:abc"}}, "ingest.checksum: a sha1 digest has 40 hex digits"),
+        ({"ingest": {"checksum": "crc:00"}}, "ingest.checksum: String should match pattern"),
+        ({"validate": {"min_chars": 10, "max_chars": 5}}, "validate.min_chars: must not exceed"),
+        ({"tokenize": {"special_tokens": []}}, "tokenize.special_tokens: the first entry"),
+        ({"tokenize": {"special_tokens": ["<a>", "<a>"]}}, "tokenize.special_tokens: entries must"),
+    ],
+    ids=lambda v: None if isinstance(v, dict) else v.split(":")[0],
+)
+def test_each_problem_names_its_key_path(raw, expected):
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw)
+    assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
+
+
+def test_all_problems_are_reported_at_once():
+    raw = {
+        "ingest": {"workers": -1},
+        "clean": {"min_words": 0, "typo": True},
+        "tokenize": {"vocab_size": "x"},
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw)
+    keys = sorted(p.split(":")[0] for p in caught.value.problems)
+    assert keys == ["clean.min_words", "clean.typo", "ingest.workers", "tokenize.vocab_size"]
+    assert caught.value.exit_code == 2
+
+
+def test_params_are_frozen():
+    params = Params()
+    with pytest.raises(ValueError, match="frozen"):
+        params.clean.min_words = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("clean: [unclosed", "not valid YAML"),
+        ("- a list\n- not a mapping\n", "the top level must be a mapping"),
+    ],
+)
+def test_unreadable_files_are_config_errors(tmp_path, content, expected):
+    path = tmp_path / "params.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=expected):
+        load_params(path)
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("")
+    assert load_params(path) == Params()
+
+
+def test_paths_resolve_against_root(tmp_path):
+    paths = Paths.resolve(Params().paths, tmp_path)
+    assert paths.ingest == tmp_path.resolve() / "data" / "ingest"
+    assert paths.validate == tmp_path.resolve() / "reports" / "validate"
+    assert paths.metrics_file("clean") == tmp_path.resolve() / "metrics" / "clean.json"

@@ -1,0 +1,52 @@
+import pyarrow.parquet as pq
+import pytest
+
+from components.documents import (
+    Document,
+    ShardWriter,
+    count_rows,
+    iter_batches,
+    iter_documents,
+    shard_paths,
+    write_documents,
+)
+from components.errors import ArtifactError
+
+
+def _row(i: int, text: str = "x") -> dict:
+    return {"id": i, "title": f"T{i}", "revision_id": i * 10, "timestamp": None, "text": text}
+
+
+@pytest.mark.parametrize(
+    ("rows", "shard_rows", "shards"),
+    [(0, 5, 1), (4, 5, 1), (5, 5, 1), (12, 5, 3), (8, 4, 2)],
+)
+def test_shards_rotate_at_shard_rows_and_keep_order(tmp_path, rows, shard_rows, shards):
+    writer = ShardWriter(tmp_path, shard_rows=shard_rows, group_rows=2)
+    for i in range(rows):
+        writer.write(_row(i))
+    writer.close()
+    assert len(shard_paths(tmp_path)) == shards == writer.shards
+    assert [doc.id for doc in iter_documents(tmp_path)] == list(range(rows))
+    assert count_rows(tmp_path) == rows == writer.rows_written
+
+
+def test_row_groups_are_bounded_by_text_size(tmp_path):
+    writer = ShardWriter(tmp_path, group_rows=1000, group_bytes=100)
+    for i in range(10):
+        writer.write(_row(i, "y" * 60))
+    writer.close()
+    # 60 characters a row and at most 100 a group: groups of two rows.
+    assert pq.ParquetFile(shard_paths(tmp_path)[0]).num_row_groups == 5
+
+
+def test_documents_round_trip_with_metadata(tmp_path):
+    docs = [Document(1, "A", "text a", {"revision_id": 7, "timestamp": "2024-01-01T00:00:00Z"})]
+    assert write_documents(tmp_path, docs) == 1
+    assert list(iter_documents(tmp_path)) == docs
+    assert [len(b) for b in iter_batches(tmp_path, batch_rows=1)] == [1]
+
+
+def test_missing_shards_is_an_actionable_error(tmp_path):
+    with pytest.raises(ArtifactError, match="rerun the stage"):
+        count_rows(tmp_path)
