@@ -136,6 +136,10 @@ class CleanParams(Section):
     max_bullet_lines_fraction: float = Field(0.9, ge=0, le=1)
     max_ellipsis_lines_fraction: float = Field(0.3, ge=0, le=1)
     min_alpha_words_fraction: float = Field(0.8, ge=0, le=1)
+    # FineWeb (Penedo et al. 2024) line rules: they catch list pages that Gopher's rules keep.
+    min_punctuated_lines_fraction: float = Field(0.12, ge=0, le=1)
+    max_short_lines_fraction: float = Field(0.67, ge=0, le=1)
+    short_line_chars: int = Field(30, ge=1)
     repetition: RepetitionParams = RepetitionParams()
     remove_stopwords: bool = False
     dedup: DedupParams = DedupParams()

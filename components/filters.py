@@ -1,8 +1,9 @@
-"""Document quality filters: the Gopher quality and repetition rules.
+"""Document quality filters: the Gopher quality and repetition rules, and FineWeb's line rules.
 
 Each filter is a predicate over a :class:`TextView` returning None (keep) or a stable
 snake_case reason (drop). Rules and default thresholds follow Rae et al. 2021 (Gopher,
-appendix A, table A1); repetition statistics are computed with numpy over word ids.
+appendix A, table A1) and Penedo et al. 2024 (FineWeb: punctuated and short lines);
+repetition statistics are computed with numpy over word ids.
 """
 
 from __future__ import annotations
@@ -20,6 +21,23 @@ from components.textstats import lower_words
 
 BULLETS = ("\u2022", "\u2023", "\u25e6", "\u2043", "-", "*", "\u2013", "\u2014")
 ELLIPSES = ("...", "\u2026")
+# Terminal punctuation of a prose line, in Latin, Greek, Arabic, CJK and Devanagari scripts.
+LINE_END_PUNCTUATION = (
+    ".",
+    "!",
+    "?",
+    '"',
+    "\u201d",
+    "\u2026",
+    ":",
+    ";",
+    "\u3002",
+    "\uff01",
+    "\uff1f",
+    "\u061f",
+    "\u0964",
+    "\u037e",
+)
 # A white-space separated word without any letter (digits, punctuation, symbols only).
 _NON_ALPHA_WORD = re.compile(r"(?<!\S)(?:[^\w\s]|[\d_])+(?!\S)")
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) for n-gram hashing
@@ -191,6 +209,16 @@ def quality_filters(cfg: CleanParams) -> list[Filter]:
         alpha = 1 - len(_NON_ALPHA_WORD.findall(v.text)) / len(v.words)
         return "too_few_alpha_words" if alpha < cfg.min_alpha_words_fraction else None
 
+    def punctuated_lines(v: TextView) -> str | None:
+        ends = sum(line.rstrip().endswith(LINE_END_PUNCTUATION) for line in v.lines)
+        too_few = ends / max(len(v.lines), 1) < cfg.min_punctuated_lines_fraction
+        return "too_few_punctuated_lines" if too_few else None
+
+    def short_lines(v: TextView) -> str | None:
+        short = sum(len(line) <= cfg.short_line_chars for line in v.lines)
+        too_many = short / max(len(v.lines), 1) > cfg.max_short_lines_fraction
+        return "too_many_short_lines" if too_many else None
+
     def stop_word_count(v: TextView) -> str | None:
         distinct = len(stops.intersection(v.lower_words))
         return "too_few_stop_words" if distinct < cfg.min_stop_words else None
@@ -202,6 +230,8 @@ def quality_filters(cfg: CleanParams) -> list[Filter]:
         bullet_lines,
         ellipsis_lines,
         alpha_words,
+        punctuated_lines,
+        short_lines,
         stop_word_count,
     ]
 
