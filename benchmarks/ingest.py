@@ -47,8 +47,9 @@ class Measured:
 def measure(command: list[str], env: dict | None = None) -> Measured:
     """Run ``command``, sampling the RSS of it and all its descendants every 20 ms."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     peak = 0
     stop = threading.Event()
 
@@ -101,21 +102,38 @@ def run_wikilm(params: Path) -> tuple[Measured, Measured]:
 
 def run_wikiextractor(dump: Path, out: Path, processes: int) -> Measured:
     """Run WikiExtractor with JSON output (text only, no template expansion download)."""
-    command = [PYTHON, "-m", "wikiextractor.WikiExtractor", str(dump), "-o", str(out),
-               "--json", "--processes", str(processes), "-q"]
+    command = [
+        PYTHON,
+        "-m",
+        "wikiextractor.WikiExtractor",
+        str(dump),
+        "-o",
+        str(out),
+        "--json",
+        "--processes",
+        str(processes),
+        "-q",
+    ]
     return measure(command)
 
 
 def wikilm_output_text(folder: Path) -> list[str]:
     """Texts of a wikilm stage output."""
-    return [t for p in sorted(folder.glob("part-*.parquet"))
-            for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()]
+    return [
+        t
+        for p in sorted(folder.glob("part-*.parquet"))
+        for t in pq.read_table(p, columns=["text"]).column("text").to_pylist()
+    ]
 
 
 def wikiextractor_output_text(folder: Path) -> list[str]:
     """Texts of WikiExtractor's JSON-lines output."""
-    return [json.loads(line)["text"] for path in sorted(folder.rglob("wiki_*"))
-            for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line)["text"]
+        for path in sorted(folder.rglob("wiki_*"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def leftovers_per_mb(texts: list[str]) -> tuple[float, float]:
@@ -147,24 +165,37 @@ def main() -> None:
     wx_left, wx_mb = leftovers_per_mb(wikiextractor_output_text(wx_out))
     small_ingest, _ = run_wikilm(params_file(work, small, "wikilm-x1"))
 
-    print(f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
-          f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
     print(f"dump: {dump.name}, {mb:.1f} MB of XML ({args.copies} x the builtin sample)\n")
     print("| tool | seconds | MB XML/s | leftovers per MB out | output MB | peak RSS MB |")
     print("|---|---|---|---|---|---|")
-    print(f"| wikilm ingest+clean | {ours_s:.2f} | {mb / ours_s:.2f} | {ours_left:.2f} | "
-          f"{ours_mb:.1f} | {max(ingest.peak_rss_mb, clean.peak_rss_mb):.0f} |")
-    print(f"| ├ ingest | {ingest.seconds:.2f} | {mb / ingest.seconds:.2f} | | | "
-          f"{ingest.peak_rss_mb:.0f} |")
-    print(f"| └ clean | {clean.seconds:.2f} | {mb / clean.seconds:.2f} | | | "
-          f"{clean.peak_rss_mb:.0f} |")
-    print(f"| WikiExtractor ({args.wikiextractor_processes} processes) | {wx.seconds:.2f} | "
-          f"{mb / wx.seconds:.2f} | {wx_left:.2f} | {wx_mb:.1f} | {wx.peak_rss_mb:.0f} |")
-    print(f"\nspeed ratio (WikiExtractor time / wikilm ingest+clean time): "
-          f"{wx.seconds / ours_s:.2f}x")
-    print(f"ingest peak RSS: {small_ingest.peak_rss_mb:.0f} MB on 1x, "
-          f"{ingest.peak_rss_mb:.0f} MB on {args.copies}x "
-          f"(ratio {ingest.peak_rss_mb / small_ingest.peak_rss_mb:.2f})")
+    print(
+        f"| wikilm ingest+clean | {ours_s:.2f} | {mb / ours_s:.2f} | {ours_left:.2f} | "
+        f"{ours_mb:.1f} | {max(ingest.peak_rss_mb, clean.peak_rss_mb):.0f} |"
+    )
+    print(
+        f"| ├ ingest | {ingest.seconds:.2f} | {mb / ingest.seconds:.2f} | | | "
+        f"{ingest.peak_rss_mb:.0f} |"
+    )
+    print(
+        f"| └ clean | {clean.seconds:.2f} | {mb / clean.seconds:.2f} | | | "
+        f"{clean.peak_rss_mb:.0f} |"
+    )
+    print(
+        f"| WikiExtractor ({args.wikiextractor_processes} processes) | {wx.seconds:.2f} | "
+        f"{mb / wx.seconds:.2f} | {wx_left:.2f} | {wx_mb:.1f} | {wx.peak_rss_mb:.0f} |"
+    )
+    print(
+        f"\nspeed ratio (WikiExtractor time / wikilm ingest+clean time): {wx.seconds / ours_s:.2f}x"
+    )
+    print(
+        f"ingest peak RSS: {small_ingest.peak_rss_mb:.0f} MB on 1x, "
+        f"{ingest.peak_rss_mb:.0f} MB on {args.copies}x "
+        f"(ratio {ingest.peak_rss_mb / small_ingest.peak_rss_mb:.2f})"
+    )
 
 
 if __name__ == "__main__":

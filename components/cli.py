@@ -16,7 +16,8 @@ from pathlib import Path
 from components.artifacts import write_json
 from components.config import Paths, load_params
 from components.errors import WikilmError
-from components.stages import STAGE_MODULES, load_stage
+from components.parallel import prestart, worker_count
+from components.stages import PARALLEL_STAGES, STAGE_MODULES, load_stage
 
 log = logging.getLogger("components")
 
@@ -61,6 +62,9 @@ def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, root or params_file.resolve().parent)
     started = time.perf_counter()
+    if stage in PARALLEL_STAGES and worker_count(getattr(params, stage).workers) > 1:
+        # The worker server imports the stage module while this process does the same.
+        prestart(STAGE_MODULES[stage])
     result = load_stage(stage).run(params, paths)
     metrics = result.model_dump(mode="json")
     write_json(paths.metrics_file(stage), metrics)

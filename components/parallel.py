@@ -28,6 +28,25 @@ def worker_count(requested: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _context(module: str) -> multiprocessing.context.BaseContext:
+    """The forkserver context, preloading ``module`` in the server.
+
+    Workers fork from a clean single-threaded server (safe whatever threads this process
+    runs) that imported the worker module once, so each worker starts without re-importing.
+    """
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([module])
+    return context
+
+
+def prestart(module: str) -> None:
+    """Start the fork server now, so its import of ``module`` overlaps with the caller's."""
+    from multiprocessing import forkserver
+
+    _context(module)
+    forkserver.ensure_running()
+
+
 def ordered_map(
     fn: Callable[[T], R], items: Iterable[T], workers: int, window_per_worker: int = 3
 ) -> Iterator[R]:
@@ -39,10 +58,7 @@ def ordered_map(
     if workers <= 1:
         yield from map(fn, items)
         return
-    # forkserver: workers fork from a clean single-threaded server (safe whatever threads this
-    # process runs) that imported fn's module once, so each worker starts without re-importing.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([getattr(fn, "func", fn).__module__])
+    context = _context(getattr(fn, "func", fn).__module__)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         pending: deque[Future[R]] = deque()
         for item in items:

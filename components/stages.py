@@ -16,6 +16,9 @@ STAGE_MODULES: dict[str, str] = {
     "tokenize": "components.tokenization",
 }
 
+# Stages that fan out to worker processes (components.parallel).
+PARALLEL_STAGES = frozenset({"ingest", "clean"})
+
 
 def load_stage(name: str) -> ModuleType:
     """Import the module of stage ``name``.
