@@ -233,9 +233,10 @@ def _render_inline(text: str) -> str:
 
 def _tidy(text: str) -> str:
     """Normalise spaces and blank lines; drop headings of sections left empty."""
-    text = _SPACES.sub(" ", text)
+    # Parentheses emptied by removed templates go first, so the spaces around them collapse.
     text = _EMPTY_PARENS.sub("", text)
     text = _OPEN_PAREN_PUNCT.sub("(", text)
+    text = _SPACES.sub(" ", text)
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
     lines = [line.strip() for line in text.split("\n")]
     return "\n\n".join(_drop_empty_sections([line for line in lines if line]))
