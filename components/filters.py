@@ -155,14 +155,19 @@ def duplicate_stats(items: list[str]) -> tuple[float, float]:
 
 
 def top_ngram_char_fraction(view: TextView, n: int) -> float:
-    """Fraction of word characters inside the most frequent n-gram (counted if it repeats)."""
+    """Fraction of word characters inside the most frequent n-gram (counted if it repeats).
+
+    When several n-grams are equally frequent, the longest counts: the strictest reading of
+    Gopher's rule, and independent of hash order.
+    """
     level = view.ngram_levels[n]
     if level.counts.size == 0 or level.counts.max() < 2:
         return 0.0
-    best = int(np.argmax(level.counts))
-    start = int(level.starts[level.first[best]])
-    ngram_chars = int(view.word_lengths[start : start + n].sum())
-    return ngram_chars * int(level.counts[best]) / max(int(view.word_lengths.sum()), 1)
+    most = np.flatnonzero(level.counts == level.counts.max())
+    starts = level.starts[level.first[most]]
+    edges = np.concatenate(([0], np.cumsum(view.word_lengths)))
+    longest = int((edges[starts + n] - edges[starts]).max())
+    return longest * int(level.counts.max()) / max(int(edges[-1]), 1)
 
 
 def duplicate_ngram_char_fraction(view: TextView, n: int) -> float:
