@@ -1,9 +1,9 @@
-"""Stage ``validate``: a Great Expectations suite over per-document statistics.
+"""Stage ``validate``: Great Expectations suites over per-document statistics.
 
 Both corpora (``ingest`` and ``clean``) are reduced, streaming, to one small row of statistics
-per document; GX Core validates those tables against suites built from ``params.yaml``.
-The report (Data Docs HTML and a deterministic ``results.json``) is always written; any unmet
-expectation then fails the stage, so nothing downstream runs on bad data.
+per document; GX Core validates those tables against suites built from ``params.yaml``. The
+report (Data Docs HTML, a deterministic ``results.json`` and ``meta.json``) is always written;
+any unmet expectation then fails the stage, so nothing downstream runs on bad data.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,18 @@ log = logging.getLogger(__name__)
 
 DOCS_SITE = "data_docs"
 RESULTS_FILE = "results.json"
+STATS_COLUMNS = [
+    "id",
+    "title",
+    "n_chars",
+    "n_words",
+    "stop_word_ratio",
+    "markup_leftovers",
+    "text_hash",
+]
+# Result keys worth keeping: the outcome, never GX's run ids or timestamps (results.json is a
+# DVC dependency of tokenize, so it must be byte-identical for identical data).
+_OBSERVED_KEYS = ("observed_value", "unexpected_count", "partial_unexpected_index_list")
 
 
 class SuiteSummary(BaseModel):
@@ -38,11 +49,12 @@ class SuiteSummary(BaseModel):
 
     success: bool
     expectations: int
-    failed: list[str]
+    passed: int
+    failed: int
 
 
 class ValidateResult(BaseModel):
-    """What ``validate`` found: written to ``metrics/validate.json``."""
+    """What ``validate`` found; written to ``metrics/validate.json``."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -51,17 +63,9 @@ class ValidateResult(BaseModel):
     documents_ingest: int
     documents_clean: int
     duplicate_rate: float
-    markup_leftovers: int
+    markup_leftovers_total: int
     mean_stop_word_ratio: float
     data_docs: str
-
-
-@dataclass(frozen=True)
-class Check:
-    """One expectation and how to describe it to a person."""
-
-    description: str
-    expectation: Any  # a great_expectations Expectation (imported lazily: GX is slow)
 
 
 def document_stats(doc: Document, stops: frozenset[str]) -> dict[str, Any]:
@@ -79,155 +83,171 @@ def document_stats(doc: Document, stops: frozenset[str]) -> dict[str, Any]:
 
 
 def corpus_stats(folder: Path, stops: frozenset[str]) -> pd.DataFrame:
-    """Statistics of every document of a stage output (texts are streamed, not kept)."""
-    rows = [document_stats(doc, stops) for batch in iter_batches(folder) for doc in batch]
-    return pd.DataFrame(rows, columns=list(document_stats(Document(0, "", ""), stops)))
-
-
-def ingest_checks() -> list[Check]:
-    """Expectations on the ingested corpus."""
-    import great_expectations.expectations as gxe
-
-    return [
-        Check("id present", gxe.ExpectColumnValuesToNotBeNull(column="id")),
-        Check("id unique", gxe.ExpectColumnValuesToBeUnique(column="id")),
-        Check("title present", gxe.ExpectColumnValuesToNotBeNull(column="title")),
-        Check("title unique", gxe.ExpectColumnValuesToBeUnique(column="title")),
-        Check("text not empty", gxe.ExpectColumnValuesToBeBetween(column="n_chars", min_value=1)),
+    """Statistics of every document of a stage output; texts are streamed, never kept."""
+    frames = [
+        pd.DataFrame([document_stats(doc, stops) for doc in batch], columns=STATS_COLUMNS)
+        for batch in iter_batches(folder)
     ]
+    if not frames:
+        return pd.DataFrame(columns=STATS_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
 
 
-def clean_checks(cfg: ValidateParams, documents_in: int) -> list[Check]:
+def ingest_expectations() -> list[Any]:
+    """Expectations on the ingested corpus: ids and titles present and unique, text not empty."""
+    return [*_identity_expectations(), _between("n_chars", 1, None, "n_chars at least 1")]
+
+
+def clean_expectations(cfg: ValidateParams, documents_in: int) -> list[Any]:
     """Expectations on the cleaned corpus, with bounds from ``params.yaml``."""
     import great_expectations.expectations as gxe
 
     chars = f"n_chars between {cfg.min_chars} and {cfg.max_chars}"
     ratio = f"stop_word_ratio between {cfg.min_stop_word_ratio} and {cfg.max_stop_word_ratio}"
     return [
-        *ingest_checks()[:4],
-        Check(
-            chars,
-            gxe.ExpectColumnValuesToBeBetween(
-                column="n_chars", min_value=cfg.min_chars, max_value=cfg.max_chars
-            ),
+        *_identity_expectations(),
+        _between("n_chars", cfg.min_chars, cfg.max_chars, chars),
+        _between("stop_word_ratio", cfg.min_stop_word_ratio, cfg.max_stop_word_ratio, ratio),
+        _between("markup_leftovers", 0, 0, "markup_leftovers max 0"),
+        gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
+            column="text_hash",
+            # Rounded so that 1 - 0.1 compares equal to 9 unique of 10.
+            min_value=round(1 - cfg.max_duplicate_rate, 9),
+            description=f"duplicate rate of text_hash at most {cfg.max_duplicate_rate}",
         ),
-        Check(
-            ratio,
-            gxe.ExpectColumnValuesToBeBetween(
-                column="stop_word_ratio",
-                min_value=cfg.min_stop_word_ratio,
-                max_value=cfg.max_stop_word_ratio,
-            ),
-        ),
-        Check(
-            "markup_leftovers = 0",
-            gxe.ExpectColumnValuesToBeBetween(column="markup_leftovers", min_value=0, max_value=0),
-        ),
-        Check(
-            f"duplicate rate <= {cfg.max_duplicate_rate}",
-            gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
-                column="text_hash", min_value=1 - cfg.max_duplicate_rate
-            ),
-        ),
-        Check(
-            f"1 <= documents out <= documents in ({documents_in})",
-            gxe.ExpectTableRowCountToBeBetween(min_value=1, max_value=documents_in),
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=1,
+            max_value=documents_in,
+            description=f"documents out between 1 and documents in ({documents_in})",
         ),
     ]
+
+
+def _identity_expectations() -> list[Any]:
+    import great_expectations.expectations as gxe
+
+    return [
+        expectation(column=column, description=f"{column} {what}")
+        for column in ("id", "title")
+        for expectation, what in (
+            (gxe.ExpectColumnValuesToNotBeNull, "present"),
+            (gxe.ExpectColumnValuesToBeUnique, "unique"),
+        )
+    ]
+
+
+def _between(column: str, low: float | None, high: float | None, description: str) -> Any:
+    import great_expectations.expectations as gxe
+
+    return gxe.ExpectColumnValuesToBeBetween(
+        column=column, min_value=low, max_value=high, description=description
+    )
 
 
 def run_suites(
-    tables: dict[str, tuple[pd.DataFrame, list[Check]]], docs_dir: Path
-) -> dict[str, list[dict[str, Any]]]:
-    """Validate each table against its checks with GX; build Data Docs into ``docs_dir``.
+    suites: dict[str, tuple[pd.DataFrame, list[Any]]], docs_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Validate each table against its expectations; build Data Docs into ``docs_dir``.
 
-    Returns, per suite, one deterministic record per expectation (no run ids or times).
+    Returns, per suite, its success and one run-independent record per expectation.
     """
+    context = _gx_context(docs_dir)
+    import great_expectations as gx
+
+    source = context.data_sources.add_pandas("document_stats")
+    results = {}
+    for name, (frame, expectations) in suites.items():
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
+        # Each table is its own batch, so one checkpoint cannot run both; the validation
+        # results land in the context's store and one docs build below renders them all.
+        outcome = definition.run(
+            batch_parameters={"dataframe": frame},
+            result_format={"result_format": "SUMMARY", "unexpected_index_column_names": ["id"]},
+        )
+        records = [_record(r) for r in outcome.results]
+        results[name] = {"success": bool(outcome.success), "expectations": records}
+    context.build_data_docs(site_names=[DOCS_SITE])
+    return results
+
+
+def _gx_context(docs_dir: Path) -> Any:
+    """An in-memory GX context whose only Data Docs site is ``docs_dir`` (no analytics)."""
+    # GX reads the variable at import time; setdefault keeps a user's explicit choice.
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-    context.add_data_docs_site(
-        site_name=DOCS_SITE,
-        site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {
-                "class_name": "TupleFilesystemStoreBackend",
-                "base_directory": str(docs_dir),
-            },
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs_dir),
         },
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        data_docs_sites={DOCS_SITE: site},
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
     )
-    source = context.data_sources.add_pandas("document_stats")
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _record(outcome: Any) -> dict[str, Any]:
+    """A JSON-ready summary of one expectation's outcome (no run ids, no timestamps)."""
+    data = outcome.to_json_dict()  # numpy scalars become plain JSON numbers
+    config, observed = data["expectation_config"], data["result"]
+    kwargs = {k: v for k, v in config["kwargs"].items() if k not in ("batch_id", "column")}
     return {
-        name: _run_suite(context, source, name, frame, checks)
-        for name, (frame, checks) in tables.items()
+        "type": config["type"],
+        "column": config["kwargs"].get("column"),
+        "description": config.get("description"),
+        "kwargs": kwargs,
+        "success": bool(data["success"]),
+        **{k: observed[k] for k in _OBSERVED_KEYS if k in observed},
     }
 
 
-def _run_suite(
-    context: Any, source: Any, name: str, frame: pd.DataFrame, checks: list[Check]
-) -> list[dict[str, Any]]:
-    import great_expectations as gx
-
-    batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
-    suite = context.suites.add(gx.ExpectationSuite(name=name))
-    for check in checks:
-        suite.add_expectation(check.expectation)
-    definition = context.validation_definitions.add(
-        gx.ValidationDefinition(name=name, data=batch, suite=suite)
-    )
-    checkpoint = context.checkpoints.add(
-        gx.Checkpoint(
-            name=name,
-            validation_definitions=[definition],
-            actions=[gx.checkpoint.UpdateDataDocsAction(name="docs", site_names=[DOCS_SITE])],
-            result_format={"result_format": "SUMMARY"},
-        )
-    )
-    (result,) = checkpoint.run(batch_parameters={"dataframe": frame}).run_results.values()
-    return [_record(check, outcome) for check, outcome in zip(checks, result.results, strict=True)]
-
-
-def _record(check: Check, outcome: Any) -> dict[str, Any]:
-    """A JSON-ready, run-independent summary of one expectation's outcome."""
-    observed = {
-        k: outcome.result[k] for k in ("observed_value", "unexpected_count") if k in outcome.result
-    }
-    return {
-        "description": check.description,
-        "expectation": outcome.expectation_config.type,
-        "kwargs": {k: v for k, v in outcome.expectation_config.kwargs.items() if k != "batch_id"},
-        "success": bool(outcome.success),
-        **observed,
-    }
-
-
-def failure_message(results: dict[str, list[dict[str, Any]]], report: Path) -> str:
-    """One line naming every unmet expectation and where the report is."""
-    failed = [
-        f"{suite}: {r['description']} ({_observed(r)})"
-        for suite, records in results.items()
-        for r in records
-        if not r["success"]
-    ]
-    total = sum(len(records) for records in results.values())
-    return f"{len(failed)} of {total} expectations failed: {'; '.join(failed)}; see {report}"
+def failure_message(results: dict[str, dict[str, Any]], report: str) -> str:
+    """One line naming every unmet expectation, per suite, and where the report is."""
+    parts = []
+    for name, suite in results.items():
+        records = suite["expectations"]
+        failed = [f"{r['description']} ({_observed(r)})" for r in records if not r["success"]]
+        if failed:
+            parts.append(
+                f"{len(failed)} of {len(records)} expectations failed in suite {name!r}: "
+                + "; ".join(failed)
+            )
+    return " | ".join(parts) + f" - see {report}"
 
 
 def _observed(record: dict[str, Any]) -> str:
-    if "unexpected_count" in record:
-        return f"{record['unexpected_count']} documents"
-    return f"observed {record.get('observed_value')}"
+    if "unexpected_count" not in record:
+        return f"observed {record.get('observed_value')}"
+    count = record["unexpected_count"]
+    # Examples let the user find the documents; a duplicated id is listed once.
+    ids = list(dict.fromkeys(row["id"] for row in record.get("partial_unexpected_index_list", [])))
+    examples = f", e.g. id {', '.join(map(str, ids[:3]))}" if ids else ""
+    return f"{count} document{'' if count == 1 else 's'}{examples}"
 
 
 def run(params: Params, paths: Paths) -> ValidateResult:
     """Validate ``paths.ingest`` and ``paths.clean``; write the report to ``paths.validate``.
 
     Raises:
-        ArtifactError: an input corpus is missing.
+        ArtifactError: an input corpus is missing or was written by another stage.
         ValidationFailed: an expectation is unmet (the report is written first).
     """
     read_meta(paths.ingest, "ingest")
@@ -235,50 +255,64 @@ def run(params: Params, paths: Paths) -> ValidateResult:
     started = time.perf_counter()
     stops = stop_words(params.clean.language, params.clean.stop_words)
     ingest, clean = corpus_stats(paths.ingest, stops), corpus_stats(paths.clean, stops)
-    tables = {
-        "ingest": (ingest, ingest_checks()),
-        "clean": (clean, clean_checks(params.validate_, len(ingest))),
+    suites = {
+        "ingest": (ingest, ingest_expectations()),
+        "clean": (clean, clean_expectations(params.validate_, len(ingest))),
     }
     with atomic_dir(paths.validate) as out:
-        results = run_suites(tables, out / DOCS_SITE)
+        results = run_suites(suites, out / DOCS_SITE)
         write_json(out / RESULTS_FILE, results)
-        inputs = {"ingest": dir_digest(paths.ingest), "clean": dir_digest(paths.clean)}
-        write_json(
-            out / "meta.json",
-            build_meta(
-                "validate", params.validate_.model_dump(), inputs, language=params.clean.language
-            ),
-        )
-    result = _result(results, ingest, clean)
+        write_json(out / "meta.json", _meta(params, paths))
+    result = summarise(results, ingest, clean)
     log.info(
-        "validate: %s in %.1f s",
+        "validate: %s (%d ingest, %d clean documents) in %.1f s",
         "passed" if result.success else "FAILED",
+        len(ingest),
+        len(clean),
         time.perf_counter() - started,
     )
     if not result.success:
-        raise ValidationFailed(failure_message(results, paths.validate / DOCS_SITE / "index.html"))
+        raise ValidationFailed(failure_message(results, _shown(paths, result.data_docs)))
     return result
 
 
-def _result(
-    results: dict[str, list[dict[str, Any]]], ingest: pd.DataFrame, clean: pd.DataFrame
+def _meta(params: Params, paths: Paths) -> dict[str, Any]:
+    clean = params.clean
+    return build_meta(
+        "validate",
+        params={
+            "validate": params.validate_.model_dump(mode="json"),
+            "clean": {"language": clean.language, "stop_words": clean.stop_words},
+        },
+        inputs={"ingest": dir_digest(paths.ingest), "clean": dir_digest(paths.clean)},
+    )
+
+
+def _shown(paths: Paths, data_docs: str) -> str:
+    """The Data Docs index as the user sees it: relative to the repository root if inside it."""
+    index = paths.validate / data_docs
+    return str(index.relative_to(paths.root)) if index.is_relative_to(paths.root) else str(index)
+
+
+def summarise(
+    results: dict[str, dict[str, Any]], ingest: pd.DataFrame, clean: pd.DataFrame
 ) -> ValidateResult:
-    suites = {
-        name: SuiteSummary(
-            success=all(r["success"] for r in records),
-            expectations=len(records),
-            failed=[r["description"] for r in records if not r["success"]],
+    """The stage's metrics from the suite results and the statistics tables."""
+    suites = {}
+    for name, suite in results.items():
+        passed = sum(r["success"] for r in suite["expectations"])
+        total = len(suite["expectations"])
+        suites[name] = SuiteSummary(
+            success=suite["success"], expectations=total, passed=passed, failed=total - passed
         )
-        for name, records in results.items()
-    }
-    duplicates = 1 - clean["text_hash"].nunique() / len(clean) if len(clean) else 0.0
+    n_clean = len(clean)
     return ValidateResult(
         success=all(s.success for s in suites.values()),
         suites=suites,
         documents_ingest=len(ingest),
-        documents_clean=len(clean),
-        duplicate_rate=round(duplicates, 6),
-        markup_leftovers=int(clean["markup_leftovers"].sum()),
-        mean_stop_word_ratio=round(float(clean["stop_word_ratio"].mean() or 0.0), 6),
+        documents_clean=n_clean,
+        duplicate_rate=round(1 - clean["text_hash"].nunique() / n_clean, 6) if n_clean else 0.0,
+        markup_leftovers_total=int(clean["markup_leftovers"].sum()),
+        mean_stop_word_ratio=round(float(clean["stop_word_ratio"].mean()), 6) if n_clean else 0.0,
         data_docs=f"{DOCS_SITE}/index.html",
     )
