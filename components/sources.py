@@ -78,7 +78,7 @@ def resolve(
     elif urlparse(source).scheme in ("http", "https"):
         path = download(source, downloads, checksum, timeout)
     else:
-        path = (root / source).expanduser()
+        path = root / Path(source).expanduser()  # expand ~ before joining it to root
         if not path.is_file():
             raise SourceError(f"ingest.source: file not found: {path}")
     if checksum:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,7 @@ class DumpReader:
                     f"{self.path} is truncated: the compressed stream ends early "
                     f"(after {self.bytes_read} bytes); download it again"
                 ) from None
-            except (OSError, ValueError) as error:
+            except (OSError, ValueError, zlib.error) as error:  # zlib: corrupt gzip
                 raise SourceError(f"{self.path} is corrupt or not a dump: {error}") from None
 
     def _xml_error(self, error: ET.ParseError) -> SourceError:

@@ -1,3 +1,5 @@
+import bz2
+import hashlib
 import json
 import subprocess
 import sys
@@ -5,61 +7,106 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
+from components import ingest
 from components.errors import SourceError
-from components.ingest import run
-from components.textstats import markup_leftovers
+from components.textstats import MARKUP_TOKENS
+from components.wikitext import to_text
+from components.wikixml import DumpReader
 from tests.conftest import make_params
-from tests.dumps import WikiPage, article, sample_pages, write_dump
+from tests.dumps import WikiPage, article, dump_xml, sample_pages, write_dump
+
+COLUMNS = ["id", "title", "revision_id", "timestamp", "text"]
+SAMPLE_OUTCOMES = {"kept": 3, "redirect": 1, "not_article": 1, "disambiguation": 1}
+NAMESPACES = {"-2": "Media", "0": "", "6": "File", "10": "Template", "14": "Category"}
 
 
-def _ingest(workspace, dump, **ingest):
-    return run(make_params(ingest={"source": str(dump), "workers": 1, **ingest}), workspace)
+def _ingest(workspace, dump, **options):
+    return ingest.run(make_params(ingest={"source": str(dump), "workers": 1, **options}), workspace)
+
+
+def _shards(workspace):
+    return sorted(workspace.ingest.glob("part-*.parquet"))
 
 
 def _rows(workspace):
-    return pq.read_table(sorted(workspace.ingest.glob("part-*.parquet"))[0]).to_pylist()
+    return [row for path in _shards(workspace) for row in pq.read_table(path).to_pylist()]
 
 
-def test_outcomes_rows_and_meta(workspace, tiny_dump):
+def _by_title(workspace):
+    return {row["title"]: row for row in _rows(workspace)}
+
+
+def _snapshot(folder):
+    """Every file under ``folder`` with its bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def test_outcomes_of_the_tiny_dump(workspace, tiny_dump):
     result = _ingest(workspace, tiny_dump)
-    assert result.outcomes == {"kept": 3, "redirect": 1, "not_article": 1, "disambiguation": 1}
-    assert result.documents == 3
-    rows = _rows(workspace)
-    assert [r["title"] for r in rows] == ["Alpha", "Beta", "Epsilon"]
-    assert set(rows[0]) == {"id", "title", "revision_id", "timestamp", "text"}
-    assert rows[0]["text"].startswith("Alpha is a town in the northern region")
-    assert "1 km" in rows[0]["text"]  # {{convert}} keeps its prose
-    assert all(markup_leftovers(r["text"]) == 0 for r in rows)
+    assert result.outcomes == SAMPLE_OUTCOMES
+    assert (result.pages, result.documents, result.shards) == (6, 3, 1)
+    assert result.dump == tiny_dump.name
+    assert result.dump_sha1 == hashlib.sha1(tiny_dump.read_bytes()).hexdigest()
+    assert result.dump_bytes == tiny_dump.stat().st_size
+    assert result.text_chars == sum(len(row["text"]) for row in _rows(workspace))
+
+
+def test_parquet_rows_hold_the_rendered_text(workspace, tiny_dump):
+    _ingest(workspace, tiny_dump)
+    table = pq.read_table(_shards(workspace)[0])
+    assert table.column_names == COLUMNS
+    rows = table.to_pylist()
+    assert [(r["id"], r["title"]) for r in rows] == [(1, "Alpha"), (2, "Beta"), (6, "Epsilon")]
+    assert rows[0]["revision_id"] == 1000
+    assert rows[0]["timestamp"] == "2024-01-01T00:00:00Z"
+    assert rows[0]["text"] == to_text(sample_pages()[0].text)
+
+
+def test_rendered_text_has_no_markup(workspace, tiny_dump):
+    _ingest(workspace, tiny_dump)
+    text = _by_title(workspace)["Alpha"]["text"]
+    assert text.startswith("Alpha is a town in the northern region of the country.")
+    assert "lies 1 km from the capital" in text  # {{convert}} keeps its prose
+    for debris in (*MARKUP_TOKENS, "Census", "Category", "The market", "'''"):
+        assert debris not in text
+
+
+def test_meta_json_records_the_run(workspace, tiny_dump):
+    _ingest(workspace, tiny_dump)
     meta = json.loads((workspace.ingest / "meta.json").read_text())
     assert meta["stage"] == "ingest"
-    assert meta["outcomes"]["kept"] == 3
-    assert meta["inputs"]["dump_sha1"] == result.dump_sha1
-    assert meta["namespaces"]["14"] == "Category"
+    assert meta["format_version"] == 1
+    assert meta["dump"] == tiny_dump.name
+    assert meta["inputs"] == {"dump_sha1": hashlib.sha1(tiny_dump.read_bytes()).hexdigest()}
+    assert meta["outcomes"] == SAMPLE_OUTCOMES
+    assert meta["namespaces"] == NAMESPACES
+    assert meta["params"]["source"] == str(tiny_dump)
+    assert meta["params"]["workers"] == 1
 
 
-def test_disambiguation_and_headings_follow_params(workspace, tiny_dump):
-    result = _ingest(workspace, tiny_dump, keep_disambiguation=True, keep_headings=False)
+def test_output_folder_holds_only_shards_and_meta(workspace, tiny_dump):
+    _ingest(workspace, tiny_dump)
+    assert sorted(p.name for p in workspace.ingest.iterdir()) == ["meta.json", "part-00000.parquet"]
+    assert sorted(p.name for p in workspace.ingest.parent.iterdir()) == ["ingest"]
+
+
+def test_keep_disambiguation_keeps_it(workspace, tiny_dump):
+    result = _ingest(workspace, tiny_dump, keep_disambiguation=True)
     assert result.outcomes["kept"] == 4
-    assert all("History" not in r["text"].split("\n") for r in _rows(workspace))
+    assert "disambiguation" not in result.outcomes
+    assert _by_title(workspace)["Delta (disambiguation)"]["text"].startswith("Delta may refer to")
 
 
-def test_parallel_output_equals_serial_output(workspace, tmp_path):
-    dump = write_dump(tmp_path / "many.xml.bz2", [article(i, f"Town {i}") for i in range(1, 200)])
-    _ingest(workspace, dump, workers=1)
-    serial = _rows(workspace)
-    _ingest(workspace, dump, workers=2)
-    assert _rows(workspace) == serial
-    assert len(serial) == 199
+@pytest.mark.parametrize("keep_headings", [True, False])
+def test_keep_headings(workspace, tiny_dump, keep_headings):
+    _ingest(workspace, tiny_dump, keep_headings=keep_headings)
+    paragraphs = _by_title(workspace)["Alpha"]["text"].split("\n\n")
+    assert ("History" in paragraphs) is keep_headings
+    assert ("Geography" in paragraphs) is keep_headings
+    assert any(p.startswith("The first settlement") for p in paragraphs)
 
 
-def test_malformed_page_is_counted_and_the_stage_goes_on(workspace, tmp_path):
-    dump = write_dump(tmp_path / "d.xml.bz2", [*sample_pages(), WikiPage(9, "Broken", None)])
-    result = _ingest(workspace, dump)
-    assert result.outcomes["missing_text"] == 1
-    assert result.documents == 3
-
-
-def test_localised_namespaces_are_removed(workspace, tmp_path):
+def test_localised_namespaces_of_the_dump_are_hidden(workspace, tmp_path):
     text = (
         "Die Stadt liegt am Fluss. [[Datei:Bild.jpg|mini|Ein Bild]] Sie ist alt.\n[[Kategorie:Ort]]"
     )
@@ -69,65 +116,167 @@ def test_localised_namespaces_are_removed(workspace, tmp_path):
     assert _rows(workspace)[0]["text"] == "Die Stadt liegt am Fluss. Sie ist alt."
 
 
-def test_dump_without_articles_fails(workspace, tmp_path):
-    dump = write_dump(tmp_path / "d.xml.bz2", [WikiPage(1, "R", "#REDIRECT [[X]]", redirect="X")])
-    with pytest.raises(SourceError, match="no articles in this dump"):
+def test_two_workers_write_the_same_rows_as_one(workspace, tmp_path):
+    pages = [article(i, f"Town {i}") for i in range(1, 151)]  # three batches of pages
+    pages.insert(70, WikiPage(999, "Redirect", "#REDIRECT [[Town 1]]", redirect="Town 1"))
+    dump = write_dump(tmp_path / "many.xml.bz2", pages)
+    serial = _ingest(workspace, dump, workers=1, shard_docs=40)
+    serial_rows = _rows(workspace)
+    parallel = _ingest(workspace, dump, workers=2, shard_docs=40)
+    assert _rows(workspace) == serial_rows
+    assert [r["id"] for r in serial_rows] == list(range(1, 151))
+    assert (
+        (parallel.outcomes, parallel.shards)
+        == (serial.outcomes, serial.shards)
+        == (
+            {"kept": 150, "redirect": 1},
+            4,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    ("page", "outcome"),
+    [
+        (WikiPage(9, "Broken", None), "missing_text"),
+        (WikiPage(9, "Stub", "{{stub}}\n[[Category:Stubs]]"), "empty_text"),
+        (WikiPage(9, "Style.css", "body {}", model="css"), "not_wikitext"),
+    ],
+    ids=["missing-text", "empty-text", "not-wikitext"],
+)
+def test_odd_page_is_counted_and_the_stage_goes_on(workspace, tmp_path, page, outcome):
+    dump = write_dump(tmp_path / "d.xml.bz2", [*sample_pages()[:3], page, *sample_pages()[3:]])
+    result = _ingest(workspace, dump)
+    assert result.outcomes == {**SAMPLE_OUTCOMES, outcome: 1}
+    assert [r["title"] for r in _rows(workspace)] == ["Alpha", "Beta", "Epsilon"]
+
+
+def test_page_without_id_is_counted(workspace, tmp_path):
+    xml = dump_xml([*sample_pages(), WikiPage(9, "No id", "Text.")]).replace("<id>9</id>", "")
+    dump = tmp_path / "noid.xml"
+    dump.write_text(xml)
+    assert _ingest(workspace, dump).outcomes == {**SAMPLE_OUTCOMES, "missing_id": 1}
+
+
+def test_page_that_fails_to_render_is_counted(workspace, tiny_dump, monkeypatch):
+    def flaky(wikitext, options):
+        if wikitext.startswith("'''Beta'''"):
+            raise RecursionError("too deep")
+        return to_text(wikitext, options)
+
+    monkeypatch.setattr(ingest, "to_text", flaky)
+    result = _ingest(workspace, tiny_dump)
+    assert result.outcomes == {**SAMPLE_OUTCOMES, "kept": 2, "render_error": 1}
+    assert [r["title"] for r in _rows(workspace)] == ["Alpha", "Epsilon"]
+
+
+def test_dump_without_articles_fails_and_writes_nothing(workspace, tmp_path):
+    pages = [sample_pages()[2], sample_pages()[3], sample_pages()[4]]
+    dump = write_dump(tmp_path / "d.xml.bz2", pages)
+    with pytest.raises(SourceError, match=r"no articles in this dump \(") as caught:
         _ingest(workspace, dump)
-    assert not workspace.ingest.exists()
+    assert str(dump) in str(caught.value)
+    assert list(workspace.ingest.parent.iterdir()) == []
 
 
-def _damage(path, kind):
+def _bad_dump(tmp_path, kind):
+    """A dump of 199 articles, made into a bad input of ``kind``.
+
+    It is multistream, so that a truncated copy fails only after more than one batch of
+    pages was read (and sent to the workers): the error strikes mid-stage.
+    """
+    pages = [article(i, f"T{i}") for i in range(1, 200)]
+    path = write_dump(tmp_path / "bad.xml.bz2", pages, "multistream")
     raw = path.read_bytes()
-    if kind == "truncated":
-        path.write_bytes(raw[: len(raw) // 2])
+    if kind == "missing":
+        path.unlink()
+    elif kind == "truncated":
+        path.write_bytes(raw[:-100])
     elif kind == "corrupt":
-        path.write_bytes(raw[:50] + b"\xff" * 100 + raw[150:])
+        path.write_bytes(b"BZh9" + bytes(range(7, 250)) * 8)
+    elif kind == "malformed":
+        xml = bz2.decompress(raw).replace(b"</title>", b"</titel>", 3)
+        path.write_bytes(bz2.compress(xml))
     elif kind == "empty":
         path.write_bytes(b"")
-    elif kind == "missing":
-        path.unlink()
+    return path
 
 
-@pytest.mark.parametrize("kind", ["truncated", "corrupt", "empty", "missing"])
-def test_bad_input_keeps_the_previous_output(workspace, tmp_path, tiny_dump, kind):
+def _pages_before_error(path):
+    pages = iter(DumpReader(path))
+    count = 0
+    while True:
+        try:
+            next(pages)
+        except SourceError:
+            return count
+        count += 1
+
+
+def test_truncated_dump_fails_after_a_full_batch(tmp_path):
+    # So that the truncated case below fails while workers hold pages and shards are open.
+    assert _pages_before_error(_bad_dump(tmp_path, "truncated")) > ingest._BATCH_PAGES
+
+
+@pytest.mark.parametrize(
+    ("kind", "workers"),
+    [
+        ("missing", 1),
+        ("truncated", 1),
+        ("truncated", 2),
+        ("corrupt", 1),
+        ("malformed", 1),
+        ("empty", 1),
+    ],
+    ids=["missing", "truncated", "truncated-2-workers", "corrupt", "malformed", "empty"],
+)
+def test_bad_input_keeps_the_previous_output(workspace, tmp_path, tiny_dump, kind, workers):
     _ingest(workspace, tiny_dump)
-    before = {p.name: p.read_bytes() for p in workspace.ingest.iterdir()}
-    bad = write_dump(tmp_path / "bad.xml.bz2", [article(i, f"T{i}") for i in range(1, 60)])
-    _damage(bad, kind)
+    before = _snapshot(workspace.ingest)
+    bad = _bad_dump(tmp_path, kind)
     with pytest.raises(SourceError) as caught:
-        _ingest(workspace, bad)
+        _ingest(workspace, bad, workers=workers)
     assert str(bad) in str(caught.value)
-    assert {p.name: p.read_bytes() for p in workspace.ingest.iterdir()} == before
+    assert _snapshot(workspace.ingest) == before
     assert sorted(p.name for p in workspace.ingest.parent.iterdir()) == ["ingest"]
 
 
-def _cli(params_file):
+def _cli(tmp_path, params_yaml):
+    params = tmp_path / "params.yaml"
+    params.write_text(params_yaml)
     return subprocess.run(
-        [sys.executable, "-m", "components", "ingest", "--params", str(params_file)],
+        [sys.executable, "-m", "components", "ingest", "--params", str(params)],
         capture_output=True,
         text=True,
         check=False,
+        timeout=60,
     )
 
 
-def test_cli_reports_every_bad_param_at_once_with_exit_2(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "ingest:\n  workers: -1\n  shard_docs: many\n  surprise: 1\n"
-        "clean:\n  min_words: 100\n  max_words: 10\n"
+def test_cli_reports_every_bad_param_at_once(tmp_path):
+    done = _cli(
+        tmp_path,
+        "ingest:\n"
+        "  surprise: 1\n"  # unknown key
+        "  shard_docs: many\n"  # wrong type
+        "  workers: -1\n"  # out of range
+        "clean:\n"
+        "  min_words: 100\n"  # cross-field: more than max_words
+        "  max_words: 10\n",
     )
-    done = _cli(params)
     assert done.returncode == 2
-    for key in ("ingest.workers", "ingest.shard_docs", "ingest.surprise", "clean.min_words"):
-        assert key in done.stderr
-    assert not (tmp_path / "data").exists()
+    assert done.stderr.startswith("error: ingest: invalid configuration in ")
+    assert "(4 problems)" in done.stderr
+    for key in ("ingest.surprise", "ingest.shard_docs", "ingest.workers", "clean.min_words"):
+        assert f"  {key}: " in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-def test_cli_missing_dump_is_one_line_exit_1(tmp_path):
-    params = tmp_path / "params.yaml"
-    params.write_text("ingest:\n  source: nowhere.xml.bz2\n")
-    done = _cli(params)
+def test_cli_missing_dump_is_one_line_with_exit_1(tmp_path):
+    done = _cli(tmp_path, "ingest:\n  source: nowhere.xml.bz2\n  workers: 1\n")
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [
-        f"error: ingest: ingest.source: file not found: {tmp_path}/nowhere.xml.bz2"
-    ]
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: ingest: ")
+    assert str(tmp_path / "nowhere.xml.bz2") in lines[0]
+    assert not (tmp_path / "metrics").exists()

@@ -1,28 +1,90 @@
 import bz2
+import gzip
 
 import pytest
 
 from components.errors import SourceError
-from components.wikixml import DumpReader
-from tests.dumps import WikiPage, sample_pages, write_dump
+from components.wikixml import DumpReader, Page
+from tests.dumps import WikiPage, dump_xml, sample_pages, write_dump
+
+GERMAN = {"media": "Medium", "file": "Datei", "category": "Kategorie"}
 
 
-@pytest.mark.parametrize("compression", ["none", "bz2", "multistream", "gzip"])
-def test_every_compression_reads_the_same_pages(tmp_path, compression):
-    path = write_dump(tmp_path / f"d-{compression}.xml", sample_pages(), compression)
-    pages = list(DumpReader(path))
+def _read(path) -> list[Page]:
+    return list(DumpReader(path))
+
+
+def _xml_with(tmp_path, pages, old, new, name="edited.xml"):
+    """A plain dump of ``pages`` with the first ``old`` replaced by ``new``."""
+    xml = dump_xml(pages)
+    assert old in xml
+    path = tmp_path / name
+    path.write_text(xml.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def test_plain_dump_pages(tmp_path):
+    pages = _read(write_dump(tmp_path / "d.xml", sample_pages(), "none"))
     assert [p.id for p in pages] == [1, 2, 3, 4, 5, 6]
-    assert pages[0].title == "Alpha"
-    assert pages[0].revision_id == 1000
-    assert pages[0].timestamp == "2024-01-01T00:00:00Z"
-    assert pages[2].redirect is True
-    assert pages[3].ns == 1
-    assert all(p.problem is None for p in pages)
+    assert pages[0] == Page(
+        id=1,
+        title="Alpha",
+        ns=0,
+        redirect=False,
+        revision_id=1000,
+        timestamp="2024-01-01T00:00:00Z",
+        model="wikitext",
+        text=sample_pages()[0].text,
+    )
+    assert (pages[2].redirect, pages[3].ns) == (True, 1)
+
+
+def test_text_is_unescaped_exactly(tmp_path):
+    text = "A & B < C > D \"q\" 'a' \u00e9\u6f22\n\n  indented"
+    pages = _read(write_dump(tmp_path / "d.xml.bz2", [WikiPage(1, "T & U", text)]))
+    assert (pages[0].title, pages[0].text) == ("T & U", text)
+
+
+@pytest.mark.parametrize("compression", ["bz2", "multistream", "gzip"])
+def test_compressed_dumps_give_identical_pages(tmp_path, compression):
+    plain = DumpReader(write_dump(tmp_path / "d.xml", sample_pages(), "none"))
+    packed = DumpReader(write_dump(tmp_path / f"d.{compression}", sample_pages(), compression))
+    pages = list(packed)
+    assert len(pages) == 6
+    assert pages == list(plain)
+    assert packed.namespaces == plain.namespaces != {}
+
+
+def test_multistream_fixture_has_several_streams(tmp_path):
+    path = write_dump(tmp_path / "d.xml.bz2", sample_pages(), "multistream")
+    first = bz2.BZ2Decompressor()
+    first.decompress(path.read_bytes())
+    assert first.eof
+    assert first.unused_data.startswith(b"BZh")  # another stream follows the first
+
+
+def test_format_is_detected_from_content_not_name(tmp_path):
+    path = tmp_path / "really-gzip.xml.bz2"
+    path.write_bytes(gzip.compress(dump_xml(sample_pages()).encode()))
+    assert [p.title for p in _read(path)][:2] == ["Alpha", "Beta"]
+
+
+def test_bytes_read_reaches_the_file_size(tmp_path):
+    reader = DumpReader(write_dump(tmp_path / "d.xml.bz2", sample_pages()))
+    assert reader.bytes_read == 0
+    list(reader)
+    assert reader.bytes_read == reader.path.stat().st_size
 
 
 def test_namespaces_come_from_siteinfo(tmp_path):
-    names = {"media": "Medium", "file": "Datei", "category": "Kategorie"}
-    path = write_dump(tmp_path / "de.xml.bz2", sample_pages(), lang="de", names=names)
+    reader = DumpReader(write_dump(tmp_path / "d.xml.bz2", sample_pages()))
+    list(reader)
+    assert reader.namespaces == {-2: "Media", 0: "", 6: "File", 10: "Template", 14: "Category"}
+    assert reader.hidden_namespace_names() == {"media", "file", "category"}
+
+
+def test_localised_hidden_namespace_names(tmp_path):
+    path = write_dump(tmp_path / "de.xml.bz2", sample_pages(), lang="de", names=GERMAN)
     reader = DumpReader(path)
     list(reader)
     assert reader.namespaces[6] == "Datei"
@@ -30,60 +92,111 @@ def test_namespaces_come_from_siteinfo(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("page", "problem"),
+    ("old", "new", "problem"),
     [
-        (WikiPage(7, "No text", None), "missing_text"),
-        (WikiPage(8, "", "Text"), "missing_title"),
+        ('      <text bytes="11" xml:space="preserve">Broken page</text>\n', "", "missing_text"),
+        ("    <id>7</id>\n", "", "missing_id"),
+        ("    <id>7</id>\n", "    <id>seven</id>\n", "missing_id"),
+        ("<title>Broken</title>", "<title> </title>", "missing_title"),
     ],
+    ids=["missing-text", "missing-id", "non-numeric-id", "blank-title"],
 )
-def test_malformed_pages_are_flagged_not_raised(tmp_path, page, problem):
-    path = write_dump(tmp_path / "d.xml", [*sample_pages()[:1], page, *sample_pages()[1:2]], "none")
-    pages = list(DumpReader(path))
-    assert [p.problem for p in pages] == [None, problem, None]
+def test_malformed_page_is_flagged_and_reading_goes_on(tmp_path, old, new, problem):
+    pages = [sample_pages()[0], WikiPage(7, "Broken", "Broken page"), sample_pages()[1]]
+    read = _read(_xml_with(tmp_path, pages, old, new))
+    assert [p.problem for p in read] == [None, problem, None]
+    assert [p.title for p in read][::2] == ["Alpha", "Beta"]
 
 
-def test_missing_id_is_flagged(tmp_path):
-    xml = write_dump(tmp_path / "d.xml", [WikiPage(9, "T", "x")], "none").read_text()
-    path = tmp_path / "noid.xml"
-    path.write_text(xml.replace("<id>9</id>", ""))
-    assert [p.problem for p in DumpReader(path)] == ["missing_id"]
+def test_page_without_text_keeps_its_other_fields(tmp_path):
+    page = _read(write_dump(tmp_path / "d.xml", [WikiPage(7, "No text", None)], "none"))[0]
+    assert (page.id, page.title, page.text, page.problem) == (7, "No text", "", "missing_text")
 
 
-def _bad_dump(tmp_path, kind):
-    good = bz2.compress(write_dump(tmp_path / "g.xml", sample_pages() * 20, "none").read_bytes())
-    path = tmp_path / f"{kind}.xml.bz2"
-    if kind == "truncated":
-        path.write_bytes(good[: len(good) // 2])
-    elif kind == "corrupt":
-        path.write_bytes(good[:100] + b"\x00" * 200 + good[300:])
-    elif kind == "malformed":
-        text = (tmp_path / "g.xml").read_text().replace("</title>", "</titel>", 1)
-        path.write_bytes(bz2.compress(text.encode()))
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "not-mediawiki":
-        path.write_bytes(bz2.compress(b"<html><body>Not a dump</body></html>"))
+def _good_bz2() -> bytes:
+    return bz2.compress(dump_xml(sample_pages() * 30).encode())
+
+
+def _truncated_bz2(tmp_path):
+    path = tmp_path / "truncated.xml.bz2"
+    path.write_bytes(_good_bz2()[:-200])
+    return path
+
+
+def _corrupt_bz2(tmp_path):
+    path = tmp_path / "corrupt.xml.bz2"
+    path.write_bytes(b"BZh9" + bytes(range(7, 250)) * 8)
+    return path
+
+
+def _truncated_gzip(tmp_path):
+    path = tmp_path / "truncated.xml.gz"
+    path.write_bytes(gzip.compress(dump_xml(sample_pages() * 30).encode())[:-100])
+    return path
+
+
+def _corrupt_gzip(tmp_path):
+    path = tmp_path / "corrupt.xml.gz"
+    good = gzip.compress(dump_xml(sample_pages() * 30).encode())
+    path.write_bytes(good[:20] + b"\xff" * 200 + good[220:])
+    return path
+
+
+def _empty(tmp_path):
+    path = tmp_path / "empty.xml.bz2"
+    path.write_bytes(b"")
+    return path
+
+
+def _not_mediawiki(tmp_path):
+    path = tmp_path / "page.xml"
+    path.write_text("<html><body><p>Not a dump</p></body></html>")
     return path
 
 
 @pytest.mark.parametrize(
-    ("kind", "message"),
+    ("make", "message"),
     [
-        ("truncated", "is truncated"),
-        ("corrupt", "is corrupt"),
-        ("malformed", r"malformed XML at line \d+, column \d+"),
-        ("empty", "is empty"),
-        ("not-mediawiki", "not a MediaWiki export"),
+        (_truncated_bz2, "is truncated: the compressed stream ends early"),
+        (_corrupt_bz2, "is corrupt or not a dump"),
+        (_truncated_gzip, "is truncated"),
+        (_corrupt_gzip, "is corrupt or not a dump"),
+        (_empty, "is empty"),
+        (_not_mediawiki, r"is not a MediaWiki export \(no <mediawiki> root\)"),
+    ],
+    ids=[
+        "truncated-bz2",
+        "corrupt-bz2",
+        "truncated-gzip",
+        "corrupt-gzip",
+        "empty",
+        "not-mediawiki",
     ],
 )
-def test_bad_dumps_raise_one_line_naming_the_file(tmp_path, kind, message):
-    path = _bad_dump(tmp_path, kind)
+def test_bad_dump_raises_one_line_naming_the_file(tmp_path, make, message):
+    path = make(tmp_path)
     with pytest.raises(SourceError, match=message) as caught:
-        list(DumpReader(path))
-    assert str(path) in str(caught.value)
+        _read(path)
+    assert str(caught.value).startswith(str(path))
     assert "\n" not in str(caught.value)
 
 
-def test_missing_file(tmp_path):
-    with pytest.raises(SourceError, match="dump not found"):
-        DumpReader(tmp_path / "nope.xml.bz2")
+@pytest.mark.parametrize("compression", ["none", "bz2"])
+def test_malformed_xml_names_line_and_column(tmp_path, compression):
+    xml = dump_xml(sample_pages()).replace("<title>Beta</title>", "<title>Beta</titel>")
+    line = xml.splitlines().index("    <title>Beta</titel>") + 1
+    path = tmp_path / f"bad.{compression}"
+    data = xml.encode()
+    path.write_bytes(bz2.compress(data) if compression == "bz2" else data)
+    with pytest.raises(SourceError, match=rf"malformed XML at line {line}, column \d+") as caught:
+        _read(path)
+    assert str(caught.value).startswith(str(path))
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    path = tmp_path / "nope.xml.bz2"
+    with pytest.raises(SourceError, match="dump not found") as caught:
+        DumpReader(path)
+    assert str(path) in str(caught.value)
+    assert "\n" not in str(caught.value)
