@@ -13,7 +13,7 @@ import re
 import time
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 
 from datasketch import LeanMinHash
@@ -54,13 +54,18 @@ class CleanResult(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """One document after normalisation and filtering (computed in a worker)."""
+    """One document after normalisation and filtering (computed in a worker).
+
+    ``document`` holds the normalised text (what ``rejected/`` keeps for audit); ``output``,
+    when set, is what ``clean/`` gets if the document is kept (its stop words removed).
+    """
 
     document: Document
     words: int
     reason: str | None
     text_hash: str
     signature: LeanMinHash | None
+    output: Document | None = None
 
 
 def normalize(text: str) -> str:
@@ -74,7 +79,8 @@ def normalize(text: str) -> str:
 def remove_stop_words(text: str, stops: frozenset[str]) -> str:
     """Token-level stop-word removal (for classical NLP uses, not for LM training)."""
     kept = _WORD.sub(lambda m: "" if m.group().lower() in stops else m.group(), text)
-    return "\n\n".join(_SPACES.sub(" ", p).strip() for p in kept.split("\n\n"))
+    paragraphs = (_SPACES.sub(" ", p).strip() for p in kept.split("\n\n"))
+    return "\n\n".join(p for p in paragraphs if _HAS_WORD.search(p))
 
 
 def assess_batch(documents: list[Document], cfg: CleanParams) -> list[Assessment]:
@@ -84,12 +90,13 @@ def assess_batch(documents: list[Document], cfg: CleanParams) -> list[Assessment
     for doc in documents:
         view = TextView(normalize(doc.text))
         reason = first_failure(view, filters)
-        text = view.text
+        cleaned = Document(doc.id, doc.title, view.text, doc.metadata)
+        output = None
         if reason is None and cfg.remove_stopwords:
-            text = remove_stop_words(text, removable_stop_words(cfg.language))
-        cleaned = Document(doc.id, doc.title, text, doc.metadata)
+            text = remove_stop_words(view.text, removable_stop_words(cfg.language))
+            output = replace(cleaned, text=text)
         digest = hash_words(view.lower_words)
-        results.append(Assessment(cleaned, len(view.words), reason, digest, None))
+        results.append(Assessment(cleaned, len(view.words), reason, digest, None, output))
         views.append(view)
     return _with_signatures(results, views, cfg) if cfg.dedup.near else results
 
@@ -101,8 +108,7 @@ def _with_signatures(
     kept = [i for i, a in enumerate(results) if a.reason is None]
     sigs = signatures([views[i].lower_words for i in kept], cfg.dedup)
     for index, signature in zip(kept, sigs, strict=True):
-        a = results[index]
-        results[index] = Assessment(a.document, a.words, None, a.text_hash, signature)
+        results[index] = replace(results[index], signature=signature)
     return results
 
 
@@ -129,7 +135,7 @@ def run(params: Params, paths: Paths) -> CleanResult:
                 if reason:
                     rejected.write({**a.document.to_row(), "reason": reason})
                 else:
-                    kept.write(a.document.to_row())
+                    kept.write((a.output or a.document).to_row())
             bar.update(len(assessments))
         kept.close()
         rejected.close()

@@ -197,7 +197,8 @@ def quality_filters(cfg: CleanParams) -> list[Filter]:
         return None if ok else "mean_word_length_out_of_range"
 
     def symbol_ratio(v: TextView) -> str | None:
-        symbols = v.text.count("#") + sum(v.text.count(e) for e in ELLIPSES)
+        # Gopher: over the limit "for either the hash symbol or the ellipsis", each on its own.
+        symbols = max(v.text.count("#"), sum(v.text.count(e) for e in ELLIPSES))
         return "too_many_symbols" if symbols / len(v.words) > cfg.max_symbol_word_ratio else None
 
     def bullet_lines(v: TextView) -> str | None:

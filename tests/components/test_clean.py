@@ -1,140 +1,244 @@
+"""Stage ``clean``: normalisation, filters, dedup, outputs, metadata and metrics."""
+
 import json
+import random
+import string
+from itertools import islice
 
 import pyarrow.parquet as pq
 import pytest
 
-from components.artifacts import build_meta, write_json
-from components.clean import normalize, remove_stop_words, run
+from components.artifacts import build_meta, dir_digest, write_json
+from components.clean import CleanResult, normalize, remove_stop_words, run
 from components.cli import run_stage
-from components.documents import Document, iter_documents, write_documents
+from components.documents import Document, iter_documents, shard_paths, write_documents
 from components.errors import ArtifactError
-from components.stopwords import removable_stop_words
+from components.stopwords import GOPHER_STOP_WORDS, removable_stop_words
+from components.textstats import lower_words
 from tests.conftest import make_params
 
-TOWN = (
-    "{name} is a town on the bank of the river, with a market that has been held every week "
-    "since the middle ages. It was founded by farmers who came to the valley with their "
-    "families and built the first houses of stone.\n\n"
-    "In the nineteenth century a railway reached {name}, and the town grew quickly along the "
-    "river, with new streets, factories, a school and a hospital that serve the villages "
-    "around it. Today about {n} people live there."
-)
 GERMAN = (
-    "Die Stadt {name} liegt am Ufer des Flusses und hat einen Markt, der seit dem Mittelalter "
-    "jede Woche abgehalten wird. Sie wurde von Bauern gegründet, die mit ihren Familien in das "
-    "Tal kamen und die ersten Häuser aus Stein bauten. Im neunzehnten Jahrhundert erreichte "
-    "eine Eisenbahn die Stadt, und sie wuchs schnell entlang des Flusses mit neuen Straßen."
+    "Die Stadt liegt am Ufer des Flusses und hat einen Markt, der seit dem Mittelalter jede "
+    "Woche abgehalten wird. Sie wurde von Bauern gegründet, die mit ihren Familien in das Tal "
+    "kamen und die ersten Häuser aus Stein bauten. Im neunzehnten Jahrhundert erreichte eine "
+    "Eisenbahn die Stadt, und sie wuchs schnell entlang des Flusses mit neuen Straßen."
 )
 
 
-def _ingested(workspace, docs):
-    write_documents(workspace.ingest, docs)
-    write_json(workspace.ingest / "meta.json", build_meta("ingest", {}, {}))
+def _vocab(count, seed):
+    """Distinct made-up words (none a Gopher stop word): articles built from them share none."""
+    rng = random.Random(seed)
+    words: dict[str, None] = {}
+    while len(words) < count:
+        word = "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(4, 8)))
+        if word not in GOPHER_STOP_WORDS:
+            words[word] = None
+    return list(words)
 
 
-def _towns(n, start=0):
-    return [
-        Document(i, f"Town {i}", TOWN.format(name=f"Town{i}", n=i * 1000))
-        for i in range(start, start + n)
-    ]
+def _article(seed, lines=6):
+    """Paragraphs ``The w w w w w and w w w w w.`` that pass every default quality rule."""
+    words = iter(_vocab(lines * 10, seed))
+    return "\n\n".join(
+        f"The {' '.join(islice(words, 5))} and {' '.join(islice(words, 5))}." for _ in range(lines)
+    )
 
 
-def _clean(workspace, **clean):
-    return run(make_params(clean={"workers": 1, **clean}), workspace)
+def _near_copy(text):
+    """``text`` with one word in its middle paragraph replaced."""
+    paragraphs = text.split("\n\n")
+    middle = paragraphs[len(paragraphs) // 2].split(" ")
+    middle[3] = "changed"
+    paragraphs[len(paragraphs) // 2] = " ".join(middle)
+    return "\n\n".join(paragraphs)
 
 
-def test_kept_rejected_and_counts_add_up(workspace):
-    docs = [
-        *_towns(4),
-        Document(10, "Stub", "Too short to keep."),
-        Document(11, "Copy", _towns(1)[0].text.upper()),
-    ]
-    _ingested(workspace, docs)
+def _ingested(paths, docs):
+    write_documents(paths.ingest, docs)
+    write_json(paths.ingest / "meta.json", build_meta("ingest", {}, {}))
+
+
+def _clean(paths, **clean):
+    return run(make_params(clean={"workers": 1, **clean}), paths)
+
+
+def _rows(folder):
+    """Every row of the Parquet shards in ``folder``, in order."""
+    return [row for path in shard_paths(folder) for row in pq.read_table(path).to_pylist()]
+
+
+def _words(text):
+    return len(normalize(text).split())
+
+
+MIXED = [
+    Document(1, "Alpha", _article(1), {"revision_id": 11, "timestamp": "2024-01-01T00:00:00Z"}),
+    Document(2, "Beta", _article(2, lines=10)),
+    Document(3, "Stub", "Too short to keep."),
+    Document(4, "Alpha again", "  " + _article(1).upper().replace(".", "!") + "\n"),
+    Document(5, "Beta edited", _near_copy(_article(2, lines=10))),
+    Document(6, "Years", _article(6) + "\n\n" + " ".join(str(1900 + i) for i in range(30))),
+    Document(7, "Gamma", "\t" + _article(7).replace(" and ", "  and\u00a0")),
+]
+EXPECTED_REASONS = {
+    3: "too_few_words",
+    4: "exact_duplicate",
+    5: "near_duplicate",
+    6: "too_few_alpha_words",
+}
+
+
+def test_kept_and_rejected_documents(workspace):
+    _ingested(workspace, MIXED)
+    _clean(workspace)
+    kept = list(iter_documents(workspace.clean))
+    assert [d.id for d in kept] == [1, 2, 7]  # the first copies are the ones kept
+    originals = {d.id: d for d in MIXED}
+    assert [d.text for d in kept] == [normalize(originals[d.id].text) for d in kept]
+    assert [d.title for d in kept] == ["Alpha", "Beta", "Gamma"]
+    assert kept[0].metadata == {"revision_id": 11, "timestamp": "2024-01-01T00:00:00Z"}
+    rejected = _rows(workspace.clean / "rejected")
+    assert {r["id"]: r["reason"] for r in rejected} == EXPECTED_REASONS
+    assert all(r["text"] == normalize(originals[r["id"]].text) for r in rejected)
+
+
+def test_result_counts_documents_and_words_by_reason(workspace):
+    _ingested(workspace, MIXED)
     result = _clean(workspace)
-    assert [d.id for d in iter_documents(workspace.clean)] == [0, 1, 2, 3]
-    rejected = pq.read_table(workspace.clean / "rejected").to_pylist()
-    assert {(r["id"], r["reason"]) for r in rejected} == {
-        (10, "too_few_words"),
-        (11, "exact_duplicate"),
-    }
-    assert result.rejected == {"exact_duplicate": 1, "too_few_words": 1}
-    assert result.documents_in == 6
-    assert result.documents_out == 4
+    words = {d.id: _words(d.text) for d in MIXED}
+    assert result.documents_in == len(MIXED)
+    assert result.documents_out == 3
+    assert result.rejected == {reason: 1 for reason in EXPECTED_REASONS.values()}
+    assert result.rejected_words == {reason: words[i] for i, reason in EXPECTED_REASONS.items()}
+    assert result.words_out == words[1] + words[2] + words[7]
+    assert result.words_in == sum(words.values())
     assert result.words_in == result.words_out + sum(result.rejected_words.values())
+    assert result.documents_in == result.documents_out + sum(result.rejected.values())
+
+
+def test_meta_records_stage_params_and_input_digest(workspace):
+    _ingested(workspace, MIXED)
+    params = make_params(clean={"workers": 1, "min_words": 40})
+    result = run(params, workspace)
     meta = json.loads((workspace.clean / "meta.json").read_text())
     assert meta["stage"] == "clean"
-    assert meta["params"]["min_words"] == 50
-    assert "ingest" in meta["inputs"]
-
-
-def test_near_duplicate_keeps_the_first_copy(workspace):
-    first = _towns(1)[0]
-    near = Document(5, "Town 0 again", first.text.replace("every week", "each week"))
-    _ingested(workspace, [first, *_towns(2, start=1), near])
-    result = _clean(workspace)
-    assert result.rejected == {"near_duplicate": 1}
-    assert 0 in {d.id for d in iter_documents(workspace.clean)}
+    assert meta["format_version"] == 1
+    assert meta["params"] == json.loads(json.dumps(params.clean.model_dump(mode="json")))
+    assert meta["params"]["min_words"] == 40
+    assert meta["inputs"] == {"ingest": dir_digest(workspace.ingest)}
+    assert meta["documents_out"] == result.documents_out
+    assert meta["rejected"] == result.rejected
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("e\u0301t\u00e9", "\u00e9t\u00e9"),
-        ("a  b\tc\u00a0d", "a b c d"),
-        ("Line one.\n***\n\nLine two.", "Line one.\n\nLine two."),
+        ("e\u0301te\u0301", "\u00e9t\u00e9"),
+        ("a  b\tc\u00a0d   e", "a b c d e"),
+        ("Line one.\n***\n\u2014 \u2014\n\nLine two.", "Line one.\n\nLine two."),
         ("  padded  \n\n\n\nnext", "padded\n\nnext"),
+        ("first\r\nsecond", "first\n\nsecond"),
+        ("Born in\n1990\n!!!", "Born in\n\n1990"),
     ],
-    ids=["nfc", "spaces", "symbol-line", "blank-lines"],
+    ids=["nfc", "spaces", "symbol-only-lines", "blank-lines", "crlf", "digits-are-words"],
 )
 def test_normalize(text, expected):
     assert normalize(text) == expected
+    assert normalize(expected) == expected
 
 
-def test_stop_word_removal_is_off_by_default_and_applies_to_kept_text(workspace):
-    _ingested(workspace, _towns(3))
-    _clean(workspace)
-    assert " the " in next(iter_documents(workspace.clean)).text
-    _clean(workspace, remove_stopwords=True)
-    text = next(iter_documents(workspace.clean)).text
-    assert " the " not in text
-    assert "river" in text
-
-
-def test_remove_stop_words_keeps_paragraphs():
+def test_remove_stop_words_keeps_paragraphs_that_still_have_words():
     stops = removable_stop_words("en")
-    assert remove_stop_words("The river and the town.\n\nIt is medieval.", stops) == (
-        "river town.\n\nmedieval."
-    )
+    text = "The river and the town.\n\nIt is.\n\nIt is medieval."
+    assert remove_stop_words(text, stops) == "river town.\n\nmedieval."
+
+
+def test_stop_words_are_kept_by_default(workspace):
+    _ingested(workspace, MIXED)
+    _clean(workspace)
+    assert make_params().clean.remove_stopwords is False
+    first = next(iter_documents(workspace.clean))
+    assert {"the", "and"} <= set(lower_words(first.text))
+
+
+def test_stop_word_removal_applies_to_kept_text_only(workspace):
+    _ingested(workspace, MIXED)
+    _clean(workspace, remove_stopwords=True)
+    stops = removable_stop_words("en")
+    originals = {d.id: d.text for d in MIXED}
+    kept = list(iter_documents(workspace.clean))
+    assert [d.id for d in kept] == [1, 2, 7]
+    for doc in kept:
+        assert doc.text == remove_stop_words(normalize(originals[doc.id]), stops)
+        assert not stops.intersection(lower_words(doc.text))
+    rejected = {r["id"]: r["text"] for r in _rows(workspace.clean / "rejected")}
+    assert set(rejected) == set(EXPECTED_REASONS)
+    for doc_id, text in rejected.items():  # duplicates included: audited as they were
+        assert text == normalize(originals[doc_id])
 
 
 def test_german_corpus_uses_stopwordsiso(workspace):
-    docs = [Document(i, f"Stadt {i}", GERMAN.format(name=f"Ort{i}")) for i in range(3)]
-    stripped = remove_stop_words(docs[0].text, removable_stop_words("de"))
-    _ingested(workspace, [*docs, Document(9, "Ohne", stripped)])
-    result = _clean(workspace, language="de", min_words=10, dedup={"near": False})
-    assert result.documents_out == 3
-    assert result.rejected == {"too_few_stop_words": 1}
+    stripped = remove_stop_words(GERMAN, removable_stop_words("de"))
+    assert {"und", "die"}.isdisjoint(lower_words(stripped))
+    _ingested(workspace, [Document(1, "Stadt", GERMAN), Document(2, "Ohne", stripped)])
+    german = _clean(workspace, language="de", min_words=10)
+    assert (german.documents_out, german.rejected) == (1, {"too_few_stop_words": 1})
+    assert [d.id for d in iter_documents(workspace.clean)] == [1]
+    english = _clean(workspace, min_words=10)  # Gopher's English list: no German passes
+    assert (english.documents_out, english.rejected) == (0, {"too_few_stop_words": 2})
 
 
-def test_parallel_output_equals_serial_output(workspace):
-    _ingested(workspace, _towns(300))
-    _clean(workspace, workers=1)
-    serial = list(iter_documents(workspace.clean))
-    _clean(workspace, workers=2)
-    assert list(iter_documents(workspace.clean)) == serial
+def test_two_workers_give_the_same_output_as_one(workspace):
+    docs = [Document(i, f"Doc {i}", _article(100 + i, lines=5)) for i in range(300)]
+    # Duplicates of documents in an earlier batch of 128, and a few rejects, spread out.
+    docs[250] = Document(250, "Copy", docs[3].text.lower())
+    docs[10] = Document(10, "Long", _article(110, lines=10))
+    docs[200] = Document(200, "Near", _near_copy(docs[10].text))
+    docs[140] = Document(140, "Stub", "Short.")
+    _ingested(workspace, docs)
+    serial = _clean(workspace, workers=1)
+    serial_kept, serial_rejected = _rows(workspace.clean), _rows(workspace.clean / "rejected")
+    parallel = _clean(workspace, workers=2)
+    assert _rows(workspace.clean) == serial_kept
+    assert _rows(workspace.clean / "rejected") == serial_rejected
+    assert parallel.model_dump(exclude={"seconds"}) == serial.model_dump(exclude={"seconds"})
+    assert {r["id"]: r["reason"] for r in serial_rejected} == {
+        250: "exact_duplicate",
+        200: "near_duplicate",
+        140: "too_few_words",
+    }
 
 
-def test_missing_ingest_output(workspace):
+def test_missing_ingest_output_is_an_artifact_error(workspace):
     with pytest.raises(ArtifactError, match="dvc repro ingest"):
         _clean(workspace)
+    assert not workspace.clean.exists()
 
 
-def test_run_stage_writes_metrics(tmp_path):
-    (tmp_path / "params.yaml").write_text("clean:\n  workers: 1\n")
-    workspace_ingest = tmp_path / "data" / "ingest"
-    write_documents(workspace_ingest, _towns(2))
-    write_json(workspace_ingest / "meta.json", build_meta("ingest", {}, {}))
+def test_run_stage_writes_metrics_where_params_say(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text(
+        "paths:\n"
+        "  ingest: corpus/ingest\n"
+        "  clean: corpus/clean\n"
+        "  metrics: reports/metrics\n"
+        "clean:\n"
+        "  workers: 1\n"
+    )
+    ingest = tmp_path / "corpus" / "ingest"
+    write_documents(ingest, MIXED)
+    write_json(ingest / "meta.json", build_meta("ingest", {}, {}))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # paths are relative to params.yaml, not the cwd
     metrics = run_stage("clean", tmp_path / "params.yaml")
-    written = json.loads((tmp_path / "metrics" / "clean.json").read_text())
+    written = json.loads((tmp_path / "reports" / "metrics" / "clean.json").read_text())
     assert written == metrics
-    assert written["documents_out"] == 2
+    result = CleanResult.model_validate(written)
+    assert (result.documents_in, result.documents_out) == (len(MIXED), 3)
+    assert result.rejected == {reason: 1 for reason in EXPECTED_REASONS.values()}
+    assert [d.id for d in iter_documents(tmp_path / "corpus" / "clean")] == [1, 2, 7]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "corpus",
+        "elsewhere",
+        "params.yaml",
+        "reports",
+    ]

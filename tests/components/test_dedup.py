@@ -1,64 +1,142 @@
+"""Shingle hashing and the exact / near-duplicate detector."""
+
+import json
+import os
 import random
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from components.config import DedupParams
 from components.dedup import Deduplicator, shingle_hashes, signatures
 from components.textstats import lower_words, text_hash
 
-WORDS = [f"w{i}" for i in range(500)]
+ROOT = Path(__file__).resolve().parents[2]
+VOCABULARY = [f"w{i}" for i in range(500)]
 
 
 def _text(seed, n=300):
     rng = random.Random(seed)
-    return " ".join(rng.choice(WORDS) for _ in range(n))
+    return " ".join(rng.choice(VOCABULARY) for _ in range(n))
+
+
+def _edited(text, edits):
+    words = text.split()
+    for position, word in edits.items():
+        words[position] = word
+    return " ".join(words)
 
 
 def _check(dedup, text):
-    (signature,) = signatures([lower_words(text)], dedup.cfg)
+    (signature,) = signatures([lower_words(text)], dedup.cfg) if dedup.cfg.near else (None,)
     return dedup.check(text_hash(text), signature)
 
 
-def test_shingle_hashes_are_stable_across_processes():
-    words = lower_words(_text(1, 50))
-    here = shingle_hashes(words, 5).tolist()
+def _in_fresh_processes(words, size, hash_seeds):
+    """Shingle hashes (and ``hash`` of the first word) from interpreters run side by side."""
     code = (
-        "from components.dedup import shingle_hashes; import sys; "
-        f"print(shingle_hashes({words!r}, 5).tolist())"
+        "import json, sys; from components.dedup import shingle_hashes; "
+        "words, size = json.loads(sys.argv[1]); "
+        "print(json.dumps([shingle_hashes(words, size).tolist(), hash(words[0])]))"
     )
-    there = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
-    assert str(here) == there.strip()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps([words, size])],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        )
+        for seed in hash_seeds
+    ]
+    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0] * len(procs)
+    return [json.loads(out) for out in outputs]
 
 
-def test_shingles_are_order_sensitive_and_short_texts_have_one():
-    assert set(shingle_hashes(["a", "b", "c"], 2)) != set(shingle_hashes(["b", "a", "c"], 2))
-    assert len(shingle_hashes(["a", "b"], 5)) == 1
+def test_shingle_hashes_are_the_same_in_every_process():
+    words = lower_words(_text(1, 40))
+    (first, str_hash_1), (second, str_hash_2) = _in_fresh_processes(words, 5, (1, 2))
+    assert str_hash_1 != str_hash_2  # str hashes really differ between these processes ...
+    assert first == second == shingle_hashes(words, 5).tolist()  # ... shingle hashes do not
 
 
-def test_exact_duplicates_up_to_case_and_punctuation():
+def test_shingle_hashes_are_order_sensitive():
+    assert shingle_hashes(["a", "b"], 2).tolist() != shingle_hashes(["b", "a"], 2).tolist()
+    abc = set(shingle_hashes(["a", "b", "c"], 2).tolist())
+    assert abc.isdisjoint(shingle_hashes(["b", "a", "c"], 2).tolist())
+    words = lower_words(_text(2, 40))
+    forward = set(shingle_hashes(words, 5).tolist())
+    assert forward.isdisjoint(shingle_hashes(words[::-1], 5).tolist())
+
+
+@pytest.mark.parametrize(
+    ("words", "size", "count"),
+    [
+        (["a", "b", "c", "d"], 2, 3),
+        (["a", "b", "a", "b", "a"], 2, 2),  # "a b" and "b a", each kept once
+        (["a", "b"], 5, 1),  # fewer words than a shingle: one shingle of all of them
+        (["a", "b", "c"], 1, 3),
+    ],
+    ids=["distinct", "repeated", "short-text", "unigrams"],
+)
+def test_shingle_counts(words, size, count):
+    hashes = shingle_hashes(words, size)
+    assert len(hashes) == count
+    assert int(hashes.max()) < 2**32
+
+
+def test_exact_duplicates_up_to_case_punctuation_and_white_space():
     dedup = Deduplicator(DedupParams(near=False))
-    assert _check(dedup, "The River, runs!") is None
-    assert _check(dedup, "the river runs") == "exact_duplicate"
+    assert _check(dedup, "The River, runs through the town!") is None
+    assert _check(dedup, "the   river runs\nthrough -- the TOWN") == "exact_duplicate"
+    assert _check(dedup, "The river runs through a town.") is None
 
 
-def test_near_duplicates_are_caught_and_the_first_is_kept():
+def test_exact_reason_wins_over_near():
     dedup = Deduplicator(DedupParams())
-    original = _text(1)
-    words = original.split()
-    words[100] = "changed"
-    words[200] = "edited"
-    assert _check(dedup, original) is None
-    assert _check(dedup, " ".join(words)) == "near_duplicate"
-    assert _check(dedup, _text(2)) is None
-
-
-def test_switches_turn_each_kind_off():
     text = _text(3)
-    nothing = Deduplicator(DedupParams(exact=False, near=False))
-    assert _check(nothing, text) is None
-    assert _check(nothing, text) is None
-    near_only = Deduplicator(DedupParams(exact=False))
-    assert _check(near_only, text) is None
-    assert _check(near_only, text) == "near_duplicate"
+    assert _check(dedup, text) is None
+    assert _check(dedup, text.upper() + "!") == "exact_duplicate"
+
+
+def test_near_duplicates_are_caught_and_distinct_texts_kept():
+    dedup = Deduplicator(DedupParams(threshold=0.8))
+    original = _text(4)
+    assert _check(dedup, original) is None
+    assert _check(dedup, _edited(original, {100: "changed"})) == "near_duplicate"
+    assert _check(dedup, _edited(original, {50: "edited", 250: "altered"})) == "near_duplicate"
+    assert [_check(dedup, _text(seed)) for seed in range(10, 20)] == [None] * 10
+
+
+def test_the_first_occurrence_is_the_one_kept():
+    original = _text(5)
+    variant = _edited(original, {10: "changed", 290: "edited"})
+    forward, backward = Deduplicator(DedupParams()), Deduplicator(DedupParams())
+    assert [_check(forward, t) for t in (original, variant)] == [None, "near_duplicate"]
+    assert [_check(backward, t) for t in (variant, original)] == [None, "near_duplicate"]
+    exact = Deduplicator(DedupParams(near=False))
+    assert [_check(exact, t) for t in ("one text", "two", "One text.")] == [
+        None,
+        None,
+        "exact_duplicate",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("exact", "near", "reasons"),
+    [
+        (False, False, [None, None, None]),
+        (True, False, [None, "exact_duplicate", None]),
+        (False, True, [None, "near_duplicate", "near_duplicate"]),
+        (True, True, [None, "exact_duplicate", "near_duplicate"]),
+    ],
+    ids=["neither", "exact-only", "near-only", "both"],
+)
+def test_switches(exact, near, reasons):
+    dedup = Deduplicator(DedupParams(exact=exact, near=near))
+    text = _text(6)
+    same, similar = text.upper(), _edited(text, {150: "changed"})
+    assert [_check(dedup, t) for t in (text, same, similar)] == reasons
