@@ -8,13 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from components.errors import ConfigError
 from components.stopwords import has_language
+
+MAX_NGRAM = 10  # the longest n-gram the repetition filters compute
 
 
 class Section(BaseModel):
@@ -83,14 +92,15 @@ class IngestParams(Section):
     workers: int = Field(0, ge=0, description="0 means one per CPU core")
     download_timeout_s: float = Field(60.0, gt=0)
 
-    @model_validator(mode="after")
-    def _check_checksum_length(self) -> Self:
-        if self.checksum:
-            algo, digest = self.checksum.split(":", 1)
+    @field_validator("checksum")
+    @classmethod
+    def _check_checksum_length(cls, checksum: str | None) -> str | None:
+        if checksum:
+            algo, digest = checksum.split(":", 1)
             expected = {"sha1": 40, "md5": 32}[algo]
             if len(digest) != expected:
-                raise ValueError(f"checksum: a {algo} digest has {expected} hex digits")
-        return self
+                raise ValueError(f"a {algo} digest has {expected} hex digits")
+        return checksum
 
 
 class RepetitionParams(Section):
@@ -109,6 +119,16 @@ class RepetitionParams(Section):
         9: 0.11,
         10: 0.10,
     }
+
+    @field_validator("top_ngram_char_fraction", "duplicate_ngram_char_fraction")
+    @classmethod
+    def _check_ngram_sizes(cls, limits: dict[int, float]) -> dict[int, float]:
+        bad = sorted(n for n in limits if not 1 <= n <= MAX_NGRAM)
+        if bad:
+            raise ValueError(f"n-gram sizes must be between 1 and {MAX_NGRAM}, got {bad}")
+        if any(not 0 <= limit <= 1 for limit in limits.values()):
+            raise ValueError("fractions must be between 0 and 1")
+        return limits
 
 
 class DedupParams(Section):
@@ -200,6 +220,56 @@ class TokenizeParams(Section):
         return self
 
 
+class ModelShape(Section):
+    """Decoder dimensions (a preset, or overrides of one)."""
+
+    n_layer: int = Field(..., ge=1)
+    n_head: int = Field(..., ge=1)
+    n_embd: int = Field(..., ge=8)
+    block_size: int = Field(..., ge=2)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    bias: bool = False
+
+
+class ModelParams(Section):
+    """Model presets and the one in use; ``overrides`` replaces single keys of the preset."""
+
+    preset: str = "tiny"
+    presets: dict[str, ModelShape] = {
+        "tiny": ModelShape(n_layer=2, n_head=4, n_embd=128, block_size=128),
+        "gpt2-small": ModelShape(n_layer=12, n_head=12, n_embd=768, block_size=1024),
+    }
+    overrides: dict[str, Any] = {}  # validated as a ModelShape once merged with the preset
+    pad_vocab_to: int = Field(64, ge=1, description="vocabulary rounded up to a multiple")
+
+    @model_validator(mode="after")
+    def _check_preset(self) -> Self:
+        problems = []
+        if self.preset not in self.presets:
+            problems.append(
+                f"preset: unknown preset {self.preset!r}; known: {', '.join(self.presets)}"
+            )
+        unknown = set(self.overrides) - set(ModelShape.model_fields)
+        if unknown:
+            problems.append(
+                f"overrides: unknown keys {sorted(unknown)}; known: "
+                f"{', '.join(ModelShape.model_fields)}"
+            )
+        if not problems:
+            try:
+                self.shape()
+            except ValidationError as error:
+                problems += [f"overrides.{p}" for p in format_errors(error)]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def shape(self) -> ModelShape:
+        """The selected preset with the overrides applied (validated again)."""
+        base = self.presets[self.preset].model_dump()
+        return ModelShape.model_validate({**base, **self.overrides})
+
+
 class Params(Section):
     """The whole ``params.yaml``."""
 
@@ -208,6 +278,7 @@ class Params(Section):
     clean: CleanParams = CleanParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     tokenize: TokenizeParams = TokenizeParams()
+    model: ModelParams = ModelParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -229,7 +300,7 @@ def format_errors(error: ValidationError) -> list[str]:
         path = _key_path(item["loc"])
         for line in item["msg"].removeprefix("Value error, ").splitlines():
             field, sep, message = line.partition(": ")
-            if sep and field.isidentifier():
+            if sep and all(part.isidentifier() for part in field.split(".")):
                 problems.append(f"{path}.{field}: {message}" if item["loc"] else line)
             else:
                 problems.append(f"{path}: {line}")

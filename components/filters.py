@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 
-from components.config import CleanParams
+from components.config import MAX_NGRAM, CleanParams
 from components.stopwords import stop_words
 from components.textstats import lower_words
 
@@ -88,7 +88,7 @@ class TextView:
         levels = {}
         with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is intended: a hash
             hashes = ids * _MIX
-            for n in range(1, 11):
+            for n in range(1, MAX_NGRAM + 1):
                 if n > 1:
                     room = starts + n <= ids.size
                     starts = starts[room]

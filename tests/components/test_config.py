@@ -13,7 +13,7 @@ def test_repository_params_yaml_is_valid_and_explicit():
     params = load_params(REPO / "params.yaml")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     # Every section of the model is spelled out in params.yaml: it is the one place to look.
-    assert set(raw) == {"paths", "ingest", "clean", "validate", "tokenize"}
+    assert set(raw) == {"paths", "ingest", "clean", "validate", "tokenize", "model"}
     assert params.clean.min_stop_words == 2
     assert params.ingest.source == "builtin:enwiki-sample"
 
@@ -104,3 +104,39 @@ def test_paths_resolve_against_root(tmp_path):
     assert paths.ingest == tmp_path.resolve() / "data" / "ingest"
     assert paths.validate == tmp_path.resolve() / "reports" / "validate"
     assert paths.metrics_file("clean") == tmp_path.resolve() / "metrics" / "clean.json"
+
+
+def test_model_preset_with_overrides():
+    params = parse_params({"model": {"preset": "gpt2-small", "overrides": {"n_layer": 6}}})
+    shape = params.model.shape()
+    assert (shape.n_layer, shape.n_embd, shape.block_size) == (6, 768, 1024)
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ({"preset": "huge"}, "model.preset: unknown preset 'huge'"),
+        ({"overrides": {"layers": 3}}, "model.overrides: unknown keys ['layers']"),
+        ({"overrides": {"n_layer": 0}}, "model.overrides.n_layer: Input should be greater"),
+    ],
+)
+def test_model_problems_name_their_keys(model, expected):
+    with pytest.raises(ConfigError) as caught:
+        parse_params({"model": model})
+    assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
+
+
+def test_field_problems_of_one_section_are_reported_together():
+    with pytest.raises(ConfigError) as caught:
+        parse_params({"ingest": {"workers": -1, "checksum": "sha1:abc"}})
+    keys = sorted(p.split(":")[0] for p in caught.value.problems)
+    assert keys == ["ingest.checksum", "ingest.workers"]
+
+
+@pytest.mark.parametrize("field", ["top_ngram_char_fraction", "duplicate_ngram_char_fraction"])
+def test_repetition_ngram_sizes_are_bounded(field):
+    with pytest.raises(ConfigError) as caught:
+        parse_params({"clean": {"repetition": {field: {12: 0.1}}}})
+    assert caught.value.problems == [
+        f"clean.repetition.{field}: n-gram sizes must be between 1 and 10, got [12]"
+    ]
