@@ -1,0 +1,137 @@
+"""Lightning wrapper of :class:`components.model.GPT` for language-model pretraining.
+
+Thin by design: the model stays framework-free; this module adds the loss, the optimizer
+(AdamW, fused on CUDA, no weight decay on biases and norms), the cosine schedule with linear
+warm-up, and optional ``torch.compile`` of the inner model only (so checkpoints keep plain
+parameter names).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F  # noqa: N812 - the conventional name
+
+from components.model import GPT, GPTConfig
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and learning-rate schedule."""
+
+    lr: float = 6e-4
+    min_lr: float = 6e-5
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    warmup_steps: int = 100
+    max_steps: int = 1000
+
+
+def cosine_with_warmup(step: int, cfg: OptimConfig) -> float:
+    """Learning-rate multiplier: linear warm-up, cosine decay to min_lr/lr, then flat."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+    floor = cfg.min_lr / cfg.lr
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices and embeddings; never biases or normalisation gains (1-D tensors)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(
+    model: torch.nn.Module, cfg: OptimConfig, device: torch.device
+) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups`, fused into one kernel on CUDA."""
+    return torch.optim.AdamW(
+        param_groups(model, cfg.weight_decay),
+        lr=cfg.lr,
+        betas=(cfg.beta1, cfg.beta2),
+        fused=device.type == "cuda",
+    )
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy: (B, T, V) logits against (B, T) targets."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+
+
+def next_token_loss(model: GPT, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Forward pass and loss as one function.
+
+    Compiled together, the fp32 upcast, log-softmax and NLL fuse instead of materialising
+    (B, T, V) fp32 logits.
+    """
+    return lm_loss(model(inputs), targets)
+
+
+class LanguageModel(pl.LightningModule):
+    """Next-token prediction over (input, target) windows of token ids."""
+
+    def __init__(self, config: GPTConfig, optim: OptimConfig, compile_model: bool = False) -> None:
+        super().__init__()
+        self.save_hyperparameters(
+            {"model": config.to_dict(), "optim": asdict(optim), "compile_model": compile_model}
+        )
+        self.optim = optim
+        self.model = GPT(config)
+        # A compiled *function*, not a submodule: parameter names stay those of the bare model.
+        self._loss = torch.compile(next_token_loss) if compile_model else next_token_loss
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> (B, T, V) logits."""
+        return self.model(idx)
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        """Loss of one batch; logged without forcing a device sync."""
+        inputs, targets = batch
+        loss = self._loss(self.model, inputs, targets)
+        self.log("train/loss", loss.detach(), on_step=True, prog_bar=True)
+        return loss
+
+    def validation_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        """Validation loss, averaged over the epoch (and across ranks)."""
+        inputs, targets = batch
+        loss = self._loss(self.model, inputs, targets)
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, prog_bar=True)
+        return loss
+
+    def configure_gradient_clipping(
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Clip by global norm directly.
+
+        Lightning's mixed-precision plugin refuses to clip for fused optimizers because they
+        unscale fp16 gradients internally; in bf16 and fp32 nothing is scaled, so plain
+        norm clipping is exact.
+        """
+        if gradient_clip_val:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+
+    def configure_optimizers(self) -> dict:
+        """AdamW with a per-step cosine schedule."""
+        optimizer = build_optimizer(self.model, self.optim, self.device)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: cosine_with_warmup(step, self.optim)
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
