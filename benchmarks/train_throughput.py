@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,13 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
-from components.lm_module import LanguageModel, OptimConfig, build_optimizer, next_token_loss
+from components.lm_module import (
+    LanguageModel,
+    OptimConfig,
+    build_optimizer,
+    next_token_loss,
+    prefer_cudnn_attention,
+)
 from components.model import GPT, GPTConfig, padded_vocab
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
@@ -155,6 +162,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument(
+        "--sdpa",
+        choices=["default", "cudnn"],
+        default="default",
+        help="attention backend priority (cudnn: cuDNN first)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
 
@@ -169,8 +182,9 @@ def main() -> None:
     optim = OptimConfig(warmup_steps=10, max_steps=args.steps)
     batches = make_batches(run)
 
-    plain = plain_loop(run, batches, optim)
-    lightning = lightning_loop(run, batches, optim)
+    with prefer_cudnn_attention() if args.sdpa == "cudnn" else nullcontext():
+        plain = plain_loop(run, batches, optim)
+        lightning = lightning_loop(run, batches, optim)
     flops = GPT(config).flops_per_token() if device.type != "meta" else 0
     peak = peak_flops(device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -178,7 +192,7 @@ def main() -> None:
     print(
         f"model: {args.preset} ({GPT(config).num_parameters() / 1e6:.1f}M non-embedding "
         f"parameters), batch {run.batch}x{config.block_size}, {precision}, "
-        f"compile={run.compile}, {run.steps - run.warmup} timed steps\n"
+        f"compile={run.compile}, sdpa={args.sdpa}, {run.steps - run.warmup} timed steps\n"
     )
     print("| loop | tokens/s | MFU |")
     print("|---|---|---|")
