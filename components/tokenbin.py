@@ -1,8 +1,9 @@
 """The token file format: a 64-byte versioned header, then a flat array of token ids.
 
-Header (little-endian): magic ``WIKILMTK`` (8 bytes), format version (u32), item size in
-bytes (u32: 2 for uint16, 4 for uint32), vocabulary size (u64), token count (u64), zero
-padding to 64 bytes. Readers memory-map the tokens, so training never loads a split.
+Header (little-endian): magic ``WIKILMTK`` (8 bytes), format version (u32), dtype code (u32:
+the item size in bytes, 2 for uint16 and 4 for uint32), vocabulary size (u64), token count
+(u64), zero padding to 64 bytes. Tokens follow as little-endian unsigned integers, so readers
+memory-map them (as nanoGPT does with its ``.bin`` files) and training never loads a split.
 """
 
 from __future__ import annotations
@@ -21,38 +22,55 @@ from components.errors import ArtifactError
 MAGIC = b"WIKILMTK"
 VERSION = 1
 HEADER_SIZE = 64
-_HEADER = struct.Struct("<8sIIQQ")
+_HEADER = struct.Struct("<8sIIQQ")  # magic, version, dtype code, vocab_size, n_tokens
+# dtype code -> dtype; explicit byte order so a file reads the same on any machine.
+DTYPES = {2: np.dtype("<u2"), 4: np.dtype("<u4")}
+_RERUN = "rerun 'tokenize' (dvc repro tokenize)"
 
 
 @dataclass(frozen=True)
 class TokenFile:
-    """A token file, memory-mapped read-only."""
+    """A token file whose tokens are memory-mapped read-only."""
 
     path: Path
     tokens: np.memmap
     vocab_size: int
+    dtype: np.dtype
+    n_tokens: int
     version: int
-
-    @property
-    def n_tokens(self) -> int:
-        """Number of tokens in the file."""
-        return int(self.tokens.shape[0])
 
 
 def dtype_for(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits in 16 bits, else uint32."""
-    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+    """The smallest dtype holding every id: uint16 up to 65536 tokens, else uint32."""
+    if not 0 < vocab_size <= 1 << 32:
+        raise ValueError(f"vocab_size {vocab_size} does not fit a token file (1 to 2**32)")
+    return DTYPES[2] if vocab_size <= 1 << 16 else DTYPES[4]
 
 
-def _header(vocab_size: int, itemsize: int, n_tokens: int) -> bytes:
-    return _HEADER.pack(MAGIC, VERSION, itemsize, vocab_size, n_tokens).ljust(HEADER_SIZE, b"\0")
+def _header(vocab_size: int, dtype: np.dtype, n_tokens: int) -> bytes:
+    return _HEADER.pack(MAGIC, VERSION, dtype.itemsize, vocab_size, n_tokens).ljust(
+        HEADER_SIZE, b"\0"
+    )
+
+
+def _checked(chunk: np.ndarray, vocab_size: int, dtype: np.dtype) -> np.ndarray:
+    """``chunk`` as a flat array of ``dtype``, refusing ids a narrowing cast would corrupt."""
+    chunk = np.asarray(chunk).ravel()
+    if chunk.size and not np.issubdtype(chunk.dtype, np.integer):
+        raise ValueError(f"token ids must be integers, got {chunk.dtype}")
+    if chunk.size and (int(chunk.min()) < 0 or int(chunk.max()) >= vocab_size):
+        raise ValueError(f"token ids must lie in [0, vocab_size={vocab_size})")
+    return chunk.astype(dtype, copy=False)
 
 
 def write_tokens(path: Path, chunks: Iterable[np.ndarray], vocab_size: int) -> int:
     """Stream token chunks to ``path`` atomically; returns the number of tokens written.
 
+    Memory stays constant: chunks are written as they come, behind a header whose count is
+    filled in at the end. The file appears under its name only once complete.
+
     Raises:
-        ValueError: a token id is outside the vocabulary (an internal error).
+        ValueError: a token id is outside the vocabulary (an internal error of the caller).
     """
     dtype = dtype_for(vocab_size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -60,14 +78,13 @@ def write_tokens(path: Path, chunks: Iterable[np.ndarray], vocab_size: int) -> i
     count = 0
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(_header(vocab_size, dtype.itemsize, 0))  # count filled in at the end
+            out.write(_header(vocab_size, dtype, 0))
             for chunk in chunks:
-                if chunk.size and int(chunk.max()) >= vocab_size:
-                    raise ValueError(f"token id {int(chunk.max())} >= vocab_size {vocab_size}")
-                out.write(np.ascontiguousarray(chunk, dtype=dtype).tobytes())
-                count += int(chunk.size)
+                array = _checked(chunk, vocab_size, dtype)
+                out.write(memoryview(array))
+                count += int(array.size)
             out.seek(0)
-            out.write(_header(vocab_size, dtype.itemsize, count))
+            out.write(_header(vocab_size, dtype, count))
         Path(tmp).chmod(0o644)
         Path(tmp).replace(path)
     except BaseException:
@@ -76,32 +93,38 @@ def write_tokens(path: Path, chunks: Iterable[np.ndarray], vocab_size: int) -> i
     return count
 
 
+def _read_header(path: Path) -> tuple[int, np.dtype, int, int]:
+    """Version, dtype, vocab_size and n_tokens of ``path``, each checked."""
+    if not path.is_file():
+        raise ArtifactError(f"{path} not found: {_RERUN}")
+    with path.open("rb") as handle:
+        raw = handle.read(HEADER_SIZE)
+    if len(raw) < HEADER_SIZE or raw[: len(MAGIC)] != MAGIC:
+        raise ArtifactError(f"{path} is not a wikilm token file (bad magic or header): {_RERUN}")
+    _, version, code, vocab_size, n_tokens = _HEADER.unpack_from(raw)
+    if version != VERSION:
+        raise ArtifactError(
+            f"{path} was written by format version {version}; this wikilm reads version "
+            f"{VERSION}: {_RERUN}"
+        )
+    if code not in DTYPES:
+        raise ArtifactError(f"{path} has unknown dtype code {code} (expected 2 or 4): {_RERUN}")
+    return version, DTYPES[code], vocab_size, n_tokens
+
+
 def open_tokens(path: Path) -> TokenFile:
     """Memory-map a token file after checking its header against its size.
 
     Raises:
-        ArtifactError: missing file, wrong magic, unknown version or item size, truncated.
+        ArtifactError: missing file, wrong magic, unknown version or dtype code, or a size
+            that does not match the header (truncated or padded).
     """
-    if not path.is_file():
-        raise ArtifactError(f"{path} not found: run the 'tokenize' stage (dvc repro tokenize)")
-    with path.open("rb") as handle:
-        raw = handle.read(HEADER_SIZE)
-    if len(raw) < HEADER_SIZE or raw[:8] != MAGIC:
-        raise ArtifactError(f"{path} is not a wikilm token file (bad header): rerun 'tokenize'")
-    _, version, itemsize, vocab_size, n_tokens = _HEADER.unpack(raw[: _HEADER.size])
-    if version != VERSION:
+    version, dtype, vocab_size, n_tokens = _read_header(path)
+    expected, actual = HEADER_SIZE + n_tokens * dtype.itemsize, path.stat().st_size
+    if actual != expected:
         raise ArtifactError(
-            f"{path} was written by format version {version}; this wikilm reads version "
-            f"{VERSION}: rerun 'tokenize'"
+            f"{path} is truncated or corrupt: {actual} bytes, but its header announces "
+            f"{n_tokens} tokens ({expected} bytes): {_RERUN}"
         )
-    if itemsize not in (2, 4):
-        raise ArtifactError(f"{path}: unknown token size {itemsize} bytes: rerun 'tokenize'")
-    expected = HEADER_SIZE + n_tokens * itemsize
-    if path.stat().st_size != expected:
-        raise ArtifactError(
-            f"{path} is truncated or corrupt: {path.stat().st_size} bytes, expected {expected}: "
-            "rerun 'tokenize'"
-        )
-    dtype = np.uint16 if itemsize == 2 else np.uint32
     tokens = np.memmap(path, dtype=dtype, mode="r", offset=HEADER_SIZE, shape=(n_tokens,))
-    return TokenFile(path=path, tokens=tokens, vocab_size=vocab_size, version=version)
+    return TokenFile(path, tokens, vocab_size, dtype, n_tokens, version)

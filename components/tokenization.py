@@ -1,10 +1,10 @@
 """Stage ``tokenize``: train a byte-level BPE tokenizer and encode the corpus to token files.
 
 Documents are split into train and val by a seeded hash of their page id, so a document keeps
-its split when the corpus changes. The tokenizer (Hugging Face ``tokenizers``) learns from the
-train split only; both splits are then batch-encoded (Rust threads on every core) and streamed
-to ``train.bin`` / ``val.bin`` (see :mod:`components.tokenbin`), documents separated by the
-first special token.
+its split when the corpus changes. The tokenizer (Hugging Face ``tokenizers``, GPT-2 style
+byte-level BPE, hence lossless) learns from the train split only; both splits are then
+batch-encoded (Rust threads on every core) and streamed to ``train.bin`` / ``val.bin`` (see
+:mod:`components.tokenbin`), each document followed by the first special token.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -30,13 +32,15 @@ from components.artifacts import (
     write_json,
 )
 from components.config import Params, Paths, TokenizeParams
-from components.documents import iter_batches
-from components.errors import ArtifactError
-from components.tokenbin import dtype_for, write_tokens
+from components.documents import iter_batches, shard_paths
+from components.errors import WikilmError
+from components.progress import progress
+from components.tokenbin import VERSION, dtype_for, write_tokens
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
+TOKENIZER_FILE = "tokenizer.json"
 
 
 class TokenizeResult(BaseModel):
@@ -49,8 +53,8 @@ class TokenizeResult(BaseModel):
     documents_val: int
     tokens_train: int
     tokens_val: int
-    bytes_per_token_train: float
     bytes_per_token_val: float
+    bytes_per_token_train: float
     seconds: float
 
 
@@ -59,19 +63,47 @@ class SplitStats:
     """Running totals of one split while it is encoded."""
 
     documents: int = 0
-    tokens: int = 0  # without document separators
-    bytes: int = 0
+    tokens: int = 0  # without document separators: they carry no text
+    bytes: int = 0  # UTF-8
 
     @property
     def bytes_per_token(self) -> float:
-        """UTF-8 bytes per token (higher is a more efficient tokenizer)."""
+        """UTF-8 bytes per token (higher means a more efficient tokenizer)."""
         return self.bytes / self.tokens if self.tokens else 0.0
 
 
 def split_of(doc_id: int, seed: int, val_fraction: float) -> str:
-    """``val`` for a seeded, stable fraction of document ids, else ``train``."""
+    """``"val"`` for a seeded, stable fraction of document ids, else ``"train"``.
+
+    The id alone decides, so a document keeps its split when others are added or removed.
+    """
     digest = hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest()
     return "val" if int.from_bytes(digest, "big") / 2**64 < val_fraction else "train"
+
+
+def count_splits(folder: Path, cfg: TokenizeParams) -> dict[str, int]:
+    """Documents per split, reading only the ``id`` column (cheap: Parquet is columnar)."""
+    counts = dict.fromkeys(SPLITS, 0)
+    for path in shard_paths(folder):
+        for batch in pq.ParquetFile(path).iter_batches(columns=["id"], batch_size=65_536):
+            for doc_id in batch.column(0).to_pylist():
+                counts[split_of(doc_id, cfg.seed, cfg.val_fraction)] += 1
+    return counts
+
+
+def check_splits(counts: dict[str, int], cfg: TokenizeParams) -> None:
+    """Fail before any training when a split would be empty.
+
+    Raises:
+        WikilmError: the train or val split has no document.
+    """
+    total = sum(counts.values())
+    for split, fix in (("val", "raise"), ("train", "lower")):
+        if counts[split] == 0:
+            raise WikilmError(
+                f"the {split} split is empty: tokenize.val_fraction={cfg.val_fraction} sends "
+                f"none of the {total} clean documents there; {fix} val_fraction or add data"
+            )
 
 
 def split_texts(folder: Path, cfg: TokenizeParams, split: str) -> Iterator[list[str]]:
@@ -82,8 +114,10 @@ def split_texts(folder: Path, cfg: TokenizeParams, split: str) -> Iterator[list[
             yield texts
 
 
-def train_tokenizer(batches: Iterable[list[str]], cfg: TokenizeParams) -> Tokenizer:
-    """Train a byte-level BPE tokenizer (GPT-2 style) on the given texts."""
+def train_tokenizer(
+    texts: Iterable[str], cfg: TokenizeParams, length: int | None = None
+) -> Tokenizer:
+    """Train a byte-level BPE tokenizer (GPT-2 style) on streamed texts."""
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -91,11 +125,22 @@ def train_tokenizer(batches: Iterable[list[str]], cfg: TokenizeParams) -> Tokeni
         vocab_size=cfg.vocab_size,
         min_frequency=cfg.min_frequency,
         special_tokens=list(cfg.special_tokens),
+        # Every byte is in the vocabulary from the start, so any text encodes losslessly.
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=sys.stderr.isatty(),
     )
-    tokenizer.train_from_iterator((text for batch in batches for text in batch), trainer=trainer)
-    # A document that quotes "<|endoftext|>" must not produce a real separator.
+    tokenizer.train_from_iterator(texts, trainer=trainer, length=length)
+    # A document quoting "<|endoftext|>" must not produce a real separator.
+    tokenizer.encode_special_tokens = True
+    return tokenizer
+
+
+def load_tokenizer(path: Path) -> Tokenizer:
+    """Load a saved ``tokenizer.json`` so it encodes exactly as the token files were encoded.
+
+    ``encode_special_tokens`` is not stored in tokenizer.json, so it is set again here.
+    """
+    tokenizer = Tokenizer.from_file(str(path))
     tokenizer.encode_special_tokens = True
     return tokenizer
 
@@ -105,51 +150,68 @@ def encode(
 ) -> Iterator[np.ndarray]:
     """Token ids of each batch, each document followed by ``separator``; updates ``stats``."""
     for texts in batches:
+        # The _fast variant skips character offsets, which token files do not need.
         encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
         ids: list[int] = []
         for text, encoding in zip(texts, encodings, strict=True):
             ids.extend(encoding.ids)
             ids.append(separator)
-            stats.documents += 1
             stats.tokens += len(encoding.ids)
             stats.bytes += len(text.encode("utf-8"))
-        yield np.asarray(ids, dtype=np.int64)
+        stats.documents += len(texts)
+        yield np.asarray(ids, dtype=np.uint32)
+
+
+def _counted(batches: Iterable[list[str]], bar: Any) -> Iterator[list[str]]:
+    """Pass batches through, advancing a progress bar by their document count."""
+    for batch in batches:
+        bar.update(len(batch))
+        yield batch
+
+
+def _encode_split(
+    tokenizer: Tokenizer, paths: Paths, cfg: TokenizeParams, split: str, out: Path, total: int
+) -> SplitStats:
+    """Encode one split into ``out/<split>.bin``, with a progress bar on a terminal."""
+    stats = SplitStats()
+    separator = tokenizer.token_to_id(cfg.special_tokens[0])
+    with progress(total=total, desc=f"tokenize {split}", unit="doc") as bar:
+        chunks = encode(
+            tokenizer, _counted(split_texts(paths.clean, cfg, split), bar), separator, stats
+        )
+        write_tokens(out / f"{split}.bin", chunks, tokenizer.get_vocab_size())
+    return stats
 
 
 def run(params: Params, paths: Paths) -> TokenizeResult:
     """Tokenize ``paths.clean`` into ``paths.tokens``.
 
     Raises:
-        ArtifactError: the clean corpus is missing, or a split would be empty.
+        ArtifactError: the clean corpus is missing or from another stage.
+        WikilmError: a split would be empty.
     """
+    started = time.perf_counter()
     cfg = params.tokenize
     read_meta(paths.clean, "clean")
-    started = time.perf_counter()
-    tokenizer = train_tokenizer(split_texts(paths.clean, cfg, "train"), cfg)
-    separator = tokenizer.token_to_id(cfg.special_tokens[0])
-    vocab_size = tokenizer.get_vocab_size()
-    stats = {split: SplitStats() for split in SPLITS}
+    counts = count_splits(paths.clean, cfg)
+    check_splits(counts, cfg)
+    log.info("tokenize: %d train / %d val documents", counts["train"], counts["val"])
+    texts = (t for batch in split_texts(paths.clean, cfg, "train") for t in batch)
+    tokenizer = train_tokenizer(texts, cfg, length=counts["train"])
+    if tokenizer.get_vocab_size() < cfg.vocab_size:
+        log.warning(
+            "tokenize: the corpus supports %d tokens, fewer than vocab_size=%d",
+            tokenizer.get_vocab_size(),
+            cfg.vocab_size,
+        )
     with atomic_dir(paths.tokens) as out:
-        tokenizer.save(str(out / "tokenizer.json"))
-        for split in SPLITS:
-            batches = split_texts(paths.clean, cfg, split)
-            chunks = encode(tokenizer, batches, separator, stats[split])
-            write_tokens(out / f"{split}.bin", chunks, vocab_size)
-        _check_splits(stats, cfg)
+        tokenizer.save(str(out / TOKENIZER_FILE))
+        stats = {s: _encode_split(tokenizer, paths, cfg, s, out, counts[s]) for s in SPLITS}
         write_json(out / "meta.json", _meta(cfg, paths, out, tokenizer, stats))
-    result = TokenizeResult(
-        vocab_size=vocab_size,
-        documents_train=stats["train"].documents,
-        documents_val=stats["val"].documents,
-        tokens_train=stats["train"].tokens,
-        tokens_val=stats["val"].tokens,
-        bytes_per_token_train=round(stats["train"].bytes_per_token, 4),
-        bytes_per_token_val=round(stats["val"].bytes_per_token, 4),
-        seconds=round(time.perf_counter() - started, 3),
-    )
+    result = _result(tokenizer.get_vocab_size(), stats, time.perf_counter() - started)
     log.info(
-        "tokenize: vocab %d, %d train / %d val tokens, %.2f bytes per token on val",
-        vocab_size,
+        "tokenize: vocab %d, %d train / %d val tokens, %.3f bytes per token on val",
+        result.vocab_size,
         result.tokens_train,
         result.tokens_val,
         result.bytes_per_token_val,
@@ -157,14 +219,18 @@ def run(params: Params, paths: Paths) -> TokenizeResult:
     return result
 
 
-def _check_splits(stats: dict[str, SplitStats], cfg: TokenizeParams) -> None:
-    total = sum(s.documents for s in stats.values())
-    for split, split_stats in stats.items():
-        if split_stats.documents == 0:
-            raise ArtifactError(
-                f"the {split} split is empty ({total} documents, tokenize.val_fraction="
-                f"{cfg.val_fraction}): change val_fraction or add documents"
-            )
+def _result(vocab_size: int, stats: dict[str, SplitStats], seconds: float) -> TokenizeResult:
+    train, val = stats["train"], stats["val"]
+    return TokenizeResult(
+        vocab_size=vocab_size,
+        documents_train=train.documents,
+        documents_val=val.documents,
+        tokens_train=train.tokens,
+        tokens_val=val.tokens,
+        bytes_per_token_val=round(val.bytes_per_token, 4),
+        bytes_per_token_train=round(train.bytes_per_token, 4),
+        seconds=round(seconds, 3),
+    )
 
 
 def _meta(
@@ -173,15 +239,17 @@ def _meta(
     vocab_size = tokenizer.get_vocab_size()
     return build_meta(
         "tokenize",
-        cfg.model_dump(),
+        cfg.model_dump(mode="json"),
         {"clean": dir_digest(paths.clean)},
         vocab_size=vocab_size,
         dtype=dtype_for(vocab_size).name,
+        token_format_version=VERSION,
         separator=cfg.special_tokens[0],
         special_tokens={t: tokenizer.token_to_id(t) for t in cfg.special_tokens},
+        encode_special_tokens=True,  # see load_tokenizer
         splits={
             s: {"documents": v.documents, "tokens": v.tokens, "bytes": v.bytes}
             for s, v in stats.items()
         },
-        tokenizer_sha256=file_digest(out / "tokenizer.json"),
+        tokenizer_sha256=file_digest(out / TOKENIZER_FILE),
     )
