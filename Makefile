@@ -42,8 +42,9 @@ format: install  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install  ## benchmarks: ingest+clean against WikiExtractor
+bench: install  ## benchmarks: ingest+clean against WikiExtractor; Lightning against a plain loop
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/train_throughput.py
 
 clean-outputs:  ## remove pipeline outputs (not the DVC cache)
 	rm -rf data models reports metrics plots
