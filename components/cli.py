@@ -13,11 +13,12 @@ import sys
 import time
 from pathlib import Path
 
-from components.artifacts import write_json
+from components.artifacts import META_FILE, write_json
 from components.config import Paths, load_params
 from components.errors import WikilmError
 from components.parallel import prestart, worker_count
 from components.stages import PARALLEL_STAGES, STAGE_MODULES, load_stage
+from components.tracking import flatten, numeric, stage_run
 
 log = logging.getLogger("components")
 
@@ -53,7 +54,7 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("great_expectations", "urllib3", "filelock", "fsspec"):
+    for noisy in ("great_expectations", "urllib3", "filelock", "fsspec", "mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -65,10 +66,17 @@ def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
     if stage in PARALLEL_STAGES and worker_count(getattr(params, stage).workers) > 1:
         # The worker server imports the stage module while this process does the same.
         prestart(STAGE_MODULES[stage])
-    result = load_stage(stage).run(params, paths)
-    metrics = result.model_dump(mode="json")
-    write_json(paths.metrics_file(stage), metrics)
-    log.info("%s finished in %.1f s", stage, time.perf_counter() - started)
+    section = params.model_dump(mode="json", by_alias=True).get(stage, {})
+    with stage_run(stage, paths, section) as tracker:
+        tracker.log_params(flatten(section))
+        result = load_stage(stage).run(params, paths)
+        metrics = result.model_dump(mode="json")
+        write_json(paths.metrics_file(stage), metrics)
+        tracker.log_metrics(numeric(flatten(metrics)))
+        tracker.log_artifact(paths.metrics_file(stage))
+        tracker.log_artifact(paths.output(stage) / META_FILE)
+    run = f" (MLflow run {tracker.run_id})" if tracker.run_id else ""
+    log.info("%s finished in %.1f s%s", stage, time.perf_counter() - started, run)
     return metrics
 
 

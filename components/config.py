@@ -71,6 +71,10 @@ class Paths:
             metrics=root / paths.metrics,
         )
 
+    def output(self, stage: str) -> Path:
+        """The folder a stage writes (``tokenize`` writes ``tokens``)."""
+        return self.tokens if stage == "tokenize" else getattr(self, stage)
+
     def metrics_file(self, stage: str) -> Path:
         """``metrics/<stage>.json``, the file DVC declares as the stage's metrics."""
         return self.metrics / f"{stage}.json"

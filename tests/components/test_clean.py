@@ -239,6 +239,8 @@ def test_run_stage_writes_metrics_where_params_say(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "corpus",
         "elsewhere",
+        "mlartifacts",  # the embedded MLflow store lives next to params.yaml too
+        "mlflow.db",
         "params.yaml",
         "reports",
     ]
