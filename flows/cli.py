@@ -4,16 +4,20 @@ Examples:
     wikilm stage ingest
     wikilm stage clean --params params.yaml
     wikilm stages
+    wikilm summary
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
 from components.cli import execute
+from components.config import Paths, load_params
+from components.errors import WikilmError
 from components.stages import STAGE_MODULES
 
 
@@ -42,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stage.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
 
+    summary = commands.add_parser(
+        "summary",
+        help="one line per stage from its metrics/<stage>.json",
+        description="Summarise the last run of each stage from its metrics file.",
+        epilog="example: wikilm summary --params params.yaml",
+    )
+    summary.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file whose paths: section locates metrics/",
+    )
+
     commands.add_parser(
         "stages",
         help="list the pipeline stages in order",
@@ -51,12 +68,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stage_line(stage: str, m: dict, paths: Paths) -> str:
+    """The one line worth reading about a stage's last run."""
+    if stage == "ingest":
+        return f"{m['documents']:,} articles from {m['pages']:,} pages of {m['dump']}"
+    if stage == "clean":
+        dropped = ", ".join(f"{k} {v}" for k, v in m["rejected"].items()) or "none"
+        return (
+            f"kept {m['documents_out']:,} of {m['documents_in']:,} documents (dropped: {dropped})"
+        )
+    if stage == "validate":
+        total = sum(s["expectations"] for s in m["suites"].values())
+        verdict = "passed" if m["success"] else "FAILED"
+        report = (paths.validate / m["data_docs"]).relative_to(paths.root)
+        return f"{verdict}: {total} expectations, report in {report}"
+    if stage == "tokenize":
+        return (
+            f"vocab {m['vocab_size']:,}; {m['tokens_train']:,} train / {m['tokens_val']:,} "
+            f"val tokens; {m['bytes_per_token_val']:.2f} bytes per token on val"
+        )
+    return ", ".join(f"{k}={v}" for k, v in m.items() if not isinstance(v, dict))
+
+
+def print_summary(params_file: Path) -> int:
+    """Print one line per stage that has metrics; exit code 1 when none has."""
+    params = load_params(params_file)
+    paths = Paths.resolve(params.paths, params_file.resolve().parent)
+    shown = 0
+    for stage in STAGE_MODULES:
+        metrics_file = paths.metrics_file(stage)
+        if metrics_file.is_file():
+            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+            print(f"{stage:<9} {_stage_line(stage, metrics, paths)}")  # noqa: T201 - output
+            shown += 1
+    if not shown:
+        print(f"no metrics under {paths.metrics}: run `dvc repro` first", file=sys.stderr)  # noqa: T201
+    return 0 if shown else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``wikilm`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.command == "stages":
         print("\n".join(STAGE_MODULES))  # noqa: T201 - command output
         return 0
+    if args.command == "summary":
+        try:
+            return print_summary(args.params)
+        except WikilmError as error:
+            print(f"error: summary: {error}", file=sys.stderr)  # noqa: T201
+            return error.exit_code
     return execute(args.name, args.params, verbose=args.verbose)
 
 

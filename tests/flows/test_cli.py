@@ -65,3 +65,41 @@ def test_missing_upstream_is_one_line_exit_1(tmp_path):
     assert lines[-1].startswith("error: clean:")
     assert "dvc repro ingest" in lines[-1]
     assert "Traceback" not in done.stderr
+
+
+def _write_metrics(root, stage, data):
+    from components.artifacts import write_json
+
+    write_json(root / "metrics" / f"{stage}.json", data)
+
+
+def test_summary_prints_one_line_per_stage_with_metrics(tmp_path, capsys):
+    (tmp_path / "params.yaml").write_text("{}\n")
+    _write_metrics(tmp_path, "ingest", {"documents": 98, "pages": 206, "dump": "x.xml.bz2"})
+    _write_metrics(
+        tmp_path,
+        "clean",
+        {"documents_in": 98, "documents_out": 95, "rejected": {"too_few_words": 3}},
+    )
+    _write_metrics(
+        tmp_path,
+        "validate",
+        {
+            "success": False,
+            "data_docs": "data_docs/index.html",
+            "suites": {"a": {"expectations": 5}, "b": {"expectations": 9}},
+        },
+    )
+    assert main(["summary", "--params", str(tmp_path / "params.yaml")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "ingest    98 articles from 206 pages of x.xml.bz2",
+        "clean     kept 95 of 98 documents (dropped: too_few_words 3)",
+        "validate  FAILED: 14 expectations, report in reports/validate/data_docs/index.html",
+    ]
+
+
+def test_summary_without_metrics_says_what_to_do(tmp_path, capsys):
+    (tmp_path / "params.yaml").write_text("{}\n")
+    assert main(["summary", "--params", str(tmp_path / "params.yaml")]) == 1
+    assert "run `dvc repro` first" in capsys.readouterr().err
