@@ -139,6 +139,8 @@ def _template_args(body: str) -> tuple[str, list[str]]:
 def _render_template(match: re.Match[str]) -> str:
     """A template's visible prose, or nothing for every template that carries none."""
     name, args = _template_args(match.group(1))
+    if name.startswith("formatnum:"):  # a parser function: {{formatnum:12345}} -> 12345
+        return match.group(1).split("|")[0].split(":", 1)[1].strip()
     if name in _SYMBOLS:
         return _SYMBOLS[name]
     if name.startswith("lang-") or name in _FIRST_ARG:

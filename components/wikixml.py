@@ -97,6 +97,7 @@ class DumpReader:
         self.path = path
         self.namespaces: dict[int, str] = {}
         self._raw: CountingReader | None = None
+        self._root_seen = False
 
     @property
     def bytes_read(self) -> int:
@@ -111,7 +112,11 @@ class DumpReader:
 
     def __iter__(self) -> Iterator[Page]:
         """Yield every page; raise SourceError for a corrupt, truncated or empty dump."""
-        with self.path.open("rb") as handle:
+        try:
+            handle = self.path.open("rb")
+        except OSError as error:
+            raise SourceError(f"cannot read {self.path}: {error.strerror or error}") from None
+        with handle:
             self._raw = CountingReader(handle)
             try:
                 yield from self._parse(_decompressor(self.path, self._raw))
@@ -127,15 +132,18 @@ class DumpReader:
 
     def _xml_error(self, error: ET.ParseError) -> SourceError:
         line, column = error.position
-        if "no element found" in str(error) and line <= 1:
+        if "no element found" in str(error) and not self._root_seen:
             return SourceError(f"{self.path} is empty: no XML in it")
-        return SourceError(f"{self.path}: malformed XML at line {line}, column {column}: {error}")
+        # expat counts columns from 0; editors count from 1.
+        where = f"line {line}, column {column + 1}"
+        return SourceError(f"{self.path}: malformed XML at {where}: {error}")
 
     def _parse(self, stream: IO[bytes]) -> Iterator[Page]:
         root = None
         for event, elem in ET.iterparse(stream, events=("start", "end")):
             if event == "start":
-                root = elem if root is None else root
+                if root is None:
+                    root = self._check_root(elem)
                 continue
             tag = _local(elem.tag)
             if tag == "page":
@@ -143,8 +151,16 @@ class DumpReader:
                 root.clear()  # constant memory: drop the finished page from the tree
             elif tag == "namespace":
                 self.namespaces[int(elem.get("key", "0"))] = (elem.text or "").strip()
-        if root is None or _local(root.tag) != "mediawiki":
-            raise SourceError(f"{self.path} is not a MediaWiki export (no <mediawiki> root)")
+
+    def _check_root(self, elem: ET.Element) -> ET.Element:
+        """Reject a file that is XML but not a MediaWiki export, before reading it."""
+        self._root_seen = True
+        if _local(elem.tag) != "mediawiki":
+            raise SourceError(
+                f"{self.path} is not a MediaWiki export (root <{_local(elem.tag)}>, "
+                "expected <mediawiki>)"
+            )
+        return elem
 
 
 def _child_text(elem: ET.Element, name: str) -> str | None:

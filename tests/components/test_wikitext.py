@@ -217,3 +217,14 @@ def test_builtin_sample_articles_read_as_prose(sample_texts):
     everything = "\n".join(sample_texts.values())
     for debris in ("thumb|", "Category:", "&nbsp;", "&amp;", "__NOTOC__", "<!--", "\n\n\n"):
         assert debris not in everything
+
+
+@pytest.mark.parametrize(
+    ("wikitext", "expected"),
+    [
+        ("About {{formatnum:12345}} people.", "About 12345 people."),
+        ("About {{formatnum: 1.5 }} m.", "About 1.5 m."),
+    ],
+)
+def test_formatnum_keeps_the_number(wikitext, expected):
+    assert to_text(wikitext) == expected

@@ -162,7 +162,7 @@ def _not_mediawiki(tmp_path):
         (_truncated_gzip, "is truncated"),
         (_corrupt_gzip, "is corrupt or not a dump"),
         (_empty, "is empty"),
-        (_not_mediawiki, r"is not a MediaWiki export \(no <mediawiki> root\)"),
+        (_not_mediawiki, r"is not a MediaWiki export \(root <html>, expected <mediawiki>\)"),
     ],
     ids=[
         "truncated-bz2",
@@ -200,3 +200,40 @@ def test_missing_file_names_the_path(tmp_path):
         DumpReader(path)
     assert str(path) in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_non_mediawiki_xml_is_rejected_before_any_page(tmp_path):
+    path = tmp_path / "other.xml"
+    path.write_text("<html>" + "<page><title>T</title><ns>0</ns><id>1</id></page>" * 50 + "</html>")
+    seen = []
+    with pytest.raises(SourceError, match=r"root <html>"):
+        seen.extend(DumpReader(path))
+    assert seen == []
+
+
+def test_unreadable_file_is_a_source_error(tmp_path, monkeypatch):
+    path = write_dump(tmp_path / "d.xml.bz2", sample_pages())
+    real_open = type(path).open
+
+    def refuse(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied")
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(path), "open", refuse)
+    with pytest.raises(SourceError, match=f"cannot read {path}: Permission denied"):
+        list(DumpReader(path))
+
+
+def test_whitespace_only_file_is_empty(tmp_path):
+    path = tmp_path / "blank.xml"
+    path.write_text("\n\n   \n")
+    with pytest.raises(SourceError, match="is empty"):
+        list(DumpReader(path))
+
+
+def test_malformed_xml_columns_count_from_one(tmp_path):
+    path = tmp_path / "bad.xml"
+    path.write_text("<mediawiki>\n<page><title>x</titel></page></mediawiki>")
+    with pytest.raises(SourceError, match="line 2, column 17"):
+        list(DumpReader(path))
