@@ -36,7 +36,9 @@ _QUALIFIER = re.compile(r"\s*\([^()]*\)$")
 _LINK = re.compile(r"\[\[((?:[^\[\]]|\[(?!\[)|\](?!\]))*?)\]\]([a-z]*)")
 _TEMPLATE = re.compile(r"\{\{((?:[^{}]|\{(?!\{)|\}(?!\}))*?)\}\}", re.S)
 _TABLE = re.compile(r"\{\|(?:(?!\{\||\|\}).)*?\|\}", re.S)
-_EXTERNAL_LINK = re.compile(r"\[(?:https?:|ftp:|//)[^\s\]]*\s*([^\]]*)\]")
+# MediaWiki's default $wgUrlProtocols (the common ones), and protocol-relative //host links.
+_URL_SCHEMES = "https?:|s?ftp:|mailto:|news:|irc:|ircs:|gopher:|telnet:|git:|svn:|//"
+_EXTERNAL_LINK = re.compile(rf"\[(?:{_URL_SCHEMES})[^\s\]]*\s*([^\]]*)\]")
 _HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.M)
 # Inline markup removed in one pass: bold/italic quotes, HTML tags (their text is kept),
 # magic words, and stray (unbalanced) wikitext brackets.

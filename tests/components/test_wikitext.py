@@ -228,3 +228,15 @@ def test_builtin_sample_articles_read_as_prose(sample_texts):
 )
 def test_formatnum_keeps_the_number(wikitext, expected):
     assert to_text(wikitext) == expected
+
+
+@pytest.mark.parametrize(
+    ("wikitext", "expected"),
+    [
+        ("Write [mailto:info@example.org to us].", "Write to us."),
+        ("Join [irc://irc.libera.chat/wiki the channel].", "Join the channel."),
+        ("See [//example.org/x the page].", "See the page."),
+    ],
+)
+def test_external_links_of_every_scheme(wikitext, expected):
+    assert to_text(wikitext) == expected
