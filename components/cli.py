@@ -63,10 +63,10 @@ def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, root or params_file.resolve().parent)
     started = time.perf_counter()
-    if stage in PARALLEL_STAGES and worker_count(getattr(params, stage).workers) > 1:
+    if stage in PARALLEL_STAGES and worker_count(params.section(stage).workers) > 1:
         # The worker server imports the stage module while this process does the same.
         prestart(STAGE_MODULES[stage])
-    section = params.model_dump(mode="json", by_alias=True).get(stage, {})
+    section = params.section(stage).model_dump(mode="json", by_alias=True)
     with stage_run(stage, paths, section) as tracker:
         tracker.log_params(flatten(section))
         result = load_stage(stage).run(params, paths)

@@ -195,6 +195,7 @@ class ValidateParams(Section):
     min_stop_word_ratio: float = Field(0.05, ge=0, le=1)
     max_stop_word_ratio: float = Field(0.8, ge=0, le=1)
     max_duplicate_rate: float = Field(0.0, ge=0, le=1)
+    workers: int = Field(1, ge=0, description="0 means one per CPU core")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> Self:
@@ -285,6 +286,10 @@ class Params(Section):
     model: ModelParams = ModelParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    def section(self, name: str) -> Section:
+        """A section by its params.yaml name (``validate`` is stored as ``validate_``)."""
+        return self.validate_ if name == "validate" else getattr(self, name)
 
 
 def _key_path(loc: tuple[str | int, ...]) -> str:

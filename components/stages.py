@@ -17,7 +17,7 @@ STAGE_MODULES: dict[str, str] = {
 }
 
 # Stages that fan out to worker processes (components.parallel).
-PARALLEL_STAGES = frozenset({"ingest", "clean"})
+PARALLEL_STAGES = frozenset({"ingest", "clean", "validate"})
 
 
 def load_stage(name: str) -> ModuleType:

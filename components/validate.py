@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from components.artifacts import atomic_dir, build_meta, dir_digest, read_meta, 
 from components.config import Params, Paths, ValidateParams
 from components.documents import Document, iter_batches
 from components.errors import ValidationFailed
+from components.parallel import ordered_map, worker_count
 from components.stopwords import stop_words
 from components.textstats import lower_words, markup_leftovers, stop_word_ratio, text_hash
 
@@ -82,12 +84,15 @@ def document_stats(doc: Document, stops: frozenset[str]) -> dict[str, Any]:
     }
 
 
-def corpus_stats(folder: Path, stops: frozenset[str]) -> pd.DataFrame:
+def batch_stats(batch: list[Document], stops: frozenset[str]) -> pd.DataFrame:
+    """Statistics rows of a batch of documents (runs in worker processes)."""
+    return pd.DataFrame([document_stats(doc, stops) for doc in batch], columns=STATS_COLUMNS)
+
+
+def corpus_stats(folder: Path, stops: frozenset[str], workers: int = 1) -> pd.DataFrame:
     """Statistics of every document of a stage output; texts are streamed, never kept."""
-    frames = [
-        pd.DataFrame([document_stats(doc, stops) for doc in batch], columns=STATS_COLUMNS)
-        for batch in iter_batches(folder)
-    ]
+    stats = partial(batch_stats, stops=stops)
+    frames = list(ordered_map(stats, iter_batches(folder), worker_count(workers)))
     if not frames:
         return pd.DataFrame(columns=STATS_COLUMNS)
     return pd.concat(frames, ignore_index=True)
@@ -254,7 +259,9 @@ def run(params: Params, paths: Paths) -> ValidateResult:
     read_meta(paths.clean, "clean")
     started = time.perf_counter()
     stops = stop_words(params.clean.language, params.clean.stop_words)
-    ingest, clean = corpus_stats(paths.ingest, stops), corpus_stats(paths.clean, stops)
+    workers = params.validate_.workers
+    ingest = corpus_stats(paths.ingest, stops, workers)
+    clean = corpus_stats(paths.clean, stops, workers)
     suites = {
         "ingest": (ingest, ingest_expectations()),
         "clean": (clean, clean_expectations(params.validate_, len(ingest))),

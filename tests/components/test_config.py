@@ -140,3 +140,10 @@ def test_repetition_ngram_sizes_are_bounded(field):
     assert caught.value.problems == [
         f"clean.repetition.{field}: n-gram sizes must be between 1 and 10, got [12]"
     ]
+
+
+@pytest.mark.parametrize("name", ["ingest", "clean", "validate", "tokenize", "model"])
+def test_sections_by_their_params_yaml_name(name):
+    params = Params()
+    section = params.section(name)
+    assert section is (params.validate_ if name == "validate" else getattr(params, name))

@@ -184,3 +184,17 @@ def test_corpus_stats_reads_every_shard(tmp_path):
     assert stats["id"].tolist() == [0, 1, 2, 3, 4]
     assert "text" not in stats.columns
     assert stats["text_hash"].nunique() == 5
+
+
+def test_parallel_statistics_equal_serial_ones(workspace):
+    from components.stopwords import GOPHER_STOP_WORDS
+    from components.validate import corpus_stats
+
+    docs = [
+        Document(i, f"T{i}", f"The text of the document number {i} and more.") for i in range(3000)
+    ]
+    write_documents(workspace.clean, docs)
+    serial = corpus_stats(workspace.clean, GOPHER_STOP_WORDS, workers=1)
+    parallel = corpus_stats(workspace.clean, GOPHER_STOP_WORDS, workers=2)
+    assert len(serial) == 3000
+    assert serial.equals(parallel)
