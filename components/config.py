@@ -8,28 +8,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.errors import ConfigError
+from components.schema import Section, format_errors
 from components.stopwords import has_language
+from components.training_params import (
+    EvaluateParams,
+    FinetuneParams,
+    ModelParams,
+    PretrainParams,
+    TrainerParams,
+    check_model_fit,
+)
 
 MAX_NGRAM = 10  # the longest n-gram the repetition filters compute
-
-
-class Section(BaseModel):
-    """Base of every section: immutable, and unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class PathsParams(Section):
@@ -40,7 +36,14 @@ class PathsParams(Section):
     clean: str = "data/clean"
     validate_: str = Field("reports/validate", alias="validate")
     tokens: str = "data/tokens"
+    pretrain: str = "models/pretrain"
+    finetune: str = "models/finetune"
+    evaluate: str = "reports/evaluate"
     metrics: str = "metrics"
+    plots: str = "plots"
+    # Resumable training state. Outside every DVC output, because DVC deletes a stage's
+    # outputs before running it, and a killed run must find its last checkpoint.
+    checkpoints: str = "checkpoints"
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -55,21 +58,20 @@ class Paths:
     clean: Path
     validate: Path
     tokens: Path
+    pretrain: Path
+    finetune: Path
+    evaluate: Path
     metrics: Path
+    plots: Path
+    checkpoints: Path
 
     @classmethod
     def resolve(cls, paths: PathsParams, root: Path) -> Paths:
         """Anchor the relative ``paths:`` section at ``root``."""
         root = root.resolve()
-        return cls(
-            root=root,
-            downloads=root / paths.downloads,
-            ingest=root / paths.ingest,
-            clean=root / paths.clean,
-            validate=root / paths.validate_,
-            tokens=root / paths.tokens,
-            metrics=root / paths.metrics,
-        )
+        folders = paths.model_dump()  # by field name: validate_
+        folders["validate"] = folders.pop("validate_")
+        return cls(root=root, **{name: root / folder for name, folder in folders.items()})
 
     def output(self, stage: str) -> Path:
         """The folder a stage writes (``tokenize`` writes ``tokens``)."""
@@ -78,6 +80,14 @@ class Paths:
     def metrics_file(self, stage: str) -> Path:
         """``metrics/<stage>.json``, the file DVC declares as the stage's metrics."""
         return self.metrics / f"{stage}.json"
+
+    def plots_dir(self, stage: str) -> Path:
+        """``plots/<stage>/``, the stage's plot data (CSV files DVC declares as plots)."""
+        return self.plots / stage
+
+    def checkpoint_dir(self, stage: str) -> Path:
+        """``checkpoints/<stage>/``, where a training stage keeps its resumable state."""
+        return self.checkpoints / stage
 
 
 class IngestParams(Section):
@@ -225,56 +235,6 @@ class TokenizeParams(Section):
         return self
 
 
-class ModelShape(Section):
-    """Decoder dimensions (a preset, or overrides of one)."""
-
-    n_layer: int = Field(..., ge=1)
-    n_head: int = Field(..., ge=1)
-    n_embd: int = Field(..., ge=8)
-    block_size: int = Field(..., ge=2)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    bias: bool = False
-
-
-class ModelParams(Section):
-    """Model presets and the one in use; ``overrides`` replaces single keys of the preset."""
-
-    preset: str = "tiny"
-    presets: dict[str, ModelShape] = {
-        "tiny": ModelShape(n_layer=2, n_head=4, n_embd=128, block_size=128),
-        "gpt2-small": ModelShape(n_layer=12, n_head=12, n_embd=768, block_size=1024),
-    }
-    overrides: dict[str, Any] = {}  # validated as a ModelShape once merged with the preset
-    pad_vocab_to: int = Field(64, ge=1, description="vocabulary rounded up to a multiple")
-
-    @model_validator(mode="after")
-    def _check_preset(self) -> Self:
-        problems = []
-        if self.preset not in self.presets:
-            problems.append(
-                f"preset: unknown preset {self.preset!r}; known: {', '.join(self.presets)}"
-            )
-        unknown = set(self.overrides) - set(ModelShape.model_fields)
-        if unknown:
-            problems.append(
-                f"overrides: unknown keys {sorted(unknown)}; known: "
-                f"{', '.join(ModelShape.model_fields)}"
-            )
-        if not problems:
-            try:
-                self.shape()
-            except ValidationError as error:
-                problems += [f"overrides.{p}" for p in format_errors(error)]
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
-
-    def shape(self) -> ModelShape:
-        """The selected preset with the overrides applied (validated again)."""
-        base = self.presets[self.preset].model_dump()
-        return ModelShape.model_validate({**base, **self.overrides})
-
-
 class Params(Section):
     """The whole ``params.yaml``."""
 
@@ -284,36 +244,22 @@ class Params(Section):
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     tokenize: TokenizeParams = TokenizeParams()
     model: ModelParams = ModelParams()
+    trainer: TrainerParams = TrainerParams()
+    pretrain: PretrainParams = PretrainParams()
+    finetune: FinetuneParams = FinetuneParams()
+    evaluate: EvaluateParams = EvaluateParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check_across_sections(self) -> Self:
+        if problems := check_model_fit(self.model, self.finetune):
+            raise ValueError("\n".join(problems))
+        return self
 
     def section(self, name: str) -> Section:
         """A section by its params.yaml name (``validate`` is stored as ``validate_``)."""
         return self.validate_ if name == "validate" else getattr(self, name)
-
-
-def _key_path(loc: tuple[str | int, ...]) -> str:
-    """Join a pydantic error location into a dotted key path, dropping validator labels."""
-    parts = [str(p) for p in loc if not str(p).startswith(("function-", "value_error"))]
-    return ".".join(parts) or "(top level)"
-
-
-def format_errors(error: ValidationError) -> list[str]:
-    """Render every pydantic error as ``key.path: message``.
-
-    Cross-field validators raise ``field: message`` lines (one per problem); the field is
-    appended to the section's path so that every line names the exact key.
-    """
-    problems = []
-    for item in error.errors():
-        path = _key_path(item["loc"])
-        for line in item["msg"].removeprefix("Value error, ").splitlines():
-            field, sep, message = line.partition(": ")
-            if sep and all(part.isidentifier() for part in field.split(".")):
-                problems.append(f"{path}.{field}: {message}" if item["loc"] else line)
-            else:
-                problems.append(f"{path}: {line}")
-    return problems
 
 
 def parse_params(raw: dict, source: str = "params.yaml") -> Params:
