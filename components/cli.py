@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 from components.artifacts import META_FILE, write_json
-from components.config import Paths, load_params
+from components.config import Params, Paths, load_params
+from components.distributed import is_global_zero
 from components.errors import WikilmError
 from components.parallel import prestart, worker_count
-from components.stages import PARALLEL_STAGES, STAGE_MODULES, load_stage
+from components.stages import EXTRA_SECTIONS, PARALLEL_STAGES, STAGE_MODULES, load_stage
 from components.tracking import flatten, numeric, stage_run
 
 log = logging.getLogger("components")
@@ -49,13 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configure_logging(verbose: bool = False) -> None:
     """Log to stderr with timestamps; quiet the chattiest third-party loggers."""
+    # Only the first process of a distributed run narrates; the others report problems.
+    level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=level if is_global_zero() else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("great_expectations", "urllib3", "filelock", "fsspec", "mlflow", "alembic"):
+    noisy_loggers = (
+        "great_expectations",
+        "urllib3",
+        "filelock",
+        "fsspec",
+        "mlflow",
+        "alembic",
+        "pytorch_lightning.utilities.rank_zero",  # device banners and advertising tips
+        "lightning_fabric",
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def stage_params(params: Params, stage: str) -> dict:
+    """The params a stage reads: its section's keys, then other sections' under their name."""
+    recorded = params.section(stage).model_dump(mode="json", by_alias=True)
+    for name in EXTRA_SECTIONS.get(stage, ()):
+        recorded[name] = params.section(name).model_dump(mode="json", by_alias=True)
+    return recorded
 
 
 def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
@@ -66,15 +87,21 @@ def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
     if stage in PARALLEL_STAGES and worker_count(params.section(stage).workers) > 1:
         # The worker server imports the stage module while this process does the same.
         prestart(STAGE_MODULES[stage])
-    section = params.section(stage).model_dump(mode="json", by_alias=True)
-    with stage_run(stage, paths, section) as tracker:
-        tracker.log_params(flatten(section))
-        result = load_stage(stage).run(params, paths)
-        metrics = result.model_dump(mode="json")
+    module = load_stage(stage)
+    # A resumable stage continues the MLflow run of its interrupted execution.
+    resume = module.resume_run_id(params, paths) if hasattr(module, "resume_run_id") else None
+    recorded = stage_params(params, stage)
+    with stage_run(stage, paths, recorded, resume) as tracker:
+        tracker.log_params(flatten(recorded))
+        metrics = module.run(params, paths).model_dump(mode="json")
+        if not is_global_zero():
+            return metrics  # the first process writes and records for the whole job
         write_json(paths.metrics_file(stage), metrics)
         tracker.log_metrics(numeric(flatten(metrics)))
         tracker.log_artifact(paths.metrics_file(stage))
         tracker.log_artifact(paths.output(stage) / META_FILE)
+        for plot in sorted(paths.plots_dir(stage).glob("*.csv")):
+            tracker.log_artifact(plot, "plots")
     run = f" (MLflow run {tracker.run_id})" if tracker.run_id else ""
     log.info("%s finished in %.1f s%s", stage, time.perf_counter() - started, run)
     return metrics

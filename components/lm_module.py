@@ -92,18 +92,43 @@ def next_token_loss(model: GPT, inputs: torch.Tensor, targets: torch.Tensor) -> 
     return lm_loss(model(inputs), targets)
 
 
+def language_metrics(loss: float, bytes_per_token: float | None) -> dict[str, float]:
+    """Loss (nats per token), perplexity and, given the text's bytes per token, bits per byte.
+
+    Bits per byte compare models with different tokenizers (and against baselines): the
+    cross-entropy in bits, spread over the UTF-8 bytes the tokens stand for.
+    """
+    metrics = {"loss": loss, "perplexity": math.exp(min(loss, 80.0))}
+    if bytes_per_token:
+        metrics["bits_per_byte"] = loss / math.log(2) / bytes_per_token
+    return metrics
+
+
 class LanguageModel(pl.LightningModule):
     """Next-token prediction over (input, target) windows of token ids."""
 
-    def __init__(self, config: GPTConfig, optim: OptimConfig, compile_model: bool = False) -> None:
+    def __init__(
+        self,
+        config: GPTConfig,
+        optim: OptimConfig,
+        compile_model: bool = False,
+        bytes_per_token: float | None = None,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(
-            {"model": config.to_dict(), "optim": asdict(optim), "compile_model": compile_model}
+            {
+                "model": config.to_dict(),
+                "optim": asdict(optim),
+                "compile_model": compile_model,
+                "bytes_per_token": bytes_per_token,
+            }
         )
         self.optim = optim
+        self.bytes_per_token = bytes_per_token
         self.model = GPT(config)
         # A compiled *function*, not a submodule: parameter names stay those of the bare model.
         self._loss = torch.compile(next_token_loss) if compile_model else next_token_loss
+        self._val_losses: list[torch.Tensor] = []
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         """(B, T) -> (B, T, V) logits."""
@@ -121,11 +146,21 @@ class LanguageModel(pl.LightningModule):
     def validation_step(
         self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
     ) -> torch.Tensor:
-        """Validation loss, averaged over the epoch (and across ranks)."""
+        """Loss of one validation batch, kept for the epoch's metrics."""
         inputs, targets = batch
         loss = self._loss(self.model, inputs, targets)
-        self.log("val/loss", loss, on_epoch=True, sync_dist=True, prog_bar=True)
+        self._val_losses.append(loss.detach())
         return loss
+
+    def on_validation_epoch_end(self) -> None:
+        """Log val loss, perplexity and bits per byte over all validation batches."""
+        if not self._val_losses:
+            return
+        # Every rank scores the same fixed windows, so the mean needs no cross-rank reduction.
+        loss = torch.stack(self._val_losses).mean().item()
+        self._val_losses.clear()
+        for name, value in language_metrics(loss, self.bytes_per_token).items():
+            self.log(f"val/{name}", value, prog_bar=name == "loss", rank_zero_only=True)
 
     def configure_gradient_clipping(
         self,

@@ -37,5 +37,3 @@ def format_errors(error: ValidationError) -> list[str]:
             else:
                 problems.append(f"{path}: {line}")
     return problems
-
-

@@ -14,6 +14,15 @@ STAGE_MODULES: dict[str, str] = {
     "clean": "components.clean",
     "validate": "components.validate",
     "tokenize": "components.tokenization",
+    "pretrain": "components.pretrain",
+    "finetune": "components.finetune",
+    "evaluate": "components.evaluate",
+}
+
+# Params sections a stage reads besides its own (recorded with its run, prefixed by name).
+EXTRA_SECTIONS: dict[str, tuple[str, ...]] = {
+    "pretrain": ("model", "trainer"),
+    "finetune": ("trainer",),
 }
 
 # Stages that fan out to worker processes (components.parallel).

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytorch_lightning as pl
 import torch
-from torch.utils.data import IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from components.errors import ArtifactError
 from components.tokenbin import open_tokens
@@ -66,9 +67,15 @@ class TokenWindows(IterableDataset):
         self.start_step = start_step
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches ``start_step``, ``start_step + 1``, ..."""
+        """Batches ``start_step``, ``start_step + 1``, ...
+
+        With several loader workers, worker ``i`` of ``n`` makes every n-th batch; the
+        loader takes them round-robin, so the order is the same as with none.
+        """
+        worker = get_worker_info()
+        first, stride = (worker.id, worker.num_workers) if worker else (0, 1)
         tokens = open_tokens(self.path).tokens
-        for step in itertools.count(self.start_step):
+        for step in itertools.count(self.start_step + first, stride):
             offsets = window_offsets(self.spec, step, len(tokens))
             yield make_batch(tokens, offsets, self.spec.block_size)
 
@@ -87,3 +94,52 @@ def evaluation_batches(
         make_batch(tokens, offsets[i : i + batch_size], block_size)
         for i in range(0, count, batch_size)
     ]
+
+
+class TokenDataModule(pl.LightningDataModule):
+    """Training windows from ``train.bin`` and fixed validation windows from ``val.bin``.
+
+    Each rank draws its own stream (the rank is part of the random key). A resumed run
+    continues the stream at the restored step: micro-batch ``global_step * grad_accum``.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        spec: WindowSpec,
+        val_batches: int,
+        grad_accum: int = 1,
+        workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.folder = folder
+        self.spec = spec
+        self.val_batches = val_batches
+        self.grad_accum = grad_accum
+        self.workers = workers
+
+    def train_dataloader(self) -> DataLoader:
+        """Endless batches for this rank, from the restored step on."""
+        spec = WindowSpec(
+            self.spec.block_size, self.spec.batch_size, self.spec.seed, self.trainer.global_rank
+        )
+        start = self.trainer.global_step * self.grad_accum
+        dataset = TokenWindows(self.folder / "train.bin", spec, start_step=start)
+        return self._loader(dataset)
+
+    def val_dataloader(self) -> DataLoader:
+        """The same fixed windows every time, on every rank."""
+        batches = evaluation_batches(
+            self.folder / "val.bin", self.spec.block_size, self.spec.batch_size, self.val_batches
+        )
+        return self._loader(batches, workers=0)
+
+    def _loader(self, dataset: object, workers: int | None = None) -> DataLoader:
+        workers = self.workers if workers is None else workers
+        return DataLoader(
+            dataset,
+            batch_size=None,  # items already are batches
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+        )

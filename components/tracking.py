@@ -16,11 +16,13 @@ import os
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol
 
 from components.artifacts import META_FILE, file_digest, git_commit
 from components.config import Paths
+from components.distributed import is_global_zero
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ EXPERIMENT = "wikilm"
 PARENT_RUN_ENV = "WIKILM_PARENT_RUN_ID"
 SWITCH_ENV = "WIKILM_TRACKING"
 _BATCH = 100  # MLflow accepts at most 100 params (and 1000 metrics) per batch call
+RESUMED_TAG = "wikilm.resumed"
 
 
 class Tracker(Protocol):
@@ -60,9 +63,10 @@ class NullTracker:
 class MlflowTracker:
     """Records into one MLflow run through the client API, in batches."""
 
-    def __init__(self, client: Any, run_id: str) -> None:
+    def __init__(self, client: Any, run_id: str, uri: str) -> None:
         self.client = client
         self.run_id = run_id
+        self.uri = uri
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params (values as strings, MLflow's type for params)."""
@@ -143,29 +147,78 @@ def _experiment_id(client: Any, root: Path) -> str:
     return client.create_experiment(EXPERIMENT, artifact_location=location)
 
 
-@contextmanager
-def stage_run(stage: str, paths: Paths, params: Mapping[str, Any]) -> Iterator[Tracker]:
-    """A run for one stage execution, ended FINISHED, FAILED or KILLED with the block."""
-    if not tracking_enabled():
-        yield NullTracker()
-        return
+_ACTIVE: ContextVar[Tracker | None] = ContextVar("wikilm_active_tracker", default=None)
+
+
+def active_tracker() -> Tracker:
+    """The tracker of the stage run in progress (a :class:`NullTracker` outside one)."""
+    return _ACTIVE.get() or NullTracker()
+
+
+def _client(paths: Paths) -> tuple[Any, str]:
     from mlflow import MlflowClient
 
     # MLflow sets its loggers up when imported (after ours): its store chatter is not news.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    client = MlflowClient(tracking_uri=tracking_uri(paths.root))
+    uri = tracking_uri(paths.root)
+    return MlflowClient(tracking_uri=uri), uri
+
+
+def _reopen(client: Any, run_id: str, stage: str) -> str | None:
+    """Mark an earlier run of ``stage`` as running again; None if it cannot be continued."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None
+    if run.info.lifecycle_stage != "active" or run.data.tags.get("wikilm.stage") != stage:
+        return None
+    resumed = int(run.data.tags.get(RESUMED_TAG, "0")) + 1
+    client.update_run(run_id, status="RUNNING")
+    client.set_tag(run_id, RESUMED_TAG, str(resumed))
+    log.info("%s: continuing MLflow run %s (resumed %d time(s))", stage, run_id, resumed)
+    return run_id
+
+
+def _open_run(
+    client: Any, stage: str, paths: Paths, params: Mapping[str, Any], resume: str | None
+) -> str:
+    if resume and (run_id := _reopen(client, resume, stage)):
+        return run_id
     tags = {"wikilm.stage": stage, **lineage(paths, params)}
     if parent := os.environ.get(PARENT_RUN_ENV):
         tags["mlflow.parentRunId"] = parent
     run = client.create_run(_experiment_id(client, paths.root), run_name=stage, tags=tags)
     log.debug("tracking %s as MLflow run %s", stage, run.info.run_id)
+    return run.info.run_id
+
+
+@contextmanager
+def stage_run(
+    stage: str, paths: Paths, params: Mapping[str, Any], resume: str | None = None
+) -> Iterator[Tracker]:
+    """A run for one stage execution, ended FINISHED, FAILED or KILLED with the block.
+
+    ``resume`` names the run of an interrupted execution to continue instead of starting a
+    new one (when it still exists). Only the global-zero process of a distributed run
+    records anything; the others get a :class:`NullTracker`.
+    """
+    if not tracking_enabled() or not is_global_zero():
+        yield NullTracker()
+        return
+    client, uri = _client(paths)
+    tracker = MlflowTracker(client, _open_run(client, stage, paths, params, resume), uri)
+    token = _ACTIVE.set(tracker)
     try:
-        yield MlflowTracker(client, run.info.run_id)
+        yield tracker
     except KeyboardInterrupt:
-        client.set_terminated(run.info.run_id, status="KILLED")
+        client.set_terminated(tracker.run_id, status="KILLED")
         raise
     except BaseException:
-        client.set_terminated(run.info.run_id, status="FAILED")
+        client.set_terminated(tracker.run_id, status="FAILED")
         raise
-    client.set_terminated(run.info.run_id, status="FINISHED")
+    finally:
+        _ACTIVE.reset(token)
+    client.set_terminated(tracker.run_id, status="FINISHED")

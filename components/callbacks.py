@@ -1,0 +1,180 @@
+"""Lightning callbacks of the training stages: throughput, loss curves, resumable RNG state.
+
+Each keeps what a resumed run needs in the checkpoint (``state_dict``), so curves and random
+streams continue across a kill and restart as if training had run straight through.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+# Dense bf16 tensor-core peaks from the vendors' datasheets, for MFU (nanoGPT's convention).
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The bf16 peak of a known CUDA device; None for CPUs and unknown GPUs."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_FLOPS.items() if key in name), None)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class Throughput(pl.Callback):
+    """Tokens/s and MFU over every ``every`` optimizer steps, validation time excluded.
+
+    Timed between batch hooks after a device sync (never across ``fit()``, whose set-up and
+    tear-down are not training). The run's mean leaves out the first window, which pays for
+    compilation and warm-up, whenever a later window exists.
+    """
+
+    def __init__(self, tokens_per_device_step: int, flops_per_token: float, every: int) -> None:
+        self.tokens_per_device_step = tokens_per_device_step
+        self.tokens_per_step = tokens_per_device_step  # all ranks together, set at fit start
+        self.flops_per_token = flops_per_token
+        self.every = every
+        self._mark: tuple[int, float] | None = None  # (step, time) where the window opened
+        self._paused = 0.0
+        self._pause_started: float | None = None
+        self._windows: list[tuple[int, float]] = []  # (steps, seconds) of each closed window
+        self.start_step = 0
+
+    def on_fit_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Every rank processes its own batches: the job's step covers them all."""
+        self.tokens_per_step = self.tokens_per_device_step * trainer.world_size
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Note the step training starts from (past zero when resumed)."""
+        self.start_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, *_: Any) -> None:
+        """Close a window every ``every`` optimizer steps and log its rate."""
+        step = trainer.global_step
+        if self._mark is not None and (step == self._mark[0] or step % self.every):
+            return
+        _sync(module.device)
+        now = time.perf_counter()
+        if self._mark is not None:
+            window = (step - self._mark[0], now - self._mark[1] - self._paused)
+            self._windows.append(window)
+            metrics = {"perf/tokens_per_s": self.rate([window])}
+            if (mfu := self.mfu(metrics["perf/tokens_per_s"], module.device, trainer)) is not None:
+                metrics["perf/mfu"] = mfu
+            module.log_dict(metrics, rank_zero_only=True)
+        self._mark, self._paused = (step, now), 0.0
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Stop the clock while validating."""
+        _sync(module.device)
+        self._pause_started = time.perf_counter()
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Restart the clock."""
+        if self._pause_started is not None:
+            _sync(module.device)
+            self._paused += time.perf_counter() - self._pause_started
+            self._pause_started = None
+
+    def rate(self, windows: list[tuple[int, float]] | None = None) -> float | None:
+        """Tokens/s over ``windows`` (default: the run's, warm-up left out when possible)."""
+        if windows is None:
+            windows = self._windows[1:] or self._windows
+        seconds = sum(t for _, t in windows)
+        return self.tokens_per_step * sum(s for s, _ in windows) / seconds if seconds else None
+
+    def mfu(self, rate: float | None, device: torch.device, trainer: pl.Trainer) -> float | None:
+        """Model FLOPs utilisation: achieved training FLOP/s over the devices' bf16 peak."""
+        peak = peak_flops(device)
+        if not peak or rate is None:
+            return None
+        return self.flops_per_token * rate / (peak * trainer.world_size)
+
+
+class LossCurve(pl.Callback):
+    """Train loss every ``every`` steps and each validation's metrics, kept in checkpoints.
+
+    Written as CSV files (``train.csv``, ``val.csv``) that DVC declares as plots.
+    """
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.rows: dict[str, list[dict[str, float]]] = {"train": [], "val": []}
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, *_: Any
+    ) -> None:
+        """Record the loss at logging steps (one device sync per ``every`` steps)."""
+        step = trainer.global_step
+        last = self.rows["train"][-1]["step"] if self.rows["train"] else 0
+        if step % self.every == 0 and step != last and outputs is not None:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            self.rows["train"].append({"step": step, "loss": float(loss)})
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Record the validation metrics the module logged."""
+        if trainer.sanity_checking:
+            return
+        values = {
+            key.removeprefix("val/"): float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/")
+        }
+        if values:
+            self.rows["val"].append({"step": trainer.global_step, **values})
+
+    def state_dict(self) -> dict[str, Any]:
+        """The rows so far (a resumed run continues the curve)."""
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Continue the curve of the run that was interrupted."""
+        self.rows = state_dict["rows"]
+
+    def write(self, folder: Path) -> list[Path]:
+        """Write ``<split>.csv`` for each split that has rows; returns the files."""
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for split, rows in self.rows.items():
+            if not rows:
+                continue
+            path = folder / f"{split}.csv"
+            tmp = path.with_name(f".{path.name}.tmp")
+            with tmp.open("w", newline="", encoding="utf-8") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(rows[-1]))
+                writer.writeheader()
+                writer.writerows(rows)
+            tmp.replace(path)
+            written.append(path)
+        return written
+
+
+class RngState(pl.Callback):
+    """Saves and restores torch's random generators with each checkpoint.
+
+    Lightning restores weights, optimizer, schedulers and loop counters but not random
+    generators; dropout after a resume then differs from a straight run without this.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        """CPU and CUDA generator states."""
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Put the generators back where the checkpoint left them."""
+        torch.set_rng_state(state_dict["cpu"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
