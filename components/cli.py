@@ -23,6 +23,17 @@ from components.tracking import flatten, numeric, stage_run
 
 log = logging.getLogger("components")
 
+NOISY_LOGGERS = (
+    "great_expectations",
+    "urllib3",
+    "filelock",
+    "fsspec",
+    "mlflow",
+    "alembic",
+    "pytorch_lightning",
+    "lightning_fabric",
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also used for ``--help``)."""
@@ -57,17 +68,15 @@ def configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    noisy_loggers = (
-        "great_expectations",
-        "urllib3",
-        "filelock",
-        "fsspec",
-        "mlflow",
-        "alembic",
-        "pytorch_lightning.utilities.rank_zero",  # device banners and advertising tips
-        "lightning_fabric",
-    )
-    for noisy in noisy_loggers:
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Keep third-party chatter (banners, store migrations, tips) out of the stage's log.
+
+    Called again once a stage module is imported: some libraries set their own levels then.
+    """
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -88,6 +97,7 @@ def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
         # The worker server imports the stage module while this process does the same.
         prestart(STAGE_MODULES[stage])
     module = load_stage(stage)
+    quiet_libraries()
     # A resumable stage continues the MLflow run of its interrupted execution.
     resume = module.resume_run_id(params, paths) if hasattr(module, "resume_run_id") else None
     recorded = stage_params(params, stage)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -73,7 +74,9 @@ class FirstBatchProbe(pl.Callback):
         """Compare the first batch this process trains on with the other ranks'."""
         if self.windows:
             return
-        gathered = module.all_gather(batch[0][:, : self.prefix]).reshape(-1, self.prefix)
+        with warnings.catch_warnings():  # Lightning's gather uses a deprecated torch call
+            warnings.simplefilter("ignore", UserWarning)
+            gathered = module.all_gather(batch[0][:, : self.prefix]).reshape(-1, self.prefix)
         self.windows = gathered.shape[0]
         self.distinct = torch.unique(gathered, dim=0).shape[0]
 

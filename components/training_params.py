@@ -125,7 +125,8 @@ class FinetuneParams(Section):
     dataset_split: str = "train"  # the split of an hf: dataset to read
     text_column: str = "text"
     label_column: str = "label"
-    max_length: int = Field(128, ge=2, description="tokens per text; longer ones are cut")
+    # Tokens per text; longer ones are cut. None: the model's block_size.
+    max_length: int | None = Field(None, ge=2)
     batch_size: int = Field(16, ge=1)
     max_epochs: int = Field(20, ge=1)
     patience: int = Field(3, ge=1, description="epochs without a better val loss before stopping")
@@ -161,7 +162,7 @@ def check_model_fit(model: ModelParams, finetune: FinetuneParams) -> list[str]:
     """Cross-section problems: finetune settings that the model's shape cannot honour."""
     shape = model.shape()
     problems = []
-    if finetune.max_length > shape.block_size:
+    if finetune.max_length is not None and finetune.max_length > shape.block_size:
         problems.append(
             f"finetune.max_length: {finetune.max_length} exceeds the model's block_size "
             f"{shape.block_size}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,38 @@ def workspace(tmp_path: Path) -> Paths:
 def make_params(**sections: dict) -> Params:
     """Params with the given sections overridden (validated like params.yaml)."""
     return parse_params({name: values for name, values in sections.items()})
+
+
+# A 2-layer model small enough to train in seconds on a CPU.
+TINY_MODEL = {
+    "preset": "tiny",
+    "overrides": {"n_layer": 2, "n_head": 2, "n_embd": 32, "block_size": 32},
+    "pad_vocab_to": 64,
+}
+CPU_TRAINER = {"accelerator": "cpu", "devices": 1}
+
+
+@pytest.fixture(scope="session")
+def token_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Token files (the tokenize stage's output) of real news text, built once per session."""
+    from components.artifacts import build_meta, write_json
+    from components.documents import Document, write_documents
+    from components.sources import builtin_path
+    from components.tokenization import run as tokenize
+
+    root = tmp_path_factory.mktemp("corpus")
+    paths = Paths.resolve(PathsParams(), root)
+    lines = builtin_path("lee-background").read_text(encoding="utf-8").splitlines()
+    docs = [Document(i, f"Doc {i}", line) for i, line in enumerate(lines) if line.strip()]
+    write_documents(paths.clean, docs, shard_rows=100)
+    write_json(paths.clean / "meta.json", build_meta("clean", {}, {}))
+    params = make_params(tokenize={"vocab_size": 512, "val_fraction": 0.2, "batch_docs": 64})
+    tokenize(params, paths)
+    return paths.tokens
+
+
+@pytest.fixture
+def trained_workspace(workspace: Paths, token_corpus: Path) -> Paths:
+    """A workspace whose tokenize output is :func:`token_corpus` (copied, so tests may edit)."""
+    shutil.copytree(token_corpus, workspace.tokens)
+    return workspace
