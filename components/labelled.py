@@ -1,10 +1,12 @@
 """Labelled text for classification: the builtin polarity sentences or a user's table.
 
 Sources: ``builtin:polarity`` (movie-review sentences shipped in gensim's test data, fastText
-``__label__pos`` lines), or a CSV, TSV, JSONL or Parquet file with configurable text and
-label columns. Labels may be strings or integers; they are mapped to class indices in sorted
-order. Rows without text or label are counted and dropped, never fatal; a missing column, an
-empty dataset or a single class is one clear error.
+``__label__pos`` lines), a CSV, TSV, JSONL or Parquet file, or ``hf:<name>``: a Hugging Face
+``datasets`` dataset (a folder saved with ``save_to_disk``, a local data folder, or a name
+that ``datasets.load_dataset`` resolves), each with configurable text and label columns.
+Labels may be strings or integers; they are mapped to class indices in sorted order. Rows
+without text or label are counted and dropped, never fatal; a missing column, an empty
+dataset or a single class is one clear error.
 """
 
 from __future__ import annotations
@@ -62,10 +64,38 @@ def read_fasttext(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["text", "label"])
 
 
-def read_table(source: str, root: Path) -> pd.DataFrame:
-    """The raw table behind ``source`` (builtin name or a file relative to ``root``)."""
+def read_hf(name: str, root: Path, split: str) -> pd.DataFrame:
+    """One split of a ``datasets`` dataset: a saved folder, a data folder, or a hub name."""
+    import datasets
+
+    local = root / Path(name).expanduser()
+    try:
+        if (local / "state.json").is_file() or (local / "dataset_dict.json").is_file():
+            data = datasets.load_from_disk(str(local))
+            data = data[split] if isinstance(data, datasets.DatasetDict) else data
+        else:
+            data = datasets.load_dataset(str(local) if local.is_dir() else name, split=split)
+    except KeyError:
+        raise SourceError(
+            f"hf:{name} has no split {split!r} (set finetune.dataset_split)"
+        ) from None
+    except (
+        OSError,
+        ValueError,
+        ConnectionError,
+        datasets.exceptions.DatasetNotFoundError,
+    ) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SourceError(f"hf:{name} could not be loaded: {message}") from None
+    return data.to_pandas()
+
+
+def read_table(source: str, root: Path, split: str = "train") -> pd.DataFrame:
+    """The raw table behind ``source`` (builtin name, ``hf:`` dataset, or a file in ``root``)."""
     if source == "builtin:polarity":
         return read_fasttext(builtin_path("polarity"))
+    if source.startswith("hf:"):
+        return read_hf(source.removeprefix("hf:"), root, split)
     if source.startswith("builtin:"):
         raise SourceError(f"unknown labelled dataset {source!r}; builtin: builtin:polarity")
     path = root / Path(source).expanduser()
@@ -81,14 +111,18 @@ def read_table(source: str, root: Path) -> pd.DataFrame:
 
 
 def load_labelled(
-    source: str, root: Path, text_column: str = "text", label_column: str = "label"
+    source: str,
+    root: Path,
+    text_column: str = "text",
+    label_column: str = "label",
+    split: str = "train",
 ) -> LabelledData:
-    """Load and check a labelled dataset.
+    """Load and check a labelled dataset (``split`` applies to ``hf:`` datasets).
 
     Raises:
         SourceError: unreadable source, missing column, no usable rows, or a single class.
     """
-    table = read_table(source, root)
+    table = read_table(source, root, split)
     columns = [text_column, label_column]
     if source == "builtin:polarity":
         table = table.rename(columns={"text": text_column, "label": label_column})

@@ -101,3 +101,37 @@ def test_stratified_split_is_seeded_disjoint_and_proportional():
 def test_too_few_examples_per_class_is_a_clear_error():
     with pytest.raises(SourceError, match="cannot split 5 examples by class"):
         stratified_split([0, 0, 0, 0, 1], 0.2, 0.2, seed=0)
+
+
+def _hf_rows():
+    return {"sentence": ["good film", "bad film", "great", "awful"], "stars": [1, 0, 1, 0]}
+
+
+def test_hf_dataset_saved_to_disk(tmp_path):
+    import datasets
+
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict(_hf_rows())})
+    splits.save_to_disk(str(tmp_path / "reviews"))
+    data = load_labelled("hf:reviews", tmp_path, "sentence", "stars")
+    assert data.texts == _hf_rows()["sentence"]
+    assert data.label_names == ["0", "1"]
+    assert data.labels == [1, 0, 1, 0]
+
+
+def test_hf_data_folder_loaded_by_datasets(tmp_path):
+    folder = tmp_path / "csvdata"
+    folder.mkdir()
+    pd.DataFrame(_hf_rows()).to_csv(folder / "train.csv", index=False)
+    data = load_labelled("hf:csvdata", tmp_path, "sentence", "stars")
+    assert data.class_counts() == {"0": 2, "1": 2}
+
+
+def test_hf_missing_split_names_the_setting(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_dict(_hf_rows()).save_to_disk(str(tmp_path / "one"))
+    splits = datasets.DatasetDict({"train": datasets.Dataset.from_dict(_hf_rows())})
+    splits.save_to_disk(str(tmp_path / "many"))
+    assert load_labelled("hf:one", tmp_path, "sentence", "stars", split="test").texts
+    with pytest.raises(SourceError, match="no split 'test'.*finetune.dataset_split"):
+        load_labelled("hf:many", tmp_path, "sentence", "stars", split="test")
