@@ -19,6 +19,7 @@ from components.cli import execute
 from components.config import Paths, load_params
 from components.errors import WikilmError
 from components.stages import STAGE_MODULES
+from flows.summary import stage_line
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,28 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _stage_line(stage: str, m: dict, paths: Paths) -> str:
-    """The one line worth reading about a stage's last run."""
-    if stage == "ingest":
-        return f"{m['documents']:,} articles from {m['pages']:,} pages of {m['dump']}"
-    if stage == "clean":
-        dropped = ", ".join(f"{k} {v}" for k, v in m["rejected"].items()) or "none"
-        return (
-            f"kept {m['documents_out']:,} of {m['documents_in']:,} documents (dropped: {dropped})"
-        )
-    if stage == "validate":
-        total = sum(s["expectations"] for s in m["suites"].values())
-        verdict = "passed" if m["success"] else "FAILED"
-        report = (paths.validate / m["data_docs"]).relative_to(paths.root)
-        return f"{verdict}: {total} expectations, report in {report}"
-    if stage == "tokenize":
-        return (
-            f"vocab {m['vocab_size']:,}; {m['tokens_train']:,} train / {m['tokens_val']:,} "
-            f"val tokens; {m['bytes_per_token_val']:.2f} bytes per token on val"
-        )
-    return ", ".join(f"{k}={v}" for k, v in m.items() if not isinstance(v, dict))
-
-
 def print_summary(params_file: Path) -> int:
     """Print one line per stage that has metrics; exit code 1 when none has."""
     params = load_params(params_file)
@@ -99,7 +78,7 @@ def print_summary(params_file: Path) -> int:
         metrics_file = paths.metrics_file(stage)
         if metrics_file.is_file():
             metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-            print(f"{stage:<9} {_stage_line(stage, metrics, paths)}")  # noqa: T201 - output
+            print(f"{stage:<9} {stage_line(stage, metrics, paths)}")  # noqa: T201 - output
             shown += 1
     if not shown:
         print(f"no metrics under {paths.metrics}: run `dvc repro` first", file=sys.stderr)  # noqa: T201

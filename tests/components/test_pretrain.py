@@ -53,8 +53,10 @@ def test_pretrain_learns_and_writes_a_loadable_model(trained_workspace):
     # Curves: train loss every 5 steps, val metrics every 10; checkpoints gone when done.
     train = (paths.plots_dir("pretrain") / "train.csv").read_text().splitlines()
     val = (paths.plots_dir("pretrain") / "val.csv").read_text().splitlines()
-    assert train[0] == "step,loss" and len(train) == 1 + 6
-    assert val[0] == "step,loss,perplexity,bits_per_byte" and len(val) == 1 + 3
+    assert train[0] == "step,loss"
+    assert len(train) == 1 + 6
+    assert val[0] == "step,loss,perplexity,bits_per_byte"
+    assert len(val) == 1 + 3
     assert not paths.checkpoint_dir("pretrain").exists()
 
 
@@ -68,7 +70,8 @@ def test_checkpoints_of_other_params_or_data_are_discarded(trained_workspace):
     assert point.resumable() == point.checkpoint
     assert point.run_id() == "run-a"
     other = resume_point(_params(max_steps=31), paths)
-    assert other.resumable() is None and other.run_id() is None
+    assert other.resumable() is None
+    assert other.run_id() is None
     assert other.begin("run-b") is None
     assert not point.checkpoint.exists()
     assert point.begin("run-c", allow_resume=False) is None

@@ -1,0 +1,77 @@
+"""One line per stage, from its ``metrics/<stage>.json``: what ``wikilm summary`` prints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from components.config import Paths
+
+
+def _ingest(m: dict, paths: Paths) -> str:
+    return f"{m['documents']:,} articles from {m['pages']:,} pages of {m['dump']}"
+
+
+def _clean(m: dict, paths: Paths) -> str:
+    dropped = ", ".join(f"{k} {v}" for k, v in m["rejected"].items()) or "none"
+    return f"kept {m['documents_out']:,} of {m['documents_in']:,} documents (dropped: {dropped})"
+
+
+def _validate(m: dict, paths: Paths) -> str:
+    total = sum(s["expectations"] for s in m["suites"].values())
+    verdict = "passed" if m["success"] else "FAILED"
+    report = (paths.validate / m["data_docs"]).relative_to(paths.root)
+    return f"{verdict}: {total} expectations, report in {report}"
+
+
+def _tokenize(m: dict, paths: Paths) -> str:
+    return (
+        f"vocab {m['vocab_size']:,}; {m['tokens_train']:,} train / {m['tokens_val']:,} "
+        f"val tokens; {m['bytes_per_token_val']:.2f} bytes per token on val"
+    )
+
+
+def _pretrain(m: dict, paths: Paths) -> str:
+    rate = f"{m['tokens_per_s']:,.0f} tokens/s" if m.get("tokens_per_s") else "rate n/a"
+    mfu = f", MFU {m['mfu']:.1%}" if m.get("mfu") is not None else ""
+    resumed = f", resumed at step {m['resumed_from_step']}" if m["resumed_from_step"] else ""
+    return (
+        f"{m['parameters']:,} parameters, {m['steps']:,} steps; val loss {m['val_loss']:.3f}, "
+        f"{m['val_bits_per_byte']:.3f} bits per byte; {rate}{mfu}{resumed}"
+    )
+
+
+def _finetune(m: dict, paths: Paths) -> str:
+    stop = "stopped early" if m["stopped_early"] else "ran all epochs"
+    return (
+        f"{m['classes']} classes, {m['examples_train']:,} train examples; best val loss "
+        f"{m['best_val_loss']:.3f}, accuracy {m['best_val_accuracy']:.3f} at epoch "
+        f"{m['best_epoch']} ({stop})"
+    )
+
+
+def _evaluate(m: dict, paths: Paths) -> str:
+    lm, clf = m["lm"], m["classifier"]
+    return (
+        f"LM {lm['val']['bits_per_byte']:.3f} bits/byte (unigram "
+        f"{lm['val_unigram']['bits_per_byte']:.3f}); classifier macro-F1 "
+        f"{clf['model']['macro_f1']:.3f} (majority {clf['majority']['macro_f1']:.3f}, "
+        f"TF-IDF+LR {clf['tfidf_logreg']['macro_f1']:.3f})"
+    )
+
+
+LINES: dict[str, Callable[[dict, Paths], str]] = {
+    "ingest": _ingest,
+    "clean": _clean,
+    "validate": _validate,
+    "tokenize": _tokenize,
+    "pretrain": _pretrain,
+    "finetune": _finetune,
+    "evaluate": _evaluate,
+}
+
+
+def stage_line(stage: str, metrics: dict, paths: Paths) -> str:
+    """The one line worth reading about a stage's last run."""
+    if stage in LINES:
+        return LINES[stage](metrics, paths)
+    return ", ".join(f"{k}={v}" for k, v in metrics.items() if not isinstance(v, dict))
