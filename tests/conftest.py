@@ -66,3 +66,28 @@ def trained_workspace(workspace: Paths, token_corpus: Path) -> Paths:
     """A workspace whose tokenize output is :func:`token_corpus` (copied, so tests may edit)."""
     shutil.copytree(token_corpus, workspace.tokens)
     return workspace
+
+
+@pytest.fixture(scope="session")
+def pretrained_root(tmp_path_factory: pytest.TempPathFactory, token_corpus: Path) -> Path:
+    """A workspace with token files and a briefly pretrained tiny model, built once."""
+    from components.pretrain import run as pretrain
+
+    root = tmp_path_factory.mktemp("pretrained")
+    paths = Paths.resolve(PathsParams(), root)
+    shutil.copytree(token_corpus, paths.tokens)
+    params = make_params(
+        model=TINY_MODEL,
+        trainer=CPU_TRAINER,
+        pretrain={"batch_size": 8, "max_steps": 40, "warmup_steps": 4, "lr": 1e-2, "min_lr": 1e-3},
+    )
+    pretrain(params, paths)
+    return root
+
+
+@pytest.fixture
+def pretrained_workspace(tmp_path: Path, pretrained_root: Path) -> Paths:
+    """A copy of :func:`pretrained_root` that a test may change."""
+    root = tmp_path / "work"
+    shutil.copytree(pretrained_root, root)
+    return Paths.resolve(PathsParams(), root)

@@ -1,4 +1,8 @@
-"""End to end: the data stages through DVC on the builtin sample, in a copy of the repository."""
+"""End to end: every stage through DVC on the builtin sample, in a copy of the repository.
+
+The copy's params.yaml keeps the real data settings and shrinks only the training ones
+(a smaller model, fewer steps and epochs), so the whole pipeline runs in about a minute.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,16 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["ingest", "clean", "validate", "tokenize"]
+STAGES = ["ingest", "clean", "validate", "tokenize", "pretrain", "finetune", "evaluate"]
+QUICK_TRAINING = {
+    "model": {"overrides": {"n_layer": 1, "n_embd": 64, "block_size": 64}},
+    "pretrain": {"max_steps": 20, "val_every": 10, "warmup_steps": 2, "checkpoint_every": 10},
+    "finetune": {"max_epochs": 2},
+    "evaluate": {"max_tokens": 20000},
+}
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +64,10 @@ def _copy_repository(dest: Path) -> Path:
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh clone-like copy with the pipeline reproduced once."""
     root = _copy_repository(tmp_path_factory.mktemp("repo"))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    for section, values in QUICK_TRAINING.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _run(["git", "init", "-q"], root)
     _run(["git", "add", "-A"], root)
     _run(["git", "commit", "-qm", "baseline"], root)
@@ -70,6 +85,10 @@ def test_repro_produces_every_stage_output(repo):
         assert f"  {stage}:" in lock
     ingest = json.loads((repo / "metrics" / "ingest.json").read_text())
     assert ingest["documents"] > 50
+    assert (repo / "models" / "pretrain" / "model.safetensors").is_file()
+    assert (repo / "models" / "finetune" / "splits" / "test.parquet").is_file()
+    evaluate = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    assert evaluate["test_examples"] == 40
 
 
 def test_second_repro_is_a_no_op(repo):
@@ -87,9 +106,23 @@ def test_metrics_show_lists_every_stage(repo):
     assert files == {f"{stage}.json" for stage in STAGES}
 
 
-def test_changed_param_reruns_only_that_stage_and_downstream(repo):
-    done = _run(["dvc", "exp", "run", "-S", "clean.min_words=80"], repo)
+def test_plots_show_renders_the_declared_plots(repo, tmp_path):
+    _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], repo)
+    page = (tmp_path / "plots" / "index.html").read_text()
+    for title in ("pretrain loss", "finetune loss", "confusion matrix", "bits per byte"):
+        assert title in page
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("pretrain.lr=0.005", {"pretrain", "finetune", "evaluate"}),
+        ("clean.min_words=80", set(STAGES) - {"ingest"}),
+    ],
+)
+def test_changed_param_reruns_only_that_stage_and_downstream(repo, setting, expected):
+    done = _run(["dvc", "exp", "run", "-S", setting], repo)
     ran = {stage for stage in STAGES if f"Running stage '{stage}'" in done.stdout}
-    assert ran == {"clean", "validate", "tokenize"}, done.stdout
-    params = (repo / "params.yaml").read_text()
-    assert "min_words: 80" in params
+    assert ran == expected, done.stdout
+    key, value = setting.split("=")
+    assert f"{key.split('.')[-1]}: {value}" in (repo / "params.yaml").read_text()
