@@ -21,6 +21,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
+from components.callbacks import peak_flops
 from components.lm_module import (
     LanguageModel,
     OptimConfig,
@@ -31,8 +32,6 @@ from components.lm_module import (
 from components.model import GPT, GPTConfig, padded_vocab
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
-# Dense bf16 tensor-core peaks (datasheets), for MFU.
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
 
 
 @dataclass
@@ -138,14 +137,6 @@ def lightning_loop(run: Run, batches: list, optim: OptimConfig) -> float:
     )
     trainer.fit(module, train_dataloaders=loader)
     return run.tokens_per_step * (run.steps - run.warmup) / (timer.ended - timer.started)
-
-
-def peak_flops(device: torch.device) -> float | None:
-    """bf16 peak of the device, when known."""
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_FLOPS.items() if key in name), None)
 
 
 def main() -> None:

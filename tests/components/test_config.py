@@ -13,7 +13,8 @@ def test_repository_params_yaml_is_valid_and_explicit():
     params = load_params(REPO / "params.yaml")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     # Every section of the model is spelled out in params.yaml: it is the one place to look.
-    assert set(raw) == {"paths", "ingest", "clean", "validate", "tokenize", "model"}
+    assert set(raw) == set(Params.model_fields) - {"validate_"} | {"validate"}
+    assert set(raw["paths"]) == set(Paths.__dataclass_fields__) - {"root"}
     assert params.clean.min_stop_words == 2
     assert params.ingest.source == "builtin:enwiki-sample"
 
@@ -46,6 +47,20 @@ def test_repository_params_yaml_is_valid_and_explicit():
         ({"validate": {"min_chars": 10, "max_chars": 5}}, "validate.min_chars: must not exceed"),
         ({"tokenize": {"special_tokens": []}}, "tokenize.special_tokens: the first entry"),
         ({"tokenize": {"special_tokens": ["<a>", "<a>"]}}, "tokenize.special_tokens: entries must"),
+        ({"trainer": {"devices": 0}}, "trainer.devices: must be at least 1"),
+        ({"trainer": {"precision": "fp8"}}, "trainer.precision: Input should be"),
+        ({"pretrain": {"lr": 1e-4, "min_lr": 1e-3}}, "pretrain.min_lr: must not exceed lr"),
+        ({"pretrain": {"max_steps": 5, "warmup_steps": 9}}, "pretrain.warmup_steps: must not"),
+        (
+            {"finetune": {"val_fraction": 0.5, "test_fraction": 0.5}},
+            "finetune.test_fraction: val_fraction + test_fraction",
+        ),
+        ({"finetune": {"max_length": 4096}}, "finetune.max_length: 4096 exceeds the model's"),
+        (
+            {"model": {"overrides": {"n_layer": 2}}, "finetune": {"freeze_layers": 3}},
+            "finetune.freeze_layers: 3 exceeds the model's n_layer 2",
+        ),
+        ({"evaluate": {"tfidf_ngram_max": 5}}, "evaluate.tfidf_ngram_max: Input should be less"),
     ],
     ids=lambda v: None if isinstance(v, dict) else v.split(":")[0],
 )

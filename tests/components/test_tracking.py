@@ -7,6 +7,7 @@ from components.documents import Document, write_documents
 from components.tracking import (
     EXPERIMENT,
     NullTracker,
+    active_tracker,
     flatten,
     numeric,
     stage_run,
@@ -96,3 +97,35 @@ def test_run_stage_logs_params_metrics_lineage_and_artifacts(tmp_path):
     assert run.data.tags["wikilm.dump_sha1"] == "abc"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert artifacts == {"clean.json", "meta.json"}
+
+
+def test_resume_continues_the_named_run_and_counts_resumptions(workspace):
+    client = MlflowClient(tracking_uri=tracking_uri(workspace.root))
+    with pytest.raises(KeyboardInterrupt), stage_run("pretrain", workspace, {}) as first:
+        raise KeyboardInterrupt
+    assert client.get_run(first.run_id).info.status == "KILLED"
+    with stage_run("pretrain", workspace, {}, resume=first.run_id) as again:
+        assert active_tracker() is again
+    assert again.run_id == first.run_id
+    run = client.get_run(first.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["wikilm.resumed"] == "1"
+    assert isinstance(active_tracker(), NullTracker)  # reset when the block ends
+
+
+@pytest.mark.parametrize("resume", ["no-such-run", "other-stage"])
+def test_resume_of_an_unusable_run_starts_a_new_one(workspace, resume):
+    with stage_run("clean", workspace, {}) as other:
+        pass
+    name = other.run_id if resume == "other-stage" else resume
+    with stage_run("pretrain", workspace, {}, resume=name) as tracker:
+        pass
+    assert tracker.run_id not in {name, None}
+
+
+@pytest.mark.parametrize("variable", ["RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"])
+def test_only_the_first_process_of_a_distributed_run_records(workspace, monkeypatch, variable):
+    monkeypatch.setenv(variable, "1")
+    with stage_run("pretrain", workspace, {}) as tracker:
+        assert isinstance(tracker, NullTracker)
+    assert not (workspace.root / "mlflow.db").exists()
