@@ -28,9 +28,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)  ## create .venv and install the project (idempotent)
 
 run: install  ## run the pipeline on params.yaml (builtin sample by default)
-	dvc repro
-	wikilm summary
-	@echo "more: dvc metrics show | mlflow ui --backend-store-uri sqlite:///mlflow.db | open reports/validate/data_docs/index.html"
+	wikilm run
 
 test: install  ## run the test suite
 	$(BIN)/python -m pytest

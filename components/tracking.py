@@ -44,6 +44,8 @@ class Tracker(Protocol):
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None: ...  # noqa: D102
 
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...  # noqa: D102
+
 
 class NullTracker:
     """Records nothing (tracking switched off)."""
@@ -58,6 +60,9 @@ class NullTracker:
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         """Ignore artifacts."""
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Ignore tags."""
 
 
 class MlflowTracker:
@@ -88,6 +93,12 @@ class MlflowTracker:
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         """Upload a file to the run's artifacts."""
         self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Set (or replace) tags of the run, in one batch."""
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
 
 def tracking_enabled() -> bool:
@@ -196,6 +207,20 @@ def _open_run(
 
 
 @contextmanager
+def _terminating(client: Any, run_id: str) -> Iterator[None]:
+    """End the run FINISHED with the block, KILLED on interrupt, FAILED on any error."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, status="KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+
+
+@contextmanager
 def stage_run(
     stage: str, paths: Paths, params: Mapping[str, Any], resume: str | None = None
 ) -> Iterator[Tracker]:
@@ -212,13 +237,33 @@ def stage_run(
     tracker = MlflowTracker(client, _open_run(client, stage, paths, params, resume), uri)
     token = _ACTIVE.set(tracker)
     try:
-        yield tracker
-    except KeyboardInterrupt:
-        client.set_terminated(tracker.run_id, status="KILLED")
-        raise
-    except BaseException:
-        client.set_terminated(tracker.run_id, status="FAILED")
-        raise
+        with _terminating(client, tracker.run_id):
+            yield tracker
     finally:
         _ACTIVE.reset(token)
-    client.set_terminated(tracker.run_id, status="FINISHED")
+
+
+@contextmanager
+def pipeline_run(paths: Paths, params: Mapping[str, Any]) -> Iterator[Tracker]:
+    """The parent run of one pipeline execution.
+
+    Stage processes started inside the block (``dvc repro``) find its id in
+    ``WIKILM_PARENT_RUN_ID`` and nest their runs under it.
+    """
+    if not tracking_enabled():
+        yield NullTracker()
+        return
+    client, uri = _client(paths)
+    tags = {"wikilm.stage": "pipeline", **lineage(paths, params)}
+    run = client.create_run(_experiment_id(client, paths.root), run_name="pipeline", tags=tags)
+    tracker = MlflowTracker(client, run.info.run_id, uri)
+    previous = os.environ.get(PARENT_RUN_ENV)
+    os.environ[PARENT_RUN_ENV] = tracker.run_id
+    try:
+        with _terminating(client, tracker.run_id):
+            yield tracker
+    finally:
+        if previous is None:
+            os.environ.pop(PARENT_RUN_ENV, None)
+        else:
+            os.environ[PARENT_RUN_ENV] = previous

@@ -1,6 +1,7 @@
 """The ``wikilm`` command line (thin: it composes stages, it never computes).
 
 Examples:
+    wikilm run
     wikilm stage ingest
     wikilm stage clean --params params.yaml
     wikilm stages
@@ -15,10 +16,11 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from components.cli import execute
+from components.cli import configure_logging, execute
 from components.config import Paths, load_params
 from components.errors import WikilmError
 from components.stages import STAGE_MODULES
+from flows.pipeline import repro
 from flows.summary import stage_line
 
 
@@ -60,6 +62,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="params file whose paths: section locates metrics/",
     )
 
+    run = commands.add_parser(
+        "run",
+        help="run the whole pipeline (dvc repro) as one tracked execution",
+        description=(
+            "Run every stage that is out of date with `dvc repro`, under one MLflow parent run "
+            "that nests the stage runs, then print the summary."
+        ),
+        epilog="example: wikilm run --params params.yaml",
+    )
+    run.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file; the pipeline runs in its folder (default: %(default)s)",
+    )
+    run.add_argument("--force", action="store_true", help="rerun every stage, even if cached")
+
     commands.add_parser(
         "stages",
         help="list the pipeline stages in order",
@@ -91,13 +110,29 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "stages":
         print("\n".join(STAGE_MODULES))  # noqa: T201 - command output
         return 0
-    if args.command == "summary":
-        try:
-            return print_summary(args.params)
-        except WikilmError as error:
-            print(f"error: summary: {error}", file=sys.stderr)  # noqa: T201
-            return error.exit_code
-    return execute(args.name, args.params, verbose=args.verbose)
+    if args.command == "stage":
+        return execute(args.name, args.params, verbose=args.verbose)
+    try:
+        if args.command == "run":
+            return run_pipeline(args.params, args.force)
+        return print_summary(args.params)
+    except WikilmError as error:
+        print(f"error: {args.command}: {error}", file=sys.stderr)  # noqa: T201
+        return error.exit_code
+
+
+def run_pipeline(params_file: Path, force: bool = False) -> int:
+    """``wikilm run``: the pipeline under a parent run, then the summary and where to look."""
+    configure_logging()
+    params = load_params(params_file)
+    paths = Paths.resolve(params.paths, params_file.resolve().parent)
+    repro(params, paths, force)
+    print_summary(params_file)
+    print(  # noqa: T201 - command output
+        "more: dvc metrics show | dvc plots show | "
+        "mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    )
+    return 0
 
 
 if __name__ == "__main__":

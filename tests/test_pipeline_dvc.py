@@ -71,7 +71,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _run(["git", "init", "-q"], root)
     _run(["git", "add", "-A"], root)
     _run(["git", "commit", "-qm", "baseline"], root)
-    _run(["dvc", "repro"], root)
+    _run(["wikilm", "run"], root)  # dvc repro under an MLflow parent run
     return root
 
 
@@ -89,6 +89,20 @@ def test_repro_produces_every_stage_output(repo):
     assert (repo / "models" / "finetune" / "splits" / "test.parquet").is_file()
     evaluate = json.loads((repo / "metrics" / "evaluate.json").read_text())
     assert evaluate["test_examples"] == 40
+
+
+def test_stage_runs_nest_under_one_pipeline_run(repo):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("wikilm").experiment_id])
+    (parent,) = [r for r in runs if r.data.tags["wikilm.stage"] == "pipeline"]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert {r.data.tags["wikilm.stage"] for r in children} == set(STAGES)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["evaluate.lm.val.bits_per_byte"] > 0
+    assert parent.data.tags["wikilm.dvc_lock_digest"]
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"dvc.lock"}
 
 
 def test_second_repro_is_a_no_op(repo):

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -103,3 +104,26 @@ def test_summary_without_metrics_says_what_to_do(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text("{}\n")
     assert main(["summary", "--params", str(tmp_path / "params.yaml")]) == 1
     assert "run `dvc repro` first" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["run", "summary", "stage"])
+def test_every_command_has_help_with_an_example(capsys, command):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    assert f"example: wikilm {command}" in capsys.readouterr().out
+
+
+def test_run_outside_a_dvc_project_fails_and_marks_the_pipeline_run(tmp_path, capsys, monkeypatch):
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WIKILM_TRACKING", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("{}\n")
+    assert main(["run", "--params", str(tmp_path / "params.yaml")]) == 1
+    assert "error: run: dvc repro failed" in capsys.readouterr().err
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("wikilm").experiment_id])
+    assert run.data.tags["wikilm.stage"] == "pipeline"
+    assert run.info.status == "FAILED"
+    assert "WIKILM_PARENT_RUN_ID" not in os.environ

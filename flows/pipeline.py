@@ -1,0 +1,50 @@
+"""The whole pipeline as one tracked execution: ``dvc repro`` under an MLflow parent run.
+
+Each stage that DVC runs finds the parent's id in ``WIKILM_PARENT_RUN_ID`` and nests its run
+under it; the parent gets the pipeline's lineage (the new ``dvc.lock`` included), every
+stage's metrics under the stage's name, and ``dvc.lock`` itself as an artifact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+from components.config import Params, Paths
+from components.errors import WikilmError
+from components.stages import STAGE_MODULES
+from components.tracking import Tracker, flatten, lineage, numeric, pipeline_run
+
+log = logging.getLogger(__name__)
+
+
+def record_outcome(parent: Tracker, params: Params, paths: Paths) -> None:
+    """Lineage after the run, each stage's metrics (``evaluate.lm.val.loss``), dvc.lock."""
+    parent.set_tags(lineage(paths, params.model_dump(mode="json", by_alias=True)))
+    metrics: dict[str, float] = {}
+    for stage in STAGE_MODULES:
+        path = paths.metrics_file(stage)
+        if path.is_file():
+            metrics |= numeric(flatten(json.loads(path.read_text(encoding="utf-8")), f"{stage}."))
+    parent.log_metrics(metrics)
+    if (lock := paths.root / "dvc.lock").is_file():
+        parent.log_artifact(lock)
+
+
+def repro(params: Params, paths: Paths, force: bool = False) -> str | None:
+    """Run ``dvc repro`` in ``paths.root`` under a parent run; returns the run's id.
+
+    Raises:
+        WikilmError: a stage failed (its own error line has been printed by then).
+    """
+    with pipeline_run(paths, params.model_dump(mode="json", by_alias=True)) as parent:
+        if parent.run_id:
+            log.info("pipeline: MLflow parent run %s", parent.run_id)
+        command = [sys.executable, "-m", "dvc", "repro", *(["--force"] if force else [])]
+        done = subprocess.run(command, cwd=paths.root, check=False)
+        if done.returncode:
+            raise WikilmError(f"dvc repro failed (exit code {done.returncode}); see above")
+        record_outcome(parent, params, paths)
+    return parent.run_id
