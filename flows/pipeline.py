@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 from components.config import Params, Paths
 from components.errors import WikilmError
@@ -33,6 +35,12 @@ def record_outcome(parent: Tracker, params: Params, paths: Paths) -> None:
         parent.log_artifact(lock)
 
 
+def _stage_env() -> dict[str, str]:
+    """This interpreter's folder first on PATH: dvc.yaml's `python` must be this environment's."""
+    folder = str(Path(sys.executable).parent)
+    return {**os.environ, "PATH": os.pathsep.join([folder, os.environ.get("PATH", "")])}
+
+
 def repro(params: Params, paths: Paths, force: bool = False) -> str | None:
     """Run ``dvc repro`` in ``paths.root`` under a parent run; returns the run's id.
 
@@ -43,7 +51,7 @@ def repro(params: Params, paths: Paths, force: bool = False) -> str | None:
         if parent.run_id:
             log.info("pipeline: MLflow parent run %s", parent.run_id)
         command = [sys.executable, "-m", "dvc", "repro", *(["--force"] if force else [])]
-        done = subprocess.run(command, cwd=paths.root, check=False)
+        done = subprocess.run(command, cwd=paths.root, env=_stage_env(), check=False)
         if done.returncode:
             raise WikilmError(f"dvc repro failed (exit code {done.returncode}); see above")
         record_outcome(parent, params, paths)
