@@ -32,6 +32,8 @@ NOISY_LOGGERS = (
     "alembic",
     "pytorch_lightning",
     "lightning_fabric",
+    "onnx_ir",
+    "onnxscript",
 )
 
 

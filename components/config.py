@@ -18,6 +18,7 @@ from components.schema import Section, format_errors
 from components.stopwords import has_language
 from components.training_params import (
     EvaluateParams,
+    ExportParams,
     FinetuneParams,
     ModelParams,
     PretrainParams,
@@ -39,6 +40,7 @@ class PathsParams(Section):
     pretrain: str = "models/pretrain"
     finetune: str = "models/finetune"
     evaluate: str = "reports/evaluate"
+    export: str = "models/export"
     metrics: str = "metrics"
     plots: str = "plots"
     # Resumable training state. Outside every DVC output, because DVC deletes a stage's
@@ -61,6 +63,7 @@ class Paths:
     pretrain: Path
     finetune: Path
     evaluate: Path
+    export: Path
     metrics: Path
     plots: Path
     checkpoints: Path
@@ -248,6 +251,7 @@ class Params(Section):
     pretrain: PretrainParams = PretrainParams()
     finetune: FinetuneParams = FinetuneParams()
     evaluate: EvaluateParams = EvaluateParams()
+    export: ExportParams = ExportParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

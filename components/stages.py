@@ -17,6 +17,7 @@ STAGE_MODULES: dict[str, str] = {
     "pretrain": "components.pretrain",
     "finetune": "components.finetune",
     "evaluate": "components.evaluate",
+    "export": "components.export",
 }
 
 # Params sections a stage reads besides its own (recorded with its run, prefixed by name).

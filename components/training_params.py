@@ -173,3 +173,16 @@ def check_model_fit(model: ModelParams, finetune: FinetuneParams) -> list[str]:
             f"{shape.n_layer}"
         )
     return problems
+
+
+class ExportParams(Section):
+    """Stage ``export``: ONNX graphs of both models, checked and timed with onnxruntime."""
+
+    opset: int = Field(18, ge=18, le=23)
+    parity_tolerance: float = Field(1e-4, gt=0, description="max |logit difference| allowed")
+    verify_batch: int = Field(8, ge=1, description="held-out windows/texts compared")
+    latency_batch_sizes: list[int] = Field([1, 32], min_length=1)
+    latency_seq_len: int = Field(128, ge=1, description="cut to the model's block_size")
+    latency_repeats: int = Field(20, ge=2)
+    threads: int = Field(2, ge=1, description="intra-op threads, the same for both runtimes")
+    quantize: bool = False  # also write a dynamic int8 classifier, with its own report

@@ -59,6 +59,20 @@ def _evaluate(m: dict, paths: Paths) -> str:
     )
 
 
+def _export(m: dict, paths: Paths) -> str:
+    ort_ms = m["latency"]["classifier"]["onnxruntime"]
+    torch_ms = m["latency"]["classifier"]["pytorch"]
+    batch = next(iter(ort_ms))
+    checks = m["parity"].values()
+    verdict = "passed" if all(p["passed"] for p in checks) else "FAILED"
+    worst = max(p["max_abs_diff"] for p in checks)
+    return (
+        f"ONNX parity {verdict} (max |Δ| {worst:.1e}); "
+        f"classifier {batch.replace('_', ' ')} p95 {ort_ms[batch]['p95_ms']:.2f} ms onnxruntime, "
+        f"{torch_ms[batch]['p95_ms']:.2f} ms PyTorch"
+    )
+
+
 LINES: dict[str, Callable[[dict, Paths], str]] = {
     "ingest": _ingest,
     "clean": _clean,
@@ -67,6 +81,7 @@ LINES: dict[str, Callable[[dict, Paths], str]] = {
     "pretrain": _pretrain,
     "finetune": _finetune,
     "evaluate": _evaluate,
+    "export": _export,
 }
 
 

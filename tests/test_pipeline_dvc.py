@@ -17,12 +17,22 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["ingest", "clean", "validate", "tokenize", "pretrain", "finetune", "evaluate"]
+STAGES = [
+    "ingest",
+    "clean",
+    "validate",
+    "tokenize",
+    "pretrain",
+    "finetune",
+    "evaluate",
+    "export",
+]
 QUICK_TRAINING = {
     "model": {"overrides": {"n_layer": 1, "n_embd": 64, "block_size": 64}},
     "pretrain": {"max_steps": 20, "val_every": 10, "warmup_steps": 2, "checkpoint_every": 10},
     "finetune": {"max_epochs": 2},
     "evaluate": {"max_tokens": 20000},
+    "export": {"latency_repeats": 3},
 }
 
 pytestmark = pytest.mark.e2e
@@ -130,7 +140,7 @@ def test_plots_show_renders_the_declared_plots(repo, tmp_path):
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [
-        ("pretrain.lr=0.005", {"pretrain", "finetune", "evaluate"}),
+        ("pretrain.lr=0.005", {"pretrain", "finetune", "evaluate", "export"}),
         ("clean.min_words=80", set(STAGES) - {"ingest"}),
     ],
 )
