@@ -22,6 +22,7 @@ from components.training_params import (
     FinetuneParams,
     ModelParams,
     PretrainParams,
+    PromoteParams,
     TrainerParams,
     check_model_fit,
 )
@@ -252,6 +253,7 @@ class Params(Section):
     finetune: FinetuneParams = FinetuneParams()
     evaluate: EvaluateParams = EvaluateParams()
     export: ExportParams = ExportParams()
+    promote: PromoteParams = PromoteParams()
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 

@@ -186,3 +186,16 @@ class ExportParams(Section):
     latency_repeats: int = Field(20, ge=2)
     threads: int = Field(2, ge=1, description="intra-op threads, the same for both runtimes")
     quantize: bool = False  # also write a dynamic int8 classifier, with its own report
+
+
+class PromoteParams(Section):
+    """The promotion gate of the model registry (not a DVC stage: it changes the registry)."""
+
+    approval: Literal["auto", "manual"] = "auto"
+    four_eyes: bool = True  # the reviewer must differ from whoever triggered the run
+    min_accuracy: float = Field(0.0, ge=0, le=1)
+    min_macro_f1: float = Field(0.0, ge=0, le=1)
+    # Macro-F1 above the current champion's, both scored on the challenger's test split.
+    min_margin: float = Field(0.0, ge=-1, le=1)
+    require_parity: bool = True  # ONNX parity of the export stage must have passed
+    max_p95_latency_ms: float = Field(250.0, gt=0, description="classifier, onnxruntime, batch 1")

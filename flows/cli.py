@@ -21,6 +21,7 @@ from components.config import Paths, load_params
 from components.errors import WikilmError
 from components.stages import STAGE_MODULES
 from flows.pipeline import repro
+from flows.registry_commands import add_commands
 from flows.summary import stage_line
 
 
@@ -64,10 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser(
         "run",
-        help="run the whole pipeline (dvc repro) as one tracked execution",
+        help="run the whole pipeline (dvc repro), then register, gate and promote",
         description=(
-            "Run every stage that is out of date with `dvc repro`, under one MLflow parent run "
-            "that nests the stage runs, then print the summary."
+            "Run every stage that is out of date with `dvc repro`, then register the exported "
+            "models, apply the promotion gate and promote (or hold for approval), all under "
+            "one MLflow parent run; then print the summary."
         ),
         epilog="example: wikilm run --params params.yaml",
     )
@@ -79,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--force", action="store_true", help="rerun every stage, even if cached")
 
+    add_commands(commands)
     commands.add_parser(
         "stages",
         help="list the pipeline stages in order",
@@ -115,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run_pipeline(args.params, args.force)
-        return print_summary(args.params)
+        if args.command == "summary":
+            return print_summary(args.params)
+        return args.handler(args)
     except WikilmError as error:
         print(f"error: {args.command}: {error}", file=sys.stderr)  # noqa: T201
         return error.exit_code
@@ -126,11 +131,13 @@ def run_pipeline(params_file: Path, force: bool = False) -> int:
     configure_logging()
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, params_file.resolve().parent)
-    repro(params, paths, force)
+    outcomes = repro(params, paths, force)
     print_summary(params_file)
+    for outcome in outcomes:
+        print(f"{outcome.model:<18} v{outcome.version}: {outcome.status}")  # noqa: T201
     print(  # noqa: T201 - command output
-        "more: dvc metrics show | dvc plots show | "
-        "mlflow ui --backend-store-uri sqlite:///mlflow.db"
+        "more: dvc metrics show | dvc plots show | wikilm history wikilm-classifier | "
+        'wikilm predict "some text" | mlflow ui --backend-store-uri sqlite:///mlflow.db'
     )
     return 0
 

@@ -1,8 +1,9 @@
-"""The whole pipeline as one tracked execution: ``dvc repro`` under an MLflow parent run.
+"""The whole pipeline as one tracked execution: ``dvc repro``, then the registry's gate.
 
 Each stage that DVC runs finds the parent's id in ``WIKILM_PARENT_RUN_ID`` and nests its run
-under it; the parent gets the pipeline's lineage (the new ``dvc.lock`` included), every
-stage's metrics under the stage's name, and ``dvc.lock`` itself as an artifact.
+under it, as does the ``register`` run that logs the models. The parent gets the pipeline's
+lineage (the new ``dvc.lock`` included), every stage's metrics under the stage's name, and
+``dvc.lock`` itself as an artifact.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from components.config import Params, Paths
 from components.errors import WikilmError
+from components.promotion import Outcome, register_and_gate
 from components.stages import STAGE_MODULES
 from components.tracking import Tracker, flatten, lineage, numeric, pipeline_run
 
@@ -41,11 +43,12 @@ def _stage_env() -> dict[str, str]:
     return {**os.environ, "PATH": os.pathsep.join([folder, os.environ.get("PATH", "")])}
 
 
-def repro(params: Params, paths: Paths, force: bool = False) -> str | None:
-    """Run ``dvc repro`` in ``paths.root`` under a parent run; returns the run's id.
+def repro(params: Params, paths: Paths, force: bool = False) -> list[Outcome]:
+    """``dvc repro`` in ``paths.root``, then register and gate, all under one parent run.
 
     Raises:
-        WikilmError: a stage failed (its own error line has been printed by then).
+        WikilmError: a stage failed (its own error line has been printed by then), or a
+            registry action was refused.
     """
     with pipeline_run(paths, params.model_dump(mode="json", by_alias=True)) as parent:
         if parent.run_id:
@@ -54,5 +57,10 @@ def repro(params: Params, paths: Paths, force: bool = False) -> str | None:
         done = subprocess.run(command, cwd=paths.root, env=_stage_env(), check=False)
         if done.returncode:
             raise WikilmError(f"dvc repro failed (exit code {done.returncode}); see above")
+        outcomes = []
+        if parent.run_id:  # the registry lives in MLflow: nothing to register without it
+            outcomes = register_and_gate(params, paths)
+        else:
+            log.warning("pipeline: tracking is off, so nothing is registered or promoted")
         record_outcome(parent, params, paths)
-    return parent.run_id
+    return outcomes

@@ -1,0 +1,230 @@
+"""``wikilm`` commands for reviewers and consumers of the registry.
+
+approve, reject, promote, history, rollback act on the MLflow registry (with the gate and
+the four-eyes rule); predict and generate ask the current champions through onnxruntime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from components.cli import configure_logging
+from components.config import Params, Paths, load_params
+from components.packaging import CLASSIFIER, LM
+from components.registry import CHAMPION, Registry, current_user
+
+MODELS = (CLASSIFIER, LM)
+
+
+def _context(args: argparse.Namespace) -> tuple[Params, Paths]:
+    configure_logging()
+    params = load_params(args.params)
+    return params, Paths.resolve(params.paths, args.params.resolve().parent)
+
+
+def _add(
+    commands: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    example: str,
+    handler: Callable[[argparse.Namespace], int],
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(
+        name,
+        help=help_text,
+        description=help_text[0].upper() + help_text[1:] + ".",
+        epilog=f"example: {example}",
+    )
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file (default: %(default)s)",
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def _review_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", choices=MODELS)
+    parser.add_argument("version", help="the model version")
+    parser.add_argument(
+        "--reviewer", default=None, help="who decides (default: WIKILM_USER or login)"
+    )
+    parser.add_argument("--comment", required=True, help="why: recorded in the history")
+
+
+def approve_command(args: argparse.Namespace) -> int:
+    """Approve a version waiting as challenger: it becomes champion."""
+    from components.promotion import approve
+
+    params, paths = _context(args)
+    approve(paths, params, args.model, args.version, args.reviewer or current_user(), args.comment)
+    print(f"{args.model} v{args.version} approved: now {CHAMPION}")
+    return 0
+
+
+def reject_command(args: argparse.Namespace) -> int:
+    """Reject a version: it leaves challenger and never becomes champion by approval."""
+    from components.promotion import reject
+
+    _, paths = _context(args)
+    reject(paths, args.model, args.version, args.reviewer or current_user(), args.comment)
+    print(f"{args.model} v{args.version} rejected")
+    return 0
+
+
+def promote_command(args: argparse.Namespace) -> int:
+    """Register the current export as new versions, gate them, promote or hold them."""
+    from components.promotion import register_and_gate
+
+    params, paths = _context(args)
+    for outcome in register_and_gate(params, paths):
+        print(f"{outcome.model} v{outcome.version}: {outcome.status}")
+        for reason in outcome.decision.reasons:
+            print(f"  {reason}")
+    return 0
+
+
+def history_command(args: argparse.Namespace) -> int:
+    """Every alias move and decision of a model: when, who, what, why, metrics."""
+    _, paths = _context(args)
+    events = Registry(paths).history(args.model)
+    if args.json:
+        print(json.dumps([e.__dict__ for e in events], indent=2))
+        return 0
+    for e in events:
+        when = datetime.fromtimestamp(e.timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        before = f" (champion was v{e.champion_before})" if e.champion_before else ""
+        metrics = ", ".join(f"{k} {v:.4f}" for k, v in e.metrics.items())
+        print(
+            f"{when}  v{e.version:<4} {e.action:<12} by {e.actor}{before}: {e.reason}"
+            + (f" [{metrics}]" if metrics else "")
+        )
+    if not events:
+        print(f"no history for {args.model}", file=sys.stderr)
+    return 0
+
+
+def rollback_command(args: argparse.Namespace) -> int:
+    """Restore the previous champion (and record who did it and why)."""
+    from components.promotion import rollback
+
+    _, paths = _context(args)
+    version = rollback(paths, args.model, args.reviewer or current_user(), args.comment)
+    print(f"{args.model}: champion is v{version} again")
+    return 0
+
+
+def _champion(paths: Paths, model: str):  # noqa: ANN202 - mlflow's PyFuncModel
+    import mlflow.pyfunc
+
+    from components.registry import RegistryError
+    from components.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri(paths.root))
+    mlflow.set_registry_uri(tracking_uri(paths.root))
+    if Registry(paths).alias(model, CHAMPION) is None:
+        raise RegistryError(f"{model} has no champion yet: run `wikilm run` first")
+    return mlflow.pyfunc.load_model(f"models:/{model}@{CHAMPION}")
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """Classify texts with the champion classifier (onnxruntime)."""
+    import pandas as pd
+
+    _, paths = _context(args)
+    out = _champion(paths, CLASSIFIER).predict(pd.DataFrame({"text": args.text}))
+    for text, row in zip(args.text, out.itertuples(index=False), strict=True):
+        print(f"{row.label}\t{row.probability:.3f}\t{text}")
+    return 0
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    """Continue a prompt with the champion language model (onnxruntime)."""
+    import pandas as pd
+
+    _, paths = _context(args)
+    settings = {
+        "task": "generate",
+        "max_new_tokens": args.max_new_tokens,
+        "top_k": args.top_k,
+        "temperature": args.temperature,
+        "seed": args.seed,
+    }
+    out = _champion(paths, LM).predict(pd.DataFrame({"text": [args.prompt]}), params=settings)
+    print(args.prompt + out["generated"].iloc[0])
+    return 0
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register the registry and serving commands on the ``wikilm`` parser."""
+    _review_args(
+        _add(
+            commands,
+            "approve",
+            "approve a challenger: it becomes champion",
+            'wikilm approve wikilm-classifier 3 --reviewer ana --comment "checked"',
+            approve_command,
+        )
+    )
+    _review_args(
+        _add(
+            commands,
+            "reject",
+            "reject a challenger",
+            'wikilm reject wikilm-classifier 3 --comment "regresses on news"',
+            reject_command,
+        )
+    )
+    _add(
+        commands,
+        "promote",
+        "register the current export, gate it, promote or hold it",
+        "wikilm promote",
+        promote_command,
+    )
+    history = _add(
+        commands,
+        "history",
+        "show a model's promotion history",
+        "wikilm history wikilm-classifier",
+        history_command,
+    )
+    history.add_argument("model", choices=MODELS)
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    rollback = _add(
+        commands,
+        "rollback",
+        "restore the previous champion",
+        'wikilm rollback wikilm-classifier --comment "v4 misroutes tickets"',
+        rollback_command,
+    )
+    rollback.add_argument("model", choices=MODELS)
+    rollback.add_argument("--reviewer", default=None, help="who rolls back (default: login)")
+    rollback.add_argument("--comment", required=True, help="why: recorded in the history")
+    predict = _add(
+        commands,
+        "predict",
+        "classify texts with the champion classifier",
+        'wikilm predict "A gripping, beautifully acted film."',
+        predict_command,
+    )
+    predict.add_argument("text", nargs="+", help="one or more texts")
+    generate = _add(
+        commands,
+        "generate",
+        "continue a prompt with the champion LM",
+        'wikilm generate "The history of" --max-new-tokens 40 --top-k 20',
+        generate_command,
+    )
+    generate.add_argument("prompt")
+    generate.add_argument("--max-new-tokens", type=int, default=40)
+    generate.add_argument("--top-k", type=int, default=0, help="0: greedy")
+    generate.add_argument("--temperature", type=float, default=1.0)
+    generate.add_argument("--seed", type=int, default=0)
