@@ -56,7 +56,8 @@ def decide(evidence: Evidence, rules: PromoteParams) -> Decision:
     if e.champion_macro_f1 is None:
         checks.append((True, "no champion yet"))
     else:
-        margin = e.macro_f1 - e.champion_macro_f1
+        # Rounded as the reported metrics are: a tie must not fail on float noise.
+        margin = round(e.macro_f1 - e.champion_macro_f1, 6)
         checks.append(
             (
                 margin >= rules.min_margin,

@@ -9,6 +9,7 @@ the run (four-eyes rule). Every step lands in the registry history.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -97,9 +98,8 @@ def lm_decision(evaluate: dict, export: dict, params: Params) -> Decision:
 def _register(registry: Registry, model: str, uri: str, run_id: str, tags: dict[str, str]) -> str:
     from mlflow.exceptions import MlflowException
 
-    try:
-        registry.client.get_registered_model(model)
-    except MlflowException:
+    # It may exist already, perhaps created a moment ago by a concurrent run.
+    with contextlib.suppress(MlflowException):
         registry.client.create_registered_model(model)
     version = str(
         registry.client.create_model_version(model, uri, run_id=run_id, tags=tags).version

@@ -22,7 +22,7 @@ from typing import Any
 
 from components.config import Paths
 from components.errors import WikilmError
-from components.tracking import tracking_uri
+from components.tracking import get_or_create_experiment, open_client
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +62,10 @@ class Event:
 class Registry:
     """Registry actions over an MLflow client, with history events and per-model locks."""
 
-    def __init__(self, paths: Paths, client: Any | None = None) -> None:
-        from mlflow import MlflowClient
-
-        for name in ("mlflow", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+    def __init__(self, paths: Paths) -> None:
         # Model downloads for scoring the champion are small; their bars are noise in logs.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        uri = tracking_uri(paths.root)
-        self.client = client or MlflowClient(tracking_uri=uri, registry_uri=uri)
+        self.client = open_client(paths)
         self.lock_dir = paths.root
 
     # --- reading ---------------------------------------------------------------------------
@@ -128,12 +123,6 @@ class Registry:
         actor: str | None = None,
     ) -> Event:
         """Append one event to the history (a new run; never edits an earlier one)."""
-        experiment = self.client.get_experiment_by_name(HISTORY_EXPERIMENT)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment
-            else self.client.create_experiment(HISTORY_EXPERIMENT)
-        )
         event = Event(
             model=model,
             action=action,
@@ -147,7 +136,9 @@ class Registry:
         )
         tags = {f"wikilm.event.{k}": _text(v) for k, v in event.__dict__.items()}
         run = self.client.create_run(
-            experiment_id, run_name=f"{model} v{version} {action}", tags=tags
+            get_or_create_experiment(self.client, HISTORY_EXPERIMENT),
+            run_name=f"{model} v{version} {action}",
+            tags=tags,
         )
         self.client.set_terminated(run.info.run_id, status="FINISHED")
         log.info("registry: %s v%s %s by %s (%s)", model, version, action, event.actor, reason)

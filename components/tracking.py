@@ -149,13 +149,23 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _experiment_id(client: Any, root: Path) -> str:
-    experiment = client.get_experiment_by_name(EXPERIMENT)
+def get_or_create_experiment(client: Any, name: str, location: str | None = None) -> str:
+    """The id of experiment ``name``, created if needed (safe against a concurrent creator)."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=location)
+    except MlflowException:  # created meanwhile by another process
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _experiment_id(client: Any, root: Path) -> str:
     # The embedded store keeps artifacts next to it; a server chooses its own location.
     location = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
-    return client.create_experiment(EXPERIMENT, artifact_location=location)
+    return get_or_create_experiment(client, EXPERIMENT, location)
 
 
 _ACTIVE: ContextVar[Tracker | None] = ContextVar("wikilm_active_tracker", default=None)
@@ -166,14 +176,31 @@ def active_tracker() -> Tracker:
     return _ACTIVE.get() or NullTracker()
 
 
-def _client(paths: Paths) -> tuple[Any, str]:
+def open_client(paths: Paths) -> Any:
+    """An MLflow client for tracking and the registry, with the store ready for use.
+
+    The embedded SQLite store is created on first use; two processes doing that at once
+    would race on its schema migrations, so the first use is serialised by a file lock.
+    """
+    from filelock import FileLock
     from mlflow import MlflowClient
 
     # MLflow sets its loggers up when imported (after ours): its store chatter is not news.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     uri = tracking_uri(paths.root)
-    return MlflowClient(tracking_uri=uri), uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    paths.root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(paths.root / ".mlflow.db.lock"), timeout=600):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_experiments(max_results=1)
+        client.search_registered_models(max_results=1)
+    return client
+
+
+def _client(paths: Paths) -> tuple[Any, str]:
+    return open_client(paths), tracking_uri(paths.root)
 
 
 def _reopen(client: Any, run_id: str, stage: str) -> str | None:

@@ -79,7 +79,13 @@ def pretrained_root(tmp_path_factory: pytest.TempPathFactory, token_corpus: Path
     params = make_params(
         model=TINY_MODEL,
         trainer=CPU_TRAINER,
-        pretrain={"batch_size": 8, "max_steps": 40, "warmup_steps": 4, "lr": 1e-2, "min_lr": 1e-3},
+        pretrain={
+            "batch_size": 16,
+            "max_steps": 300,
+            "warmup_steps": 10,
+            "lr": 3e-3,
+            "min_lr": 3e-4,
+        },
     )
     pretrain(params, paths)
     return root
@@ -90,4 +96,36 @@ def pretrained_workspace(tmp_path: Path, pretrained_root: Path) -> Paths:
     """A copy of :func:`pretrained_root` that a test may change."""
     root = tmp_path / "work"
     shutil.copytree(pretrained_root, root)
+    return Paths.resolve(PathsParams(), root)
+
+
+@pytest.fixture(scope="session")
+def exported_root(tmp_path_factory: pytest.TempPathFactory, pretrained_root: Path) -> Path:
+    """A workspace with every stage's output up to ``export`` (tiny models), built once."""
+    from components.artifacts import write_json
+    from components.evaluate import run as evaluate
+    from components.export import run as export
+    from components.finetune import run as finetune
+
+    root = tmp_path_factory.mktemp("exported") / "work"
+    shutil.copytree(pretrained_root, root)
+    paths = Paths.resolve(PathsParams(), root)
+    params = make_params(
+        model=TINY_MODEL,
+        trainer=CPU_TRAINER,
+        finetune={"max_epochs": 2, "lr": 2e-3},
+        evaluate={"max_tokens": 5000},
+        export={"latency_repeats": 3, "latency_batch_sizes": [1], "latency_seq_len": 16},
+    )
+    finetune(params, paths)
+    for stage, run in (("evaluate", evaluate), ("export", export)):
+        write_json(paths.metrics_file(stage), run(params, paths).model_dump(mode="json"))
+    return root
+
+
+@pytest.fixture
+def exported_workspace(tmp_path: Path, exported_root: Path) -> Paths:
+    """A copy of :func:`exported_root` with no MLflow store yet."""
+    root = tmp_path / "work"
+    shutil.copytree(exported_root, root)
     return Paths.resolve(PathsParams(), root)

@@ -1,0 +1,212 @@
+import json
+import os
+import subprocess
+import sys
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from components.packaging import CLASSIFIER, LM
+from components.promotion import approve, register_and_gate, reject, rollback
+from components.registry import (
+    APPROVAL_TAG,
+    CHALLENGER,
+    CHAMPION,
+    GATE_TAG,
+    Registry,
+    RegistryError,
+)
+from components.tracking import tracking_uri
+from tests.conftest import make_params
+
+
+@pytest.fixture(autouse=True)
+def local_store(monkeypatch):
+    """The embedded store of each workspace; a fixed identity for whoever triggers runs."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("WIKILM_PARENT_RUN_ID", raising=False)
+    monkeypatch.delenv("WIKILM_TRACKING", raising=False)
+    monkeypatch.setenv("WIKILM_USER", "trainer-bot")
+
+
+def _params(**promote):
+    return make_params(promote=promote)
+
+
+def _champion(paths, model=CLASSIFIER):
+    found = Registry(paths).alias(model, CHAMPION)
+    return str(found.version) if found else None
+
+
+def _actions(paths, model=CLASSIFIER):
+    return [(e.action, e.version) for e in Registry(paths).history(model)]
+
+
+def test_auto_approval_promotes_both_models_with_lineage(exported_workspace):
+    paths = exported_workspace
+    outcomes = register_and_gate(_params(), paths)
+    assert [(o.model, o.version, o.status) for o in outcomes] == [
+        (CLASSIFIER, "1", "promoted"),
+        (LM, "1", "promoted"),
+    ]
+    registry = Registry(paths)
+    version = registry.version(CLASSIFIER, "1")
+    assert version.tags[GATE_TAG] == "passed"
+    assert version.tags["wikilm.triggered_by"] == "trainer-bot"
+    assert version.tags["wikilm.git_commit"]
+    assert version.tags["wikilm.params_digest"]
+    assert "no champion yet" in version.tags["wikilm.gate.reasons"]
+    assert str(registry.alias(CLASSIFIER, CHALLENGER).version) == "1"
+    assert _champion(paths) == _champion(paths, LM) == "1"
+    assert _actions(paths) == [("gate_passed", "1"), ("promoted", "1")]
+    promoted = registry.history(CLASSIFIER)[-1]
+    assert promoted.actor == "auto"
+    assert set(promoted.metrics) == {"accuracy", "macro_f1"}
+
+
+def test_the_champion_serves_through_pyfunc(exported_workspace):
+    paths = exported_workspace
+    register_and_gate(_params(), paths)
+    mlflow.set_tracking_uri(tracking_uri(paths.root))
+    classifier = mlflow.pyfunc.load_model(f"models:/{CLASSIFIER}@{CHAMPION}")
+    out = classifier.predict(pd.DataFrame({"text": ["a fine film", "a dull film", "ok"]}))
+    assert list(out.columns) == ["label", "probability", "probability_neg", "probability_pos"]
+    assert set(out["label"]) <= {"neg", "pos"}
+    total = out["probability_neg"] + out["probability_pos"]
+    assert np.allclose(total, 1.0, atol=1e-5)
+    lm = mlflow.pyfunc.load_model(f"models:/{LM}@{CHAMPION}")
+    scored = lm.predict(pd.DataFrame({"text": ["The river runs through the old town."]}))
+    assert scored["tokens"].iloc[0] > 2
+    assert scored["perplexity"].iloc[0] == pytest.approx(np.exp(scored["loss"].iloc[0]))
+    settings = {"task": "generate", "max_new_tokens": 5, "top_k": 0}
+    first = lm.predict(pd.DataFrame({"text": ["The"]}), params=settings)["generated"].iloc[0]
+    again = lm.predict(pd.DataFrame({"text": ["The"]}), params=settings)["generated"].iloc[0]
+    assert first == again  # greedy is deterministic
+
+
+def test_a_failed_gate_never_reaches_champion(exported_workspace):
+    paths = exported_workspace
+    outcomes = register_and_gate(_params(min_accuracy=1.0), paths)
+    assert outcomes[0].status == "gate failed"
+    assert "FAIL: accuracy" in outcomes[0].decision.summary()
+    assert _champion(paths) is None
+    assert _actions(paths) == [("gate_failed", "1")]
+    with pytest.raises(RegistryError, match="did not pass the gate"):
+        Registry(paths).move_champion(CLASSIFIER, "1", "promoted", "by hand", "ana")
+    with pytest.raises(RegistryError, match="did not pass the gate"):
+        approve(paths, _params(), CLASSIFIER, "1", "ana", "looks fine")
+
+
+def test_manual_approval_needs_a_second_pair_of_eyes(exported_workspace):
+    paths = exported_workspace
+    params = _params(approval="manual")
+    (outcome, _) = register_and_gate(params, paths)
+    assert outcome.status == "awaiting approval"
+    assert _champion(paths) is None
+    with pytest.raises(RegistryError, match="four-eyes rule: trainer-bot triggered"):
+        approve(paths, params, CLASSIFIER, "1", "trainer-bot", "my own run")
+    approve(paths, params, CLASSIFIER, "1", "ana", "checked the confusion matrix")
+    assert _champion(paths) == "1"
+    version = Registry(paths).version(CLASSIFIER, "1")
+    assert version.tags[APPROVAL_TAG] == "approved"
+    assert version.tags["wikilm.approval.by"] == "ana"
+    last = Registry(paths).history(CLASSIFIER)[-1]
+    assert (last.action, last.actor, last.reason) == (
+        "approved",
+        "ana",
+        "checked the confusion matrix",
+    )
+    with pytest.raises(RegistryError, match="not awaiting approval"):
+        approve(paths, params, CLASSIFIER, "1", "bo", "again")
+
+
+def test_four_eyes_can_be_switched_off(exported_workspace):
+    paths = exported_workspace
+    params = _params(approval="manual", four_eyes=False)
+    register_and_gate(params, paths)
+    approve(paths, params, CLASSIFIER, "1", "trainer-bot", "solo project")
+    assert _champion(paths) == "1"
+
+
+def test_reject_removes_the_challenger_and_blocks_approval(exported_workspace):
+    paths = exported_workspace
+    params = _params(approval="manual")
+    register_and_gate(params, paths)
+    reject(paths, CLASSIFIER, "1", "ana", "regresses on negations")
+    assert Registry(paths).alias(CLASSIFIER, CHALLENGER) is None
+    assert _actions(paths)[-1] == ("rejected", "1")
+    with pytest.raises(RegistryError, match=r"not awaiting approval \(rejected\)"):
+        approve(paths, params, CLASSIFIER, "1", "bo", "overrule")
+
+
+def test_rollback_restores_the_previous_champion(exported_workspace):
+    paths = exported_workspace
+    register_and_gate(_params(), paths)
+    with pytest.raises(RegistryError, match="no earlier champion"):
+        rollback(paths, CLASSIFIER, "ana", "nothing to go back to")
+    register_and_gate(_params(), paths)
+    assert _champion(paths) == "2"
+    assert rollback(paths, CLASSIFIER, "ana", "v2 misbehaves") == "1"
+    assert _champion(paths) == "1"
+    last = Registry(paths).history(CLASSIFIER)[-1]
+    assert (last.action, last.version, last.champion_before, last.actor) == (
+        "rollback",
+        "1",
+        "2",
+        "ana",
+    )
+    # The second run was gated against the champion on the same test split.
+    reasons = Registry(paths).version(CLASSIFIER, "2").tags["wikilm.gate.reasons"]
+    assert "vs champion" in reasons
+    assert "on the same test split" in reasons
+
+
+def test_racing_promotions_lose_no_history_and_keep_a_gated_champion(exported_workspace):
+    paths = exported_workspace
+    (paths.root / "params.yaml").write_text(yaml.safe_dump({"promote": {"approval": "auto"}}))
+    command = [sys.executable, "-m", "flows.cli", "promote", "--params", "params.yaml"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    racers = [
+        subprocess.Popen(
+            command,
+            cwd=paths.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for racer in racers:
+        out, err = racer.communicate(timeout=300)
+        assert racer.returncode == 0, err[-2000:]
+    registry = Registry(paths)
+    actions = sorted(_actions(paths))
+    assert actions == [
+        ("gate_passed", "1"),
+        ("gate_passed", "2"),
+        ("promoted", "1"),
+        ("promoted", "2"),
+    ]
+    champion = _champion(paths)
+    assert champion in {"1", "2"}
+    assert registry.version(CLASSIFIER, champion).tags[GATE_TAG] == "passed"
+    # Each move recorded the champion it replaced: the two moves form one chain.
+    moves = [e for e in registry.history(CLASSIFIER) if e.action == "promoted"]
+    assert moves[0].champion_before is None
+    assert moves[1].champion_before == moves[0].version
+    assert moves[1].version == champion
+
+
+def test_history_command_prints_every_move(exported_workspace, capsys):
+    from flows.cli import main
+
+    paths = exported_workspace
+    register_and_gate(_params(), paths)
+    (paths.root / "params.yaml").write_text("{}\n")
+    assert main(["history", CLASSIFIER, "--params", str(paths.root / "params.yaml"), "--json"]) == 0
+    events = json.loads(capsys.readouterr().out)
+    assert [e["action"] for e in events] == ["gate_passed", "promoted"]
