@@ -11,6 +11,7 @@ import argparse
 import logging
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from components.artifacts import META_FILE, write_json
@@ -34,6 +35,13 @@ NOISY_LOGGERS = (
     "lightning_fabric",
     "onnx_ir",
     "onnxscript",
+)
+# Advice MLflow gives on import and on logging that does not apply: our pyfunc signatures
+# come from input examples, and our models are logged as objects on purpose.
+QUIET_WARNINGS = (
+    r".*Add type hints to the `predict` method.*",
+    r".*Any type hint is inferred as AnyType.*",
+    r".*Hint: Inferred schema contains integer column.*",
 )
 
 
@@ -80,6 +88,8 @@ def quiet_libraries() -> None:
     """
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    for advice in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=advice)
 
 
 def stage_params(params: Params, stage: str) -> dict:

@@ -16,9 +16,8 @@ import pandas as pd
 from components import serving
 from components.export import SERVING_FILE
 from components.model_io import TOKENIZER_FILE
+from components.registry import CLASSIFIER, LM
 
-CLASSIFIER = "wikilm-classifier"
-LM = "wikilm-lm"
 GRAPHS = {CLASSIFIER: "classifier.onnx", LM: "lm.onnx"}
 EXAMPLE = pd.DataFrame({"text": ["A gripping, beautifully acted film.", "Dull and far too long."]})
 SERVING_PACKAGES = ("mlflow", "onnxruntime", "tokenizers", "pandas", "numpy")

@@ -19,12 +19,14 @@ import pandas as pd
 from components.config import Params, Paths
 from components.errors import ArtifactError
 from components.gate import Decision, Evidence, decide
-from components.packaging import CLASSIFIER, LM, log_model
+from components.packaging import log_model
 from components.registry import (
     APPROVAL_TAG,
     CHALLENGER,
     CHAMPION,
+    CLASSIFIER,
     GATE_TAG,
+    LM,
     TRIGGER_TAG,
     Registry,
     RegistryError,

@@ -26,6 +26,8 @@ from components.tracking import get_or_create_experiment, open_client
 
 log = logging.getLogger(__name__)
 
+CLASSIFIER = "wikilm-classifier"
+LM = "wikilm-lm"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_EXPERIMENT = "wikilm-registry-history"

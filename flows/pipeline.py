@@ -14,12 +14,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from components.config import Params, Paths
 from components.errors import WikilmError
-from components.promotion import Outcome, register_and_gate
 from components.stages import STAGE_MODULES
 from components.tracking import Tracker, flatten, lineage, numeric, pipeline_run
+
+if TYPE_CHECKING:
+    from components.promotion import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +40,11 @@ def record_outcome(parent: Tracker, params: Params, paths: Paths) -> None:
         parent.log_artifact(lock)
 
 
-def _stage_env() -> dict[str, str]:
-    """This interpreter's folder first on PATH: dvc.yaml's `python` must be this environment's."""
+def this_environment() -> dict[str, str]:
+    """The environment with this interpreter's folder first on PATH.
+
+    Commands that DVC or MLflow start (`python`, `uvicorn`) then come from this environment.
+    """
     folder = str(Path(sys.executable).parent)
     return {**os.environ, "PATH": os.pathsep.join([folder, os.environ.get("PATH", "")])}
 
@@ -54,9 +60,11 @@ def repro(params: Params, paths: Paths, force: bool = False) -> list[Outcome]:
         if parent.run_id:
             log.info("pipeline: MLflow parent run %s", parent.run_id)
         command = [sys.executable, "-m", "dvc", "repro", *(["--force"] if force else [])]
-        done = subprocess.run(command, cwd=paths.root, env=_stage_env(), check=False)
+        done = subprocess.run(command, cwd=paths.root, env=this_environment(), check=False)
         if done.returncode:
             raise WikilmError(f"dvc repro failed (exit code {done.returncode}); see above")
+        from components.promotion import register_and_gate  # torch and onnx: only when used
+
         outcomes = []
         if parent.run_id:  # the registry lives in MLflow: nothing to register without it
             outcomes = register_and_gate(params, paths)

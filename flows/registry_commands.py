@@ -15,8 +15,7 @@ from pathlib import Path
 
 from components.cli import configure_logging
 from components.config import Params, Paths, load_params
-from components.packaging import CLASSIFIER, LM
-from components.registry import CHAMPION, Registry, current_user
+from components.registry import CHAMPION, CLASSIFIER, LM, Registry, current_user
 
 MODELS = (CLASSIFIER, LM)
 
@@ -228,3 +227,47 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--top-k", type=int, default=0, help="0: greedy")
     generate.add_argument("--temperature", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)
+    add_serve_command(commands)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """Serve a registered model over REST with ``mlflow models serve`` (onnxruntime inside)."""
+    import subprocess
+
+    from components.tracking import tracking_uri
+    from flows.pipeline import this_environment
+
+    _, paths = _context(args)
+    uri = tracking_uri(paths.root)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{args.model}@{args.alias}",
+        "--env-manager",
+        "local",
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+    ]
+    env = {**this_environment(), "MLFLOW_TRACKING_URI": uri, "MLFLOW_REGISTRY_URI": uri}
+    return subprocess.run(command, env=env, check=False).returncode
+
+
+def add_serve_command(commands: argparse._SubParsersAction) -> None:
+    """Register ``wikilm serve``."""
+    serve = _add(
+        commands,
+        "serve",
+        "serve a registered model over REST (mlflow models serve)",
+        "wikilm serve wikilm-classifier --port 5001",
+        serve_command,
+    )
+    serve.add_argument("model", choices=MODELS)
+    serve.add_argument("--alias", default=CHAMPION, help="alias to serve (default: %(default)s)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=5001)

@@ -108,11 +108,13 @@ def test_stage_runs_nest_under_one_pipeline_run(repo):
     runs = client.search_runs([client.get_experiment_by_name("wikilm").experiment_id])
     (parent,) = [r for r in runs if r.data.tags["wikilm.stage"] == "pipeline"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert {r.data.tags["wikilm.stage"] for r in children} == set(STAGES)
+    assert {r.data.tags["wikilm.stage"] for r in children} == {*STAGES, "register"}
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["evaluate.lm.val.bits_per_byte"] > 0
     assert parent.data.tags["wikilm.dvc_lock_digest"]
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} == {"dvc.lock"}
+    champion = client.get_model_version_by_alias("wikilm-classifier", "champion")
+    assert champion.tags["wikilm.gate"] == "passed"
 
 
 def test_second_repro_is_a_no_op(repo):

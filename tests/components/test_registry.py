@@ -9,13 +9,14 @@ import pandas as pd
 import pytest
 import yaml
 
-from components.packaging import CLASSIFIER, LM
 from components.promotion import approve, register_and_gate, reject, rollback
 from components.registry import (
     APPROVAL_TAG,
     CHALLENGER,
     CHAMPION,
+    CLASSIFIER,
     GATE_TAG,
+    LM,
     Registry,
     RegistryError,
 )
