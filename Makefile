@@ -12,6 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
+export PREFECT_LOGGING_EXTRA_LOGGERS := components
 
 .PHONY: install run test lint format bench clean-outputs help
 

@@ -35,6 +35,7 @@ NOISY_LOGGERS = (
     "lightning_fabric",
     "onnx_ir",
     "onnxscript",
+    "httpx",  # one line per Prefect API call
 )
 # Advice MLflow gives on import and on logging that does not apply: our pyfunc signatures
 # come from input examples, and our models are logged as objects on purpose.

@@ -7,6 +7,7 @@ and ``mlflow.pyfunc.load_model`` work anywhere without this repository.
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import SimpleNamespace
@@ -54,6 +55,9 @@ def log_model(export_dir: Path, model: str) -> str:
     probe.load_context(SimpleNamespace(artifacts=files))
     params = None if model == CLASSIFIER else serving.LM_PARAMS
     output = probe.predict(None, EXAMPLE, params)
+    # MLflow cautions against pickled models from untrusted sources; these are our own,
+    # and their code travels with them (code_paths), so the caution is noise here.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     info = mlflow.pyfunc.log_model(
         name=model,
         python_model=kind(),

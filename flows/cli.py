@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="params file; the pipeline runs in its folder (default: %(default)s)",
     )
     run.add_argument("--force", action="store_true", help="rerun every stage, even if cached")
+    run.add_argument(
+        "--no-prefect",
+        action="store_true",
+        help="plain `dvc repro` and the registry, without the Prefect flow",
+    )
 
     add_commands(commands)
     commands.add_parser(
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return execute(args.name, args.params, verbose=args.verbose)
     try:
         if args.command == "run":
-            return run_pipeline(args.params, args.force)
+            return run_pipeline(args.params, args.force, prefect=not args.no_prefect)
         if args.command == "summary":
             return print_summary(args.params)
         return args.handler(args)
@@ -126,15 +131,23 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
 
 
-def run_pipeline(params_file: Path, force: bool = False) -> int:
-    """``wikilm run``: the pipeline under a parent run, then the summary and where to look."""
+def run_pipeline(params_file: Path, force: bool = False, prefect: bool = True) -> int:
+    """``wikilm run``: the pipeline (under Prefect unless asked not to), then the summary."""
     configure_logging()
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, params_file.resolve().parent)
-    outcomes = repro(params, paths, force)
+    if prefect:
+        from flows.pipeline_flow import wikilm_pipeline
+
+        outcomes = wikilm_pipeline(params_file=str(params_file), force=force)["promotion"]
+    else:
+        outcomes = [
+            {"model": o.model, "version": o.version, "status": o.status}
+            for o in repro(params, paths, force)
+        ]
     print_summary(params_file)
     for outcome in outcomes:
-        print(f"{outcome.model:<18} v{outcome.version}: {outcome.status}")  # noqa: T201
+        print(f"{outcome['model']:<18} v{outcome['version']}: {outcome['status']}")  # noqa: T201
     print(  # noqa: T201 - command output
         "more: dvc metrics show | dvc plots show | wikilm history wikilm-classifier | "
         'wikilm predict "some text" | mlflow ui --backend-store-uri sqlite:///mlflow.db'

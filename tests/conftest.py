@@ -14,6 +14,7 @@ from tests.dumps import sample_pages, write_dump
 # Keep third-party telemetry quiet and local in every test.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 @pytest.fixture

@@ -1,0 +1,47 @@
+"""The stage list and order, read from dvc.yaml: the pipeline's only DAG definition."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from components.errors import ArtifactError
+
+
+def dvc_stages(root: Path) -> list[str]:
+    """Stage names of ``root/dvc.yaml`` in an order where every stage follows its inputs.
+
+    dvc.yaml lists stages in dependency order by convention; the order is checked against
+    the stages' declared outputs and dependencies, so a misordered file is an error rather
+    than a silently wrong run.
+
+    Raises:
+        ArtifactError: no dvc.yaml, or a stage listed before a stage whose output it reads.
+    """
+    path = root / "dvc.yaml"
+    if not path.is_file():
+        raise ArtifactError(f"{path} not found: run from the project root (or pass --params)")
+    stages = yaml.safe_load(path.read_text(encoding="utf-8")).get("stages", {})
+    produced: dict[str, str] = {}
+    for name, stage in stages.items():
+        for out in stage.get("outs", []):
+            produced[_path(out)] = name
+    seen: set[str] = set()
+    for name, stage in stages.items():
+        for dep in stage.get("deps", []):
+            owner = next((s for o, s in produced.items() if _under(_path(dep), o)), None)
+            if owner and owner != name and owner not in seen:
+                raise ArtifactError(
+                    f"dvc.yaml lists '{name}' before '{owner}', whose output it reads"
+                )
+        seen.add(name)
+    return list(stages)
+
+
+def _path(entry: str | dict) -> str:
+    return next(iter(entry)) if isinstance(entry, dict) else entry
+
+
+def _under(dep: str, out: str) -> bool:
+    return dep == out or dep.startswith(out.rstrip("/") + "/")

@@ -1,0 +1,175 @@
+"""Prefect flow ``wikilm-pipeline``: the dvc.yaml stages, then register, gate and approval.
+
+One task per dvc.yaml stage, in dvc.yaml's order, each running its stage *through DVC*
+(``dvc repro --single-item``), so that a Prefect run and ``dvc repro`` share the cache and
+write the same dvc.lock; stages DVC finds up to date are reported as skipped. Then the
+exported models are registered and gated; with ``promote.approval: manual`` the flow pauses
+for a typed approval form in the Prefect UI (a reviewer may also use ``wikilm approve``).
+Each run publishes a summary artifact: stage status, duration and key metric, and the
+gate's decision. Prefect result caching stays off: DVC owns caching.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+
+from components.config import Params, Paths, load_params
+from components.errors import WikilmError
+from components.tracking import pipeline_run
+from flows.dag import dvc_stages
+from flows.pipeline import record_outcome, this_environment
+from flows.summary import stage_line
+
+# Stages whose failures may be transient (a dump download): retried with backoff.
+RETRIED_STAGES = {"ingest": [30, 120]}
+SKIPPED_MARK = "didn't change, skipping"
+
+
+@dataclass(frozen=True)
+class StageReport:
+    """How one stage went in this run."""
+
+    stage: str
+    status: str  # ran | skipped
+    seconds: float
+    summary: str
+
+
+class ApprovalForm(RunInput):
+    """What a reviewer fills in, in the Prefect UI, to decide on a challenger."""
+
+    approve: bool
+    reviewer: str
+    comment: str
+
+
+def _summary(stage: str, paths: Paths) -> str:
+    metrics_file = paths.metrics_file(stage)
+    if not metrics_file.is_file():
+        return ""
+    return stage_line(stage, json.loads(metrics_file.read_text(encoding="utf-8")), paths)
+
+
+@task(name="stage", cache_policy=None, persist_result=False)
+def run_stage(stage: str, root: str, force: bool = False) -> StageReport:
+    """Run one dvc.yaml stage through DVC (skipped when DVC finds it up to date)."""
+    logger = get_run_logger()
+    command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
+    command += ["--force"] if force else []
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, cwd=root, env=this_environment(), capture_output=True, text=True, check=False
+    )
+    for line in (done.stdout + done.stderr).splitlines():
+        if line.strip():
+            logger.info(line)
+    if done.returncode:
+        raise WikilmError(f"stage {stage} failed (dvc exit code {done.returncode})")
+    status = "skipped" if SKIPPED_MARK in done.stdout else "ran"
+    paths = Paths.resolve(load_params(Path(root) / "params.yaml").paths, Path(root))
+    return StageReport(
+        stage, status, round(time.perf_counter() - started, 1), _summary(stage, paths)
+    )
+
+
+@task(
+    name="register",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    cache_policy=None,
+    persist_result=False,
+)
+def register(params_file: str) -> list[dict]:
+    """Register the exported models, gate them, and promote what passes (approval: auto)."""
+    from components.promotion import register_and_gate
+
+    params = load_params(Path(params_file))
+    paths = Paths.resolve(params.paths, Path(params_file).resolve().parent)
+    return [
+        {"model": o.model, "version": o.version, "status": o.status, "reasons": o.decision.reasons}
+        for o in register_and_gate(params, paths)
+    ]
+
+
+def _report(reports: list[StageReport], outcomes: list[dict]) -> str:
+    lines = ["# wikilm pipeline", "", "| stage | status | seconds | result |", "|---|---|---|---|"]
+    lines += [f"| {r.stage} | {r.status} | {r.seconds} | {r.summary} |" for r in reports]
+    if outcomes:
+        lines += ["", "## Promotion gate", ""]
+        for o in outcomes:
+            lines.append(f"**{o['model']} v{o['version']}: {o['status']}**")
+            lines += [f"- {reason}" for reason in o["reasons"]]
+    return "\n".join(lines)
+
+
+def await_approval(params: Params, paths: Paths, outcomes: list[dict], timeout_s: int) -> None:
+    """Pause for the Prefect approval form for each version waiting; apply the answer.
+
+    Without an answer before the timeout the version stays ``challenger``, pending: the
+    ``wikilm approve`` command works as well.
+    """
+    from components.promotion import approve, reject
+
+    logger = get_run_logger()
+    for outcome in (o for o in outcomes if o["status"] == "awaiting approval"):
+        logger.info("waiting for a reviewer: %s v%s", outcome["model"], outcome["version"])
+        try:
+            answer = pause_flow_run(wait_for_input=ApprovalForm, timeout=timeout_s, poll_interval=2)
+        except FlowPauseTimeout:
+            logger.warning(
+                "no decision on %s v%s within %d s: it stays challenger (wikilm approve)",
+                outcome["model"],
+                outcome["version"],
+                timeout_s,
+            )
+            continue
+        decide = approve if answer.approve else reject
+        arguments = (paths, params) if answer.approve else (paths,)
+        decide(*arguments, outcome["model"], outcome["version"], answer.reviewer, answer.comment)
+        outcome["status"] = "approved" if answer.approve else "rejected"
+
+
+@flow(name="wikilm-pipeline", log_prints=True, persist_result=False)
+def wikilm_pipeline(
+    params_file: str = "params.yaml", force: bool = False, approval_timeout_s: int = 3600
+) -> dict:
+    """Every dvc.yaml stage through DVC, then register, gate, approval and promotion."""
+    params_path = Path(params_file).resolve()
+    params = load_params(params_path)
+    paths = Paths.resolve(params.paths, params_path.parent)
+    reports: list[StageReport] = []
+    outcomes: list[dict] = []
+    with pipeline_run(paths, params.model_dump(mode="json", by_alias=True)) as parent:
+        for stage in dvc_stages(paths.root):
+            step = run_stage.with_options(
+                name=stage,
+                retries=len(RETRIED_STAGES.get(stage, [])),
+                retry_delay_seconds=RETRIED_STAGES.get(stage, 0),
+            )
+            reports.append(step(stage, str(paths.root), force))
+        if parent.run_id:
+            outcomes = register(str(params_path))
+        if params.promote.approval == "manual":
+            await_approval(params, paths, outcomes, approval_timeout_s)
+        record_outcome(parent, params, paths)
+    artifact = create_markdown_artifact(
+        _report(reports, outcomes),
+        key="wikilm-pipeline-summary",
+        description="stage status, duration, key metrics; gate decision",
+    )
+    return {
+        "stages": [asdict(r) for r in reports],
+        "promotion": outcomes,
+        "summary_artifact": str(artifact),
+    }

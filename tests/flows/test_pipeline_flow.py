@@ -1,0 +1,109 @@
+"""The Prefect flow on a small DVC project, under one shared Prefect test server."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.testing.utilities import prefect_test_harness
+
+from components.errors import ArtifactError
+from components.stages import STAGE_MODULES
+from flows.dag import dvc_stages
+from flows.pipeline_flow import wikilm_pipeline
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def prefect_server():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def _stage(cmd: str, outs: list[str], deps: list[str] = ()) -> dict:
+    return {"cmd": cmd, "deps": list(deps), "outs": outs}
+
+
+def _project(root: Path, stages: dict) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    (root / "params.yaml").write_text("{}\n")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    for command in (["git", "init", "-q"], [sys.executable, "-m", "dvc", "init", "-q"]):
+        subprocess.run(command, cwd=root, check=True, env=env)
+    return root / "params.yaml"
+
+
+WRITE = "python -c \"import pathlib; pathlib.Path('{out}').write_text('{text}')\""
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    monkeypatch.setenv("WIKILM_TRACKING", "off")
+    return _project(
+        tmp_path / "toy",
+        {
+            "first": _stage(WRITE.format(out="a.txt", text="a"), ["a.txt"]),
+            "second": _stage(WRITE.format(out="b.txt", text="b"), ["b.txt"], ["a.txt"]),
+        },
+    )
+
+
+def test_the_flow_runs_stages_through_dvc_and_reports_cached_ones(toy):
+    first = wikilm_pipeline(params_file=str(toy))
+    assert [(s["stage"], s["status"]) for s in first["stages"]] == [
+        ("first", "ran"),
+        ("second", "ran"),
+    ]
+    assert (toy.parent / "b.txt").read_text() == "b"
+    lock = (toy.parent / "dvc.lock").read_text()
+    assert "first:" in lock
+    assert "second:" in lock
+    again = wikilm_pipeline(params_file=str(toy))
+    assert [s["status"] for s in again["stages"]] == ["skipped", "skipped"]
+    # DVC sees the flow's work as its own: a plain repro has nothing to do.
+    done = subprocess.run(
+        [sys.executable, "-m", "dvc", "status"], cwd=toy.parent, capture_output=True, text=True
+    )
+    assert "up to date" in done.stdout
+
+
+def test_a_failing_stage_fails_the_flow(tmp_path, monkeypatch):
+    monkeypatch.setenv("WIKILM_TRACKING", "off")
+    params = _project(
+        tmp_path / "bad", {"broken": _stage('python -c "raise SystemExit(3)"', ["x"])}
+    )
+    with pytest.raises(Exception, match="stage broken failed"):
+        wikilm_pipeline(params_file=str(params))
+
+
+def test_the_flow_summary_is_published_as_an_artifact(toy):
+    from prefect.client.orchestration import get_client
+
+    result = wikilm_pipeline(params_file=str(toy))
+    with get_client(sync_client=True) as client:
+        response = client._client.get(f"/artifacts/{result['summary_artifact']}")
+    response.raise_for_status()
+    artifact = response.json()
+    assert artifact["key"] == "wikilm-pipeline-summary"
+    assert "| stage | status | seconds | result |" in artifact["data"]
+    assert "| first |" in artifact["data"]
+    assert "| second |" in artifact["data"]
+
+
+def test_dvc_yaml_the_stage_registry_and_the_flow_agree():
+    assert dvc_stages(REPO) == list(STAGE_MODULES)
+
+
+def test_a_stage_listed_before_its_input_is_refused(tmp_path):
+    (tmp_path / "dvc.yaml").write_text(
+        yaml.safe_dump(
+            {"stages": {"b": _stage("x", ["b"], ["a/part"]), "a": _stage("y", ["a"])}},
+            sort_keys=False,
+        )
+    )
+    with pytest.raises(ArtifactError, match="lists 'b' before 'a'"):
+        dvc_stages(tmp_path)
