@@ -228,6 +228,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     generate.add_argument("--temperature", type=float, default=1.0)
     generate.add_argument("--seed", type=int, default=0)
     add_serve_command(commands)
+    add_operations_commands(commands)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -271,3 +272,52 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--alias", default=CHAMPION, help="alias to serve (default: %(default)s)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5001)
+
+
+def deploy_command(args: argparse.Namespace) -> int:
+    """Serve the pipeline flow on a cron schedule against the configured Prefect server."""
+    from flows.deploy import serve_on_schedule
+
+    _context(args)
+    serve_on_schedule(args.params, args.cron, args.name)
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    """What DVC would rerun, and the current champion and challenger of each model."""
+    import subprocess
+
+    from flows.pipeline import this_environment
+
+    _, paths = _context(args)
+    command = [sys.executable, "-m", "dvc", "status"]
+    done = subprocess.run(command, cwd=paths.root, env=this_environment(), check=False)
+    registry = Registry(paths)
+    for model in MODELS:
+        for alias in (CHAMPION, "challenger"):
+            found = registry.alias(model, alias)
+            shown = (
+                f"v{found.version} (gate {found.tags.get('wikilm.gate', '?')})" if found else "-"
+            )
+            print(f"{model:<18} {alias:<10} {shown}")
+    return done.returncode
+
+
+def add_operations_commands(commands: argparse._SubParsersAction) -> None:
+    """Register ``wikilm deploy`` and ``wikilm status``."""
+    deploy = _add(
+        commands,
+        "deploy",
+        "serve the pipeline on a cron schedule (Prefect)",
+        'wikilm deploy --cron "0 3 * * 0"',
+        deploy_command,
+    )
+    deploy.add_argument("--cron", required=True, help="cron expression, e.g. '0 3 * * 0'")
+    deploy.add_argument("--name", default="wikilm-scheduled", help="deployment name")
+    _add(
+        commands,
+        "status",
+        "show what DVC would rerun and each model's champion and challenger",
+        "wikilm status",
+        status_command,
+    )

@@ -107,3 +107,26 @@ def test_a_stage_listed_before_its_input_is_refused(tmp_path):
     )
     with pytest.raises(ArtifactError, match="lists 'b' before 'a'"):
         dvc_stages(tmp_path)
+
+
+def test_deploy_builds_a_cron_deployment_of_the_flow(tmp_path):
+    from flows.deploy import build_deployment
+
+    deployment = build_deployment(tmp_path / "params.yaml", "0 3 * * 0")
+    assert deployment.flow_name == "wikilm-pipeline"
+    assert deployment.parameters == {"params_file": str((tmp_path / "params.yaml").resolve())}
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.cron == "0 3 * * 0"
+    with pytest.raises(ValueError, match="Invalid cron string"):
+        build_deployment(tmp_path / "params.yaml", "not a cron")
+
+
+def test_prefect_yaml_deploys_the_same_flow():
+    import importlib
+
+    config = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    (deployment,) = config["deployments"]
+    module_path, name = deployment["entrypoint"].split(":")
+    module = importlib.import_module(module_path.removesuffix(".py").replace("/", "."))
+    assert getattr(module, name) is wikilm_pipeline
+    assert set(deployment["parameters"]) <= set(wikilm_pipeline.parameters.properties)
