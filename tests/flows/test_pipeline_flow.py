@@ -130,3 +130,21 @@ def test_prefect_yaml_deploys_the_same_flow():
     module = importlib.import_module(module_path.removesuffix(".py").replace("/", "."))
     assert getattr(module, name) is wikilm_pipeline
     assert set(deployment["parameters"]) <= set(wikilm_pipeline.parameters.properties)
+
+
+def test_an_unanswered_approval_form_leaves_the_challenger_pending(tmp_path):
+    from prefect import flow
+
+    from components.config import Paths, PathsParams
+    from flows.pipeline_flow import await_approval
+    from tests.conftest import make_params
+
+    outcomes = [{"model": "wikilm-classifier", "version": "7", "status": "awaiting approval"}]
+
+    @flow
+    def waiting() -> list[dict]:
+        params = make_params(promote={"approval": "manual"})
+        await_approval(params, Paths.resolve(PathsParams(), tmp_path), outcomes, timeout_s=2)
+        return outcomes
+
+    assert waiting()[0]["status"] == "awaiting approval"
