@@ -98,6 +98,9 @@ class IngestParams(Section):
     """Stage ``ingest``: read a MediaWiki XML dump into Parquet shards of plain text."""
 
     source: str = "builtin:enwiki-sample"
+    # For source "latest": the newest <wiki>-latest-pages-articles.xml.bz2 on the mirror.
+    mirror: str = Field("https://dumps.wikimedia.org", pattern=r"^https?://")
+    wiki: str = Field("enwiki", pattern=r"^[a-z][a-z0-9_]*wiki$")
     checksum: str | None = Field(
         None,
         pattern=r"^(sha1|md5):[0-9a-fA-F]+$",

@@ -156,7 +156,12 @@ def run(params: Params, paths: Paths) -> IngestResult:
     cfg = params.ingest
     started = time.perf_counter()
     source = sources.resolve(
-        cfg.source, paths.root, paths.downloads, cfg.checksum, cfg.download_timeout_s
+        cfg.source,
+        paths.root,
+        paths.downloads,
+        cfg.checksum,
+        cfg.download_timeout_s,
+        latest=(cfg.mirror, cfg.wiki),
     )
     log.info("ingesting %s (%s)", source.name, source.path)
     reader = DumpReader(source.path)

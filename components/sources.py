@@ -61,18 +61,57 @@ def builtin_path(name: str) -> Path:
     return path
 
 
+LATEST = "latest"
+LATEST_FILE = "{wiki}-latest-pages-articles.xml.bz2"
+
+
+def latest_dump(mirror: str, wiki: str, timeout: float = 60.0) -> tuple[str, str]:
+    """URL and ``sha1:<hex>`` of the newest ``pages-articles`` dump of ``wiki`` on ``mirror``.
+
+    Reads the mirror's ``<wiki>-latest-sha1sums.txt`` (a few KB), published with each dump.
+
+    Raises:
+        SourceError: the listing cannot be fetched or does not name the dump.
+    """
+    folder = f"{mirror.rstrip('/')}/{wiki}/latest"
+    listing = f"{folder}/{wiki}-latest-sha1sums.txt"
+    try:
+        with urllib.request.urlopen(listing, timeout=timeout) as response:  # noqa: S310
+            text = response.read().decode("utf-8", errors="replace")
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as error:
+        raise SourceError(f"cannot read the latest dump listing {listing}: {error}") from None
+    name = LATEST_FILE.format(wiki=wiki)
+    for line in text.splitlines():
+        digest, _, file = line.strip().partition("  ")
+        if file.strip() == name and len(digest) == 40:
+            return f"{folder}/{name}", f"sha1:{digest.lower()}"
+    raise SourceError(f"{listing} does not list {name}: is ingest.wiki right?")
+
+
 def resolve(
-    source: str, root: Path, downloads: Path, checksum: str | None = None, timeout: float = 60.0
+    source: str,
+    root: Path,
+    downloads: Path,
+    checksum: str | None = None,
+    timeout: float = 60.0,
+    latest: tuple[str, str] | None = None,
 ) -> ResolvedSource:
     """Turn a source string into a local file, downloading it when it is a URL.
 
     Args:
-        source: ``builtin:<name>``, a local path (relative to ``root``), or an http(s) URL.
+        source: ``builtin:<name>``, a local path (relative to ``root``), an http(s) URL, or
+            ``latest`` (the newest dump of ``latest = (mirror, wiki)``, sha1-checked).
         root: folder that relative paths are resolved against.
         downloads: folder where downloads are kept (and resumed).
         checksum: ``sha1:<hex>`` or ``md5:<hex>`` the file must match.
         timeout: seconds without data before a download attempt fails.
+        latest: mirror and wiki of ``latest``.
     """
+    if source == LATEST:
+        if latest is None:
+            raise SourceError("ingest.source: latest needs ingest.mirror and ingest.wiki")
+        source, checksum = latest_dump(*latest, timeout=timeout)
+        log.info("newest dump: %s (%s)", source, checksum)
     if source.startswith("builtin:"):
         path = builtin_path(source.removeprefix("builtin:"))
     elif urlparse(source).scheme in ("http", "https"):

@@ -6,7 +6,9 @@ write the same dvc.lock; stages DVC finds up to date are reported as skipped. Th
 exported models are registered and gated; with ``promote.approval: manual`` the flow pauses
 for a typed approval form in the Prefect UI (a reviewer may also use ``wikilm approve``).
 Each run publishes a summary artifact: stage status, duration and key metric, and the
-gate's decision. Prefect result caching stays off: DVC owns caching.
+gate's decision. Prefect result caching stays off: DVC owns caching. With
+``ingest.source: latest`` a (scheduled) run first asks the mirror for its newest dump and
+retrains only when that differs from the dump last ingested.
 """
 
 from __future__ import annotations
@@ -102,6 +104,27 @@ def register(params_file: str) -> list[dict]:
     ]
 
 
+@task(name="newest-dump", retries=2, retry_delay_seconds=[30, 120], cache_policy=None)
+def newest_dump(params_file: str) -> tuple[bool, str]:
+    """For ``ingest.source: latest``: is the mirror's newest dump other than the last ingested?"""
+    from components.sources import latest_dump
+
+    params = load_params(Path(params_file))
+    paths = Paths.resolve(params.paths, Path(params_file).resolve().parent)
+    cfg = params.ingest
+    _, checksum = latest_dump(cfg.mirror, cfg.wiki, cfg.download_timeout_s)
+    return checksum != last_ingested_sha1(paths), checksum
+
+
+def last_ingested_sha1(paths: Paths) -> str | None:
+    """``sha1:<hex>`` of the dump behind the current ingest output, if any."""
+    meta = paths.ingest / "meta.json"
+    if not meta.is_file():
+        return None
+    sha1 = json.loads(meta.read_text(encoding="utf-8")).get("inputs", {}).get("dump_sha1")
+    return f"sha1:{sha1}" if sha1 else None
+
+
 def _report(reports: list[StageReport], outcomes: list[dict]) -> str:
     lines = ["# wikilm pipeline", "", "| stage | status | seconds | result |", "|---|---|---|---|"]
     lines += [f"| {r.stage} | {r.status} | {r.seconds} | {r.summary} |" for r in reports]
@@ -150,6 +173,14 @@ def wikilm_pipeline(
     paths = Paths.resolve(params.paths, params_path.parent)
     reports: list[StageReport] = []
     outcomes: list[dict] = []
+    new_dump = False
+    if params.ingest.source == "latest":
+        new_dump, checksum = newest_dump(str(params_path))
+        if not new_dump and not force:
+            get_run_logger().info(
+                "the newest dump (%s) is already trained on: nothing to do", checksum
+            )
+            return {"stages": [], "promotion": [], "new_dump": False}
     with pipeline_run(paths, params.model_dump(mode="json", by_alias=True)) as parent:
         for stage in dvc_stages(paths.root):
             step = run_stage.with_options(
@@ -157,7 +188,8 @@ def wikilm_pipeline(
                 retries=len(RETRIED_STAGES.get(stage, [])),
                 retry_delay_seconds=RETRIED_STAGES.get(stage, 0),
             )
-            reports.append(step(stage, str(paths.root), force))
+            # A new dump behind the same "latest" name is invisible to DVC: force ingest.
+            reports.append(step(stage, str(paths.root), force or (new_dump and stage == "ingest")))
         if parent.run_id:
             outcomes = register(str(params_path))
         if params.promote.approval == "manual":
@@ -171,5 +203,6 @@ def wikilm_pipeline(
     return {
         "stages": [asdict(r) for r in reports],
         "promotion": outcomes,
+        "new_dump": new_dump,
         "summary_artifact": str(artifact),
     }

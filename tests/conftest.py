@@ -130,3 +130,41 @@ def exported_workspace(tmp_path: Path, exported_root: Path) -> Paths:
     root = tmp_path / "work"
     shutil.copytree(exported_root, root)
     return Paths.resolve(PathsParams(), root)
+
+
+@pytest.fixture
+def dump_mirror(tmp_path: Path):
+    """Start a local Wikimedia-like mirror serving ``/enwiki/latest/`` with a given dump.
+
+    Returns a function ``(body) -> (base_url, latest_folder)``; servers stop after the test.
+    """
+    import functools
+    import hashlib
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    servers = []
+
+    def start(body: bytes) -> tuple[str, Path]:
+        root = tmp_path / f"mirror{len(servers)}"
+        latest = root / "enwiki" / "latest"
+        latest.mkdir(parents=True)
+        (latest / "enwiki-latest-pages-articles.xml.bz2").write_bytes(body)
+        (latest / "enwiki-latest-sha1sums.txt").write_text(
+            f"{'0' * 40}  enwiki-latest-abstract.xml.gz\n"
+            f"{hashlib.sha1(body).hexdigest()}  enwiki-latest-pages-articles.xml.bz2\n"
+        )
+        handler = functools.partial(Quiet, directory=str(root))
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True).start()
+        servers.append(httpd)
+        return f"http://127.0.0.1:{httpd.server_address[1]}", latest
+
+    yield start
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()

@@ -5,7 +5,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from components.errors import SourceError
-from components.sources import BUILTIN, builtin_path, resolve
+from components.sources import BUILTIN, builtin_path, latest_dump, resolve
 
 BODY = bytes(range(256)) * 1024  # 256 KiB, every byte value
 NAME = "dump.xml.bz2"
@@ -210,3 +210,32 @@ def test_server_error_is_retried_then_reported(tmp_path, serve):
     assert server.url in str(caught.value)
     assert len(server.ranges) == 3
     assert _files(tmp_path / "dl") == []
+
+
+@pytest.fixture
+def mirror(dump_mirror):
+    return dump_mirror(BODY)
+
+
+def test_latest_names_the_newest_dump_and_its_sha1(mirror):
+    url, _ = mirror
+    dump, checksum = latest_dump(url, "enwiki")
+    assert dump == f"{url}/enwiki/latest/enwiki-latest-pages-articles.xml.bz2"
+    assert checksum == SHA1
+
+
+def test_latest_downloads_and_verifies_the_newest_dump(tmp_path, mirror):
+    url, _ = mirror
+    resolved = resolve("latest", tmp_path, tmp_path / "dl", latest=(url, "enwiki"))
+    assert resolved.path.read_bytes() == BODY
+    assert resolved.name == "enwiki-latest-pages-articles.xml.bz2"
+
+
+def test_latest_for_an_unlisted_wiki_is_a_clear_error(tmp_path, mirror):
+    url, latest = mirror
+    (latest.parent.parent / "dewiki" / "latest").mkdir(parents=True)
+    (latest.parent.parent / "dewiki" / "latest" / "dewiki-latest-sha1sums.txt").write_text("")
+    with pytest.raises(SourceError, match="does not list dewiki-latest-pages-articles"):
+        latest_dump(url, "dewiki")
+    with pytest.raises(SourceError, match="cannot read the latest dump listing"):
+        latest_dump(url, "frwiki")

@@ -148,3 +148,35 @@ def test_an_unanswered_approval_form_leaves_the_challenger_pending(tmp_path):
         return outcomes
 
     assert waiting()[0]["status"] == "awaiting approval"
+
+
+def test_a_latest_run_knows_whether_the_dump_is_new(tmp_path):
+    from components.artifacts import build_meta, write_json
+    from components.config import Paths, PathsParams
+    from flows.pipeline_flow import last_ingested_sha1
+
+    paths = Paths.resolve(PathsParams(), tmp_path)
+    assert last_ingested_sha1(paths) is None  # nothing ingested yet: any dump is new
+    write_json(paths.ingest / "meta.json", build_meta("ingest", {}, {"dump_sha1": "ab" * 20}))
+    assert last_ingested_sha1(paths) == "sha1:" + "ab" * 20
+
+
+def test_a_latest_run_with_no_new_dump_retrains_nothing(tmp_path, dump_mirror, monkeypatch):
+    import hashlib
+
+    from components.artifacts import build_meta, write_json
+
+    monkeypatch.setenv("WIKILM_TRACKING", "off")
+    body = b"<mediawiki/>"
+    url, _ = dump_mirror(body)
+    params = _project(
+        tmp_path / "latest", {"first": _stage(WRITE.format(out="a", text="a"), ["a"])}
+    )
+    params.write_text(yaml.safe_dump({"ingest": {"source": "latest", "mirror": url}}))
+    sha1 = hashlib.sha1(body).hexdigest()
+    write_json(
+        params.parent / "data/ingest/meta.json", build_meta("ingest", {}, {"dump_sha1": sha1})
+    )
+    result = wikilm_pipeline(params_file=str(params))
+    assert result == {"stages": [], "promotion": [], "new_dump": False}
+    assert not (params.parent / "a").exists()
