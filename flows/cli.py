@@ -131,14 +131,35 @@ def main(argv: list[str] | None = None) -> int:
         return error.exit_code
 
 
+def print_champions(paths: Paths) -> None:
+    """The champion of each model with the metrics it was promoted on."""
+    from components.registry import CHAMPION, CLASSIFIER, LM, Registry
+
+    registry = Registry(paths)
+    for model in (CLASSIFIER, LM):
+        champion = registry.alias(model, CHAMPION)
+        if champion is None:
+            print(f"{model:<18} no champion yet")  # noqa: T201
+            continue
+        metrics = {
+            k.removeprefix("wikilm.metric."): float(v)
+            for k, v in champion.tags.items()
+            if k.startswith("wikilm.metric.")
+        }
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+        print(f"{model:<18} champion v{champion.version} ({shown})")  # noqa: T201
+
+
 def run_pipeline(params_file: Path, force: bool = False, prefect: bool = True) -> int:
     """``wikilm run``: the pipeline (under Prefect unless asked not to), then the summary."""
     configure_logging()
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, params_file.resolve().parent)
     if prefect:
+        from flows.dag import dvc_stages
         from flows.pipeline_flow import wikilm_pipeline
 
+        dvc_stages(paths.root)  # a missing or misordered dvc.yaml fails before Prefect starts
         outcomes = wikilm_pipeline(params_file=str(params_file), force=force)["promotion"]
     else:
         outcomes = [
@@ -148,6 +169,8 @@ def run_pipeline(params_file: Path, force: bool = False, prefect: bool = True) -
     print_summary(params_file)
     for outcome in outcomes:
         print(f"{outcome['model']:<18} v{outcome['version']}: {outcome['status']}")  # noqa: T201
+    if outcomes:
+        print_champions(paths)
     print(  # noqa: T201 - command output
         "more: dvc metrics show | dvc plots show | wikilm history wikilm-classifier | "
         'wikilm predict "some text" | mlflow ui --backend-store-uri sqlite:///mlflow.db'

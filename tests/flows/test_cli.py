@@ -113,6 +113,14 @@ def test_every_command_has_help_with_an_example(capsys, command):
     assert f"example: wikilm {command}" in capsys.readouterr().out
 
 
+def test_run_under_prefect_without_dvc_yaml_fails_before_starting_a_server(tmp_path, capsys):
+    (tmp_path / "params.yaml").write_text("{}\n")
+    assert main(["run", "--params", str(tmp_path / "params.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "dvc.yaml not found" in err
+    assert "Starting temporary server" not in err
+
+
 def test_run_outside_a_dvc_project_fails_and_marks_the_pipeline_run(tmp_path, capsys, monkeypatch):
     from mlflow import MlflowClient
 
@@ -120,10 +128,66 @@ def test_run_outside_a_dvc_project_fails_and_marks_the_pipeline_run(tmp_path, ca
     monkeypatch.delenv("WIKILM_TRACKING", raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("{}\n")
-    assert main(["run", "--params", str(tmp_path / "params.yaml")]) == 1
+    assert main(["run", "--no-prefect", "--params", str(tmp_path / "params.yaml")]) == 1
     assert "error: run: dvc repro failed" in capsys.readouterr().err
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("wikilm").experiment_id])
     assert run.data.tags["wikilm.stage"] == "pipeline"
     assert run.info.status == "FAILED"
     assert "WIKILM_PARENT_RUN_ID" not in os.environ
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "approve",
+        "reject",
+        "promote",
+        "history",
+        "rollback",
+        "predict",
+        "generate",
+        "serve",
+        "deploy",
+        "status",
+    ],
+)
+def test_registry_and_serving_commands_have_help_with_an_example(capsys, command):
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--help"])
+    assert stopped.value.code == 0
+    assert f"example: wikilm {command}" in capsys.readouterr().out
+
+
+def test_champion_commands_answer_and_refusals_are_one_line(
+    exported_workspace, capsys, monkeypatch
+):
+    from components.promotion import register_and_gate
+    from tests.conftest import make_params
+
+    for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WIKILM_USER", "trainer-bot")
+    params = exported_workspace.root / "params.yaml"
+    params.write_text("promote:\n  approval: manual\n")
+    register_and_gate(make_params(promote={"approval": "manual"}), exported_workspace)
+    assert main(["predict", "a fine film", "--params", str(params)]) == 1
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .startswith("error: predict: wikilm-classifier has no champion")
+    )
+    args = ["approve", "wikilm-classifier", "1", "--comment", "mine", "--params", str(params)]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: approve: four-eyes rule")
+    assert "\n" not in err
+    assert main([*args, "--reviewer", "ana"]) == 0
+    assert main(["predict", "a fine film", "a dull film", "--params", str(params)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert [line.split("\t")[0] in {"neg", "pos"} for line in lines] == [True, True]
+    assert lines[0].endswith("\ta fine film")
+    approve_lm = ["approve", "wikilm-lm", "1", "--comment", "ok", "--reviewer", "ana"]
+    assert main([*approve_lm, "--params", str(params)]) == 0
+    assert main(["generate", "The", "--max-new-tokens", "4", "--params", str(params)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("The")
