@@ -180,3 +180,53 @@ def test_a_latest_run_with_no_new_dump_retrains_nothing(tmp_path, dump_mirror, m
     result = wikilm_pipeline(params_file=str(params))
     assert result == {"stages": [], "promotion": [], "new_dump": False}
     assert not (params.parent / "a").exists()
+
+
+def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, monkeypatch):
+    import threading
+    import time
+    from uuid import UUID
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    from components.promotion import register_and_gate
+    from components.registry import CHAMPION, Registry
+    from flows.pipeline_flow import await_approval
+    from tests.conftest import make_params
+
+    for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WIKILM_USER", "trainer-bot")
+    paths = exported_workspace
+    params = make_params(promote={"approval": "manual"})
+    outcomes = [
+        {"model": o.model, "version": o.version, "status": o.status}
+        for o in register_and_gate(params, paths)
+        if o.model == "wikilm-classifier"
+    ]
+    run_ids: list[str] = []
+
+    @flow
+    def waiting() -> list[dict]:
+        run_ids.append(flow_run.id)
+        await_approval(params, paths, outcomes, timeout_s=120)
+        return outcomes
+
+    def reviewer() -> None:  # what the Prefect UI does when the form is submitted
+        while not run_ids:
+            time.sleep(0.2)
+        with get_client(sync_client=True) as client:
+            while not client.read_flow_run(UUID(run_ids[0])).state.is_paused():
+                time.sleep(0.2)
+            form = {"approve": True, "reviewer": "ana", "comment": "looked at the errors"}
+            client.resume_flow_run(UUID(run_ids[0]), run_input=form)
+
+    thread = threading.Thread(target=reviewer, daemon=True)
+    thread.start()
+    assert waiting()[0]["status"] == "approved"
+    thread.join(timeout=30)
+    champion = Registry(paths).alias("wikilm-classifier", CHAMPION)
+    assert str(champion.version) == outcomes[0]["version"]
+    assert Registry(paths).history("wikilm-classifier")[-1].actor == "ana"
