@@ -32,7 +32,7 @@ from components.registry import (
     RegistryError,
     current_user,
 )
-from components.tracking import lineage, stage_run
+from components.tracking import fluent_tracking, lineage, stage_run
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,8 @@ def champion_macro_f1(registry: Registry, test: pd.DataFrame, labels: list[str])
     import mlflow.pyfunc
     from sklearn.metrics import f1_score
 
-    champion = mlflow.pyfunc.load_model(f"models:/{CLASSIFIER}@{CHAMPION}")
+    with fluent_tracking(registry.uri):
+        champion = mlflow.pyfunc.load_model(f"models:/{CLASSIFIER}@{CHAMPION}")
     predicted = champion.predict(test[["text"]])["label"]
     actual = [labels[i] for i in test["label"]]
     return float(f1_score(actual, predicted, average="macro", labels=labels, zero_division=0))
@@ -118,16 +119,21 @@ def _log_models(params: Params, paths: Paths) -> tuple[str, dict[str, str]]:
     with stage_run("register", paths, recorded) as tracker:
         if tracker.run_id is None:
             raise RegistryError("the registry needs MLflow tracking: unset WIKILM_TRACKING=off")
-        mlflow.set_tracking_uri(tracker.uri)
-        with mlflow.start_run(run_id=tracker.run_id):
+        with fluent_tracking(tracker.uri), mlflow.start_run(run_id=tracker.run_id):
             uris = {model: log_model(paths.export, model) for model in (CLASSIFIER, LM)}
     return tracker.run_id, uris
 
 
 def register_and_gate(params: Params, paths: Paths) -> list[Outcome]:
     """Register the exported models, gate them, and promote or hold them for approval."""
-    evaluate, export = _metrics_file(paths, "evaluate"), _metrics_file(paths, "export")
     registry = Registry(paths)
+    # Registering a logged model resolves its models:/ URI through MLflow's fluent API.
+    with fluent_tracking(registry.uri):
+        return _register_and_gate(params, paths, registry)
+
+
+def _register_and_gate(params: Params, paths: Paths, registry: Registry) -> list[Outcome]:
+    evaluate, export = _metrics_file(paths, "evaluate"), _metrics_file(paths, "export")
     run_id, uris = _log_models(params, paths)
     user = current_user()
     base_tags = {**lineage(paths, params.model_dump(mode="json", by_alias=True))}

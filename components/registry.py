@@ -22,7 +22,7 @@ from typing import Any
 
 from components.config import Paths
 from components.errors import WikilmError
-from components.tracking import get_or_create_experiment, open_client
+from components.tracking import get_or_create_experiment, open_client, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class Registry:
         # Model downloads for scoring the champion are small; their bars are noise in logs.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.client = open_client(paths)
+        self.uri = tracking_uri(paths.root)
         self.lock_dir = paths.root
 
     # --- reading ---------------------------------------------------------------------------

@@ -149,6 +149,23 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+@contextmanager
+def fluent_tracking(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API (``mlflow.*``) at ``uri`` for the block only.
+
+    ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI`` for child processes;
+    left in place, it would send every later stage of this process tree to this store.
+    """
+    import mlflow
+
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # None unsets both the URI and the variable
+
+
 def get_or_create_experiment(client: Any, name: str, location: str | None = None) -> str:
     """The id of experiment ``name``, created if needed (safe against a concurrent creator)."""
     from mlflow.exceptions import MlflowException

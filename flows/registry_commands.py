@@ -124,13 +124,13 @@ def _champion(paths: Paths, model: str):  # noqa: ANN202 - mlflow's PyFuncModel
     import mlflow.pyfunc
 
     from components.registry import RegistryError
-    from components.tracking import tracking_uri
+    from components.tracking import fluent_tracking
 
-    mlflow.set_tracking_uri(tracking_uri(paths.root))
-    mlflow.set_registry_uri(tracking_uri(paths.root))
-    if Registry(paths).alias(model, CHAMPION) is None:
+    registry = Registry(paths)
+    if registry.alias(model, CHAMPION) is None:
         raise RegistryError(f"{model} has no champion yet: run `wikilm run` first")
-    return mlflow.pyfunc.load_model(f"models:/{model}@{CHAMPION}")
+    with fluent_tracking(registry.uri):
+        return mlflow.pyfunc.load_model(f"models:/{model}@{CHAMPION}")
 
 
 def predict_command(args: argparse.Namespace) -> int:

@@ -53,6 +53,8 @@ def test_auto_approval_promotes_both_models_with_lineage(exported_workspace):
         (CLASSIFIER, "1", "promoted"),
         (LM, "1", "promoted"),
     ]
+    # Logging the models must not redirect this process's later MLflow use (or its children).
+    assert "MLFLOW_TRACKING_URI" not in os.environ
     registry = Registry(paths)
     version = registry.version(CLASSIFIER, "1")
     assert version.tags[GATE_TAG] == "passed"
@@ -68,10 +70,10 @@ def test_auto_approval_promotes_both_models_with_lineage(exported_workspace):
     assert set(promoted.metrics) == {"accuracy", "macro_f1"}
 
 
-def test_the_champion_serves_through_pyfunc(exported_workspace):
+def test_the_champion_serves_through_pyfunc(exported_workspace, monkeypatch):
     paths = exported_workspace
     register_and_gate(_params(), paths)
-    mlflow.set_tracking_uri(tracking_uri(paths.root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(paths.root))
     classifier = mlflow.pyfunc.load_model(f"models:/{CLASSIFIER}@{CHAMPION}")
     out = classifier.predict(pd.DataFrame({"text": ["a fine film", "a dull film", "ok"]}))
     assert list(out.columns) == ["label", "probability", "probability_neg", "probability_pos"]
