@@ -6,13 +6,14 @@ streams continue across a kill and restart as if training had run straight throu
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+
+from components.artifacts import write_csv
 
 # Dense bf16 tensor-core peaks from the vendors' datasheets, for MFU (nanoGPT's convention).
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
@@ -143,19 +144,11 @@ class LossCurve(pl.Callback):
 
     def write(self, folder: Path) -> list[Path]:
         """Write ``<split>.csv`` for each split that has rows; returns the files."""
-        folder.mkdir(parents=True, exist_ok=True)
         written = []
         for split, rows in self.rows.items():
-            if not rows:
-                continue
-            path = folder / f"{split}.csv"
-            tmp = path.with_name(f".{path.name}.tmp")
-            with tmp.open("w", newline="", encoding="utf-8") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(rows[-1]))
-                writer.writeheader()
-                writer.writerows(rows)
-            tmp.replace(path)
-            written.append(path)
+            if rows:
+                write_csv(folder / f"{split}.csv", rows)
+                written.append(folder / f"{split}.csv")
         return written
 
 

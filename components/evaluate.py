@@ -13,7 +13,6 @@ Writes ``metrics/evaluate.json``, ``reports/evaluate/`` (predictions, meta.json)
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -25,7 +24,14 @@ import torch
 from pydantic import BaseModel, ConfigDict
 from tokenizers import Tokenizer
 
-from components.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
+from components.artifacts import (
+    atomic_dir,
+    build_meta,
+    dir_digest,
+    read_meta,
+    write_csv,
+    write_json,
+)
 from components.baselines import ClassifierScores, majority_baseline, scores, tfidf_baseline
 from components.classifier_module import encode_texts, predict_proba
 from components.config import EvaluateParams, Params, Paths
@@ -227,14 +233,8 @@ def _write_outputs(
                 result=result.model_dump(mode="json"),
             ),
         )
-    plots = paths.plots_dir(STAGE)
-    plots.mkdir(parents=True, exist_ok=True)
-    tmp = plots / ".confusion.csv.tmp"
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["actual", "predicted"])
-        writer.writerows(predictions[["label", "predicted"]].itertuples(index=False))
-    tmp.replace(plots / "confusion.csv")
+    pairs = predictions[["label", "predicted"]].rename(columns={"label": "actual"})
+    write_csv(paths.plots_dir(STAGE) / "confusion.csv", pairs.to_dict("records"))
 
 
 def _log_summary(result: EvaluateResult) -> None:

@@ -27,6 +27,7 @@ from components.registry import (
     CLASSIFIER,
     GATE_TAG,
     LM,
+    METRIC_TAG,
     TRIGGER_TAG,
     Registry,
     RegistryError,
@@ -165,7 +166,7 @@ def _gate_one(
     metrics: dict[str, float],
     decision: Decision,
 ) -> Outcome:
-    tags = {**base_tags, **{f"wikilm.metric.{k}": str(v) for k, v in metrics.items()}}
+    tags = {**base_tags, **{f"{METRIC_TAG}{k}": str(v) for k, v in metrics.items()}}
     tags |= {GATE_TAG: "passed" if decision.passed else "failed"}
     tags["wikilm.gate.reasons"] = "\n".join(decision.reasons)
     version = _register(registry, model, uri, run_id, tags)

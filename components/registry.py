@@ -35,6 +35,7 @@ USER_ENV = "WIKILM_USER"
 GATE_TAG = "wikilm.gate"
 APPROVAL_TAG = "wikilm.approval"
 TRIGGER_TAG = "wikilm.triggered_by"
+METRIC_TAG = "wikilm.metric."  # prefix of the metrics a version was gated on
 
 
 class RegistryError(WikilmError):
@@ -170,7 +171,7 @@ class Registry:
                 version,
                 reason,
                 str(before.version) if before else None,
-                _metrics(target),
+                version_metrics(target),
                 actor,
             )
 
@@ -196,9 +197,10 @@ def _event(run: Any) -> Event:
     )
 
 
-def _metrics(version: Any) -> dict[str, float]:
-    """The numeric ``wikilm.metric.*`` tags of a version."""
-    prefix = "wikilm.metric."
+def version_metrics(version: Any) -> dict[str, float]:
+    """The metrics a version was gated on (its ``wikilm.metric.*`` tags)."""
     return {
-        k.removeprefix(prefix): float(v) for k, v in version.tags.items() if k.startswith(prefix)
+        k.removeprefix(METRIC_TAG): float(v)
+        for k, v in version.tags.items()
+        if k.startswith(METRIC_TAG)
     }

@@ -6,7 +6,6 @@ logging into the stage's MLflow run, and quiet output when not on a terminal.
 
 from __future__ import annotations
 
-import logging
 import sys
 import warnings
 from typing import Any
@@ -17,8 +16,6 @@ from pytorch_lightning.loggers import MLFlowLogger
 
 from components.config import TrainerParams
 from components.tracking import active_tracker
-
-log = logging.getLogger(__name__)
 
 # Lightning's advice that does not apply here: our iterable datasets are endless on purpose,
 # and few loader workers are a deliberate choice on small machines.

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_champions(paths: Paths) -> None:
     """The champion of each model with the metrics it was promoted on."""
-    from components.registry import CHAMPION, CLASSIFIER, LM, Registry
+    from components.registry import CHAMPION, CLASSIFIER, LM, Registry, version_metrics
 
     registry = Registry(paths)
     for model in (CLASSIFIER, LM):
@@ -141,12 +141,7 @@ def print_champions(paths: Paths) -> None:
         if champion is None:
             print(f"{model:<18} no champion yet")  # noqa: T201
             continue
-        metrics = {
-            k.removeprefix("wikilm.metric."): float(v)
-            for k, v in champion.tags.items()
-            if k.startswith("wikilm.metric.")
-        }
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in version_metrics(champion).items())
         print(f"{model:<18} champion v{champion.version} ({shown})")  # noqa: T201
 
 

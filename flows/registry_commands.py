@@ -49,13 +49,18 @@ def _add(
     return parser
 
 
-def _review_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", choices=MODELS)
-    parser.add_argument("version", help="the model version")
+def _decision_args(parser: argparse.ArgumentParser) -> None:
+    """Who decides and why: both recorded in the history."""
     parser.add_argument(
         "--reviewer", default=None, help="who decides (default: WIKILM_USER or login)"
     )
     parser.add_argument("--comment", required=True, help="why: recorded in the history")
+
+
+def _review_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", choices=MODELS)
+    parser.add_argument("version", help="the model version")
+    _decision_args(parser)
 
 
 def approve_command(args: argparse.Namespace) -> int:
@@ -205,8 +210,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         rollback_command,
     )
     rollback.add_argument("model", choices=MODELS)
-    rollback.add_argument("--reviewer", default=None, help="who rolls back (default: login)")
-    rollback.add_argument("--comment", required=True, help="why: recorded in the history")
+    _decision_args(rollback)
     predict = _add(
         commands,
         "predict",

@@ -101,3 +101,15 @@ def test_read_meta_errors_are_actionable(tmp_path):
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(ArtifactError, match="not valid JSON"):
         read_meta(tmp_path, "ingest")
+
+
+def test_write_csv_is_atomic_and_headed_by_the_first_row(tmp_path):
+    from components.artifacts import write_csv
+
+    path = tmp_path / "plots" / "loss.csv"
+    write_csv(path, [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.25}])
+    assert path.read_text().splitlines() == ["step,loss", "1,2.5", "2,2.25"]
+    with pytest.raises(ValueError, match="dict contains fields not in fieldnames"):
+        write_csv(path, [{"step": 3}, {"step": 4, "extra": 1}])
+    assert path.read_text().splitlines()[-1] == "2,2.25"  # the old file is untouched
+    assert [p.name for p in path.parent.iterdir()] == ["loss.csv"]  # no temporaries left

@@ -187,6 +187,11 @@ def test_champion_commands_answer_and_refusals_are_one_line(
     lines = capsys.readouterr().out.strip().splitlines()[-2:]
     assert [line.split("\t")[0] in {"neg", "pos"} for line in lines] == [True, True]
     assert lines[0].endswith("\ta fine film")
+    main(["status", "--params", str(params)])  # no DVC project here: only the registry part
+    status = capsys.readouterr().out.splitlines()
+    assert "wikilm-classifier  champion   v1 (gate passed)" in status
+    assert "wikilm-lm          champion   -" in status
+    assert "wikilm-lm          challenger v1 (gate passed)" in status
     approve_lm = ["approve", "wikilm-lm", "1", "--comment", "ok", "--reviewer", "ana"]
     assert main([*approve_lm, "--params", str(params)]) == 0
     assert main(["generate", "The", "--max-new-tokens", "4", "--params", str(params)]) == 0
