@@ -16,12 +16,12 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from functools import partial
 
-from datasketch import LeanMinHash
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from components.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
 from components.config import CleanParams, Params, Paths
-from components.dedup import Deduplicator, signatures
+from components.dedup import Deduplicator, Permutations, signatures
 from components.documents import REJECTED_SCHEMA, Document, ShardWriter, count_rows, iter_batches
 from components.filters import TextView, first_failure, quality_filters, repetition_filters
 from components.parallel import ordered_map, worker_count
@@ -64,7 +64,7 @@ class Assessment:
     words: int
     reason: str | None
     text_hash: str
-    signature: LeanMinHash | None
+    signature: np.ndarray | None
     output: Document | None = None
 
 
@@ -85,8 +85,10 @@ def remove_stop_words(text: str, stops: frozenset[str]) -> str:
     return "\n\n".join(p for p in paragraphs if _HAS_WORD.search(p))
 
 
-def assess_batch(documents: list[Document], cfg: CleanParams) -> list[Assessment]:
-    """Normalise and filter a batch; signatures only for documents still kept."""
+def assess_batch(
+    documents: list[Document], cfg: CleanParams, permutations: Permutations | None = None
+) -> list[Assessment]:
+    """Normalise and filter a batch; signatures (with ``permutations``) for documents kept."""
     filters = quality_filters(cfg) + repetition_filters(cfg)
     results, views = [], []
     for doc in documents:
@@ -100,15 +102,17 @@ def assess_batch(documents: list[Document], cfg: CleanParams) -> list[Assessment
         digest = hash_words(view.lower_words)
         results.append(Assessment(cleaned, len(view.words), reason, digest, None, output))
         views.append(view)
-    return _with_signatures(results, views, cfg) if cfg.dedup.near else results
+    if permutations is None:
+        return results
+    return _with_signatures(results, views, cfg.dedup.shingle_words, permutations)
 
 
 def _with_signatures(
-    results: list[Assessment], views: list[TextView], cfg: CleanParams
+    results: list[Assessment], views: list[TextView], shingle_words: int, perms: Permutations
 ) -> list[Assessment]:
     """Add MinHash signatures to the documents the filters kept."""
     kept = [i for i, a in enumerate(results) if a.reason is None]
-    sigs = signatures([views[i].lower_words for i in kept], cfg.dedup)
+    sigs = signatures([views[i].lower_words for i in kept], shingle_words, perms)
     for index, signature in zip(kept, sigs, strict=True):
         results[index] = replace(results[index], signature=signature)
     return results
@@ -121,7 +125,7 @@ def run(params: Params, paths: Paths) -> CleanResult:
     started = time.perf_counter()
     dedup = Deduplicator(cfg.dedup)
     docs, words = Counter(), Counter()
-    assess = partial(assess_batch, cfg=cfg)
+    assess = partial(assess_batch, cfg=cfg, permutations=dedup.permutations)
     batches = iter_batches(paths.ingest, _BATCH_DOCS)
     with (
         atomic_dir(paths.clean) as out,

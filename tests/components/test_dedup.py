@@ -7,10 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from datasketch import MinHash
 
 from components.config import DedupParams
-from components.dedup import Deduplicator, shingle_hashes, signatures
+from components.dedup import Deduplicator, Permutations, shingle_hashes, signature, signatures
 from components.textstats import lower_words, text_hash
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +32,9 @@ def _edited(text, edits):
 
 
 def _check(dedup, text):
-    (signature,) = signatures([lower_words(text)], dedup.cfg) if dedup.cfg.near else (None,)
+    if not dedup.cfg.near:
+        return dedup.check(text_hash(text), None)
+    (signature,) = signatures([lower_words(text)], dedup.cfg.shingle_words, dedup.permutations)
     return dedup.check(text_hash(text), signature)
 
 
@@ -86,6 +90,23 @@ def test_shingle_counts(words, size, count):
     hashes = shingle_hashes(words, size)
     assert len(hashes) == count
     assert int(hashes.max()) < 2**32
+
+
+@pytest.mark.parametrize("shingles", [0, 1, 300, 9000], ids=["empty", "one", "some", "blocks"])
+def test_signature_equals_datasketchs_minhash(shingles):
+    cfg = DedupParams(num_perm=64, seed=7)
+    hashes = np.unique(np.random.default_rng(shingles).integers(0, 2**32, shingles, np.uint32))
+    reference = MinHash(num_perm=64, seed=7, scheme="affine32", hashfunc=int)
+    reference.update_batch(hashes.tolist())
+    ours = signature(hashes, Permutations.of(cfg))
+    assert ours.dtype == np.uint32
+    assert ours.tolist() == reference.hashvalues.tolist()
+
+
+def test_worker_side_of_clean_does_not_load_datasketch():
+    code = "import sys, components.clean; print('datasketch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "False", out.stderr
 
 
 def test_exact_duplicates_up_to_case_punctuation_and_white_space():
