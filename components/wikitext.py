@@ -33,28 +33,32 @@ _SELF_CLOSING = re.compile(rf"<(?:{_DROP_TAGS})\b[^>]*/>", re.I)
 _DROP_BLOCK = re.compile(rf"<({_DROP_TAGS})\b[^>]*>.*?</\1\s*>", re.I | re.S)
 _UNCLOSED_REF = re.compile(r"<ref\b[^>]*>", re.I)
 _QUALIFIER = re.compile(r"\s*\([^()]*\)$")
-_LINK = re.compile(r"\[\[((?:[^\[\]]|\[(?!\[)|\](?!\]))*?)\]\]([a-z]*)")
-_TEMPLATE = re.compile(r"\{\{((?:[^{}]|\{(?!\{)|\}(?!\}))*?)\}\}", re.S)
+# Possessive loops (Python 3.11+): runs of plain characters are consumed whole and never
+# given back, so a failed match costs one scan instead of backtracking.
+_LINK = re.compile(r"\[\[((?:[^\[\]]++|\[(?!\[)|\](?!\]))*+)\]\]([a-z]*)")
+_TEMPLATE = re.compile(r"\{\{((?:[^{}]++|\{(?!\{)|\}(?!\}))*+)\}\}")
 _TABLE = re.compile(r"\{\|(?:(?!\{\||\|\}).)*?\|\}", re.S)
 # MediaWiki's default $wgUrlProtocols (the common ones), and protocol-relative //host links.
 _URL_SCHEMES = "https?:|s?ftp:|mailto:|news:|irc:|ircs:|gopher:|telnet:|git:|svn:|//"
 _EXTERNAL_LINK = re.compile(rf"\[(?:{_URL_SCHEMES})[^\s\]]*\s*([^\]]*)\]")
 _HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.M)
-# Inline markup removed in one pass: bold/italic quotes, HTML tags (their text is kept),
-# magic words, and stray (unbalanced) wikitext brackets.
-_INLINE = re.compile(
-    r"'{2,5}|</?[a-zA-Z][a-zA-Z0-9]*\b[^<>]*/?>|__[A-Z]+__"
-    r"|\{\{|\}\}|\[\[|\]\]|\{\||\|\}|<ref\b[^>]*>?|</ref>",
-    re.I,
-)
+# Inline markup: bold/italic quotes (longest run first, as the parser reads them), HTML tags
+# (their text is kept), magic words, and stray (unbalanced) wikitext brackets. Each is removed
+# on its own: str.replace and patterns with a literal first character let the search skip
+# ahead, where one alternation of them all tried every branch at every character.
+_QUOTES = ("'''''", "''''", "'''", "''")
+_TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^<>]*/?>|<[rR][eE][fF]\b[^>]*")
+_MAGIC_WORD = re.compile(r"__[A-Za-z]+__")
+_STRAY_BRACKETS = ("{{", "}}", "[[", "]]", "{|", "|}")
 # Line starts removed in one pass: list/indent markers, horizontal rules, table-row leftovers.
 _LINE_MARKUP = re.compile(r"^(?:[*#:;]+[ \t]*|-{4,}[ \t]*$|[ \t]*[|!].*$)", re.M)
 _BREAK = re.compile(r"</?br\s*/?>", re.I)  # </br> is a common typo
-# Only runs that are not already one plain space (rewriting every space costs a lot).
-_SPACES = re.compile(
-    r"(?:[\t\u00a0\u2009\u202f]| (?=[ \t\u00a0\u2009\u202f]))[ \t\u00a0\u2009\u202f]*"
-)
-_SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?)\]])")
+# Spaces other than the plain one, replaced with str.replace before runs are collapsed.
+_OTHER_SPACES = ("\t", "\u00a0", "\u2009", "\u202f")
+# Literal prefixes ("  ", " ") let the regex engine skip ahead instead of trying every space.
+_SPACE_RUN = re.compile(r"  +")
+# Punctuation that takes no space before it (runs of spaces are single by then).
+_NO_SPACE_BEFORE = ",.;:!?)]"
 _EMPTY_PARENS = re.compile(r"\(\s*[,;:]?\s*\)|\[\s*\]")
 _OPEN_PAREN_PUNCT = re.compile(r"\(\s*[,;:]\s*")
 # Last resort for the promise that no markup token survives (the validate suite checks it):
@@ -236,7 +240,13 @@ def _render_inline(text: str) -> str:
     """Formatting, lists, HTML tags, magic words and entities -> plain characters."""
     text = _BREAK.sub(" ", text)
     text = _LINE_MARKUP.sub("", text)
-    text = _INLINE.sub("", text)
+    for quotes in _QUOTES:
+        text = text.replace(quotes, "")
+    text = _TAG.sub("", text)
+    if "__" in text:
+        text = _MAGIC_WORD.sub("", text)
+    for bracket in _STRAY_BRACKETS:
+        text = text.replace(bracket, "")
     return html.unescape(text) if "&" in text else text
 
 
@@ -246,8 +256,12 @@ def _tidy(text: str) -> str:
     text = _EMPTY_PARENS.sub("", text)
     text = _OPEN_PAREN_PUNCT.sub("(", text)
     text = _innermost_first(_LEFTOVER, lambda _: "", text)
-    text = _SPACES.sub(" ", text)
-    text = _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+    for space in _OTHER_SPACES:
+        if space in text:
+            text = text.replace(space, " ")
+    text = _SPACE_RUN.sub(" ", text)
+    for mark in _NO_SPACE_BEFORE:
+        text = text.replace(" " + mark, mark)
     lines = [line.strip() for line in text.split("\n")]
     return "\n\n".join(_drop_empty_sections([line for line in lines if line]))
 
