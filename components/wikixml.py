@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from components.errors import SourceError
+from components.readahead import ReadAhead
 
 _BZ2_MAGIC = b"BZh"
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -119,7 +120,8 @@ class DumpReader:
         with handle:
             self._raw = CountingReader(handle)
             try:
-                yield from self._parse(_decompressor(self.path, self._raw))
+                with ReadAhead(_decompressor(self.path, self._raw)) as stream:
+                    yield from self._parse(stream)
             except ET.ParseError as error:
                 raise self._xml_error(error) from None
             except EOFError:
