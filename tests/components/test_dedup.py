@@ -83,13 +83,14 @@ def test_shingle_hashes_are_order_sensitive():
         (["a", "b", "a", "b", "a"], 2, 2),  # "a b" and "b a", each kept once
         (["a", "b"], 5, 1),  # fewer words than a shingle: one shingle of all of them
         (["a", "b", "c"], 1, 3),
+        ([], 5, 0),
     ],
-    ids=["distinct", "repeated", "short-text", "unigrams"],
+    ids=["distinct", "repeated", "short-text", "unigrams", "no-words"],
 )
 def test_shingle_counts(words, size, count):
     hashes = shingle_hashes(words, size)
-    assert len(hashes) == count
-    assert int(hashes.max()) < 2**32
+    assert len(hashes) == count == len(set(hashes.tolist()))
+    assert hashes.dtype == np.uint32
 
 
 @pytest.mark.parametrize("shingles", [0, 1, 300, 9000], ids=["empty", "one", "some", "blocks"])

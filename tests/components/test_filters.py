@@ -5,12 +5,14 @@ import string
 from collections import Counter
 from itertools import islice
 
+import numpy as np
 import pytest
 import stopwordsiso
 
 from components.config import CleanParams, RepetitionParams
 from components.errors import ConfigError
 from components.filters import (
+    NgramLevel,
     TextView,
     duplicate_ngram_char_fraction,
     first_failure,
@@ -416,3 +418,15 @@ def test_language_problems_are_config_errors(clean, key):
         make_params(clean=clean)
     assert any(p.startswith(f"{key}:") for p in caught.value.problems)
     assert key in str(caught.value)
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 50, 5000])
+def test_ngram_level_counts_as_numpy_unique_does(size):
+    hashes = np.random.default_rng(size).integers(0, max(size // 4, 1), size).astype(np.uint64)
+    level = NgramLevel.of(np.arange(size), hashes)
+    _, first, inverse, counts = np.unique(
+        hashes, return_index=True, return_inverse=True, return_counts=True
+    )
+    assert level.first.tolist() == first.tolist()
+    assert level.inverse.tolist() == inverse.tolist()
+    assert level.counts.tolist() == counts.tolist()
