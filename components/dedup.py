@@ -9,19 +9,24 @@ Signatures use datasketch's ``affine32`` permutation scheme (its recommended one
 with datasketch's own permutations. Workers apply them to a whole document at once in numpy:
 the values equal ``MinHash(scheme="affine32", hashfunc=<identity>).update_batch(hashes)``
 (a test checks), without its Python call per shingle, which used to cost more than every
-quality rule together. Only the main process imports datasketch (for the LSH index): it
-pulls in scipy, a second of start-up that workers are spared.
+quality rule together. Only the main process imports datasketch, for the LSH index and once
+the workers are busy: it pulls in scipy, a second of start-up.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from components.config import DedupParams
+
+if TYPE_CHECKING:
+    from datasketch import LeanMinHash, MinHashLSH
 
 SCHEME = "affine32"
 _PRIME = np.uint64(1_000_003)
@@ -54,10 +59,14 @@ class Permutations:
 
     @classmethod
     def of(cls, cfg: DedupParams) -> Permutations:
-        """The permutations datasketch draws for ``cfg.num_perm`` and ``cfg.seed``."""
-        from datasketch import MinHash
+        """The permutations datasketch draws for ``cfg.num_perm`` and ``cfg.seed``.
 
-        a, b = MinHash(num_perm=cfg.num_perm, seed=cfg.seed, scheme=SCHEME).permutations
+        Drawn here as ``MinHash(scheme="affine32")`` draws them (a test checks they are
+        equal), so that workers get them before the main process has loaded datasketch.
+        """
+        rng = np.random.RandomState(cfg.seed)
+        a = rng.randint(0, 1 << 31, cfg.num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+        b = rng.randint(0, 1 << 32, cfg.num_perm, dtype=np.uint32)
         return cls(a, b, cfg.seed)
 
 
@@ -116,25 +125,32 @@ class Deduplicator:
     def __init__(self, cfg: DedupParams) -> None:
         self.cfg = cfg
         self._hashes: set[str] = set()
-        self._lsh = None
-        self.permutations: Permutations | None = None
-        if cfg.near:
+        self.permutations = Permutations.of(cfg) if cfg.near else None
+        self._index: tuple[MinHashLSH, Callable[..., LeanMinHash]] | None = None
+        self._count = 0
+
+    def _near_index(self) -> tuple[MinHashLSH, Callable[..., LeanMinHash]]:
+        """The LSH index and a signature wrapper, built at first use.
+
+        Loading datasketch takes a second; by the first check the workers are already busy.
+        """
+        if self._index is None:
             from datasketch import LeanMinHash, MinHashLSH
 
-            self._lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
-            self._minhash = partial(LeanMinHash, seed=cfg.seed, scheme=SCHEME)
-            self.permutations = Permutations.of(cfg)
-        self._count = 0
+            lsh = MinHashLSH(threshold=self.cfg.threshold, num_perm=self.cfg.num_perm)
+            self._index = lsh, partial(LeanMinHash, seed=self.cfg.seed, scheme=SCHEME)
+        return self._index
 
     def check(self, text_hash: str, signature: np.ndarray | None) -> str | None:
         """``exact_duplicate``, ``near_duplicate``, or None after remembering the document."""
         if self.cfg.exact and text_hash in self._hashes:
             return "exact_duplicate"
-        if self._lsh is not None and signature is not None:
-            minhash = self._minhash(hashvalues=signature)
-            if self._lsh.query(minhash):
+        if self.cfg.near and signature is not None:
+            lsh, wrap = self._near_index()
+            minhash = wrap(hashvalues=signature)
+            if lsh.query(minhash):
                 return "near_duplicate"
-            self._lsh.insert(str(self._count), minhash, check_duplication=False)
+            lsh.insert(str(self._count), minhash, check_duplication=False)
         self._hashes.add(text_hash)
         self._count += 1
         return None

@@ -104,6 +104,14 @@ def test_signature_equals_datasketchs_minhash(shingles):
     assert ours.tolist() == reference.hashvalues.tolist()
 
 
+@pytest.mark.parametrize(("num_perm", "seed"), [(16, 0), (128, 1), (256, 12345)])
+def test_permutations_are_datasketchs(num_perm, seed):
+    ours = Permutations.of(DedupParams(num_perm=num_perm, seed=seed))
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    assert (ours.a.tolist(), ours.b.tolist()) == (a.tolist(), b.tolist())
+    assert ours.a.dtype == ours.b.dtype == np.uint32
+
+
 def test_worker_side_of_clean_does_not_load_datasketch():
     code = "import sys, components.clean; print('datasketch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
