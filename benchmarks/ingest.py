@@ -5,6 +5,7 @@ and the peak resident memory of each process tree; then the peak memory of ``ing
 the 1x and the scaled dump (it must stay flat: the reader streams).
 
     python benchmarks/ingest.py                  # 10 copies of the builtin sample (~60 MB XML)
+    python benchmarks/ingest.py --copies 30 --repeat 5
     python benchmarks/ingest.py --copies 20 --wikiextractor-processes 1
 
 The dump is the builtin enwiki sample repeated with fresh ids and titles (see scaled_dump.py).
@@ -73,6 +74,12 @@ def measure(command: list[str], env: dict | None = None) -> Measured:
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{err}")
     return Measured(elapsed, peak / 2**20)
+
+
+def median_run(runs: list[Measured]) -> Measured:
+    """The median wall time of ``runs``, with the highest peak memory seen in any of them."""
+    seconds = sorted(r.seconds for r in runs)[len(runs) // 2]
+    return Measured(seconds, max(r.peak_rss_mb for r in runs))
 
 
 def xml_megabytes(dump: Path) -> float:
@@ -153,6 +160,9 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=10, help="sample copies in the dump")
     parser.add_argument("--wikiextractor-processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / ".work")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds of both tools; medians are reported"
+    )
     args = parser.parse_args()
 
     work = args.work.resolve()
@@ -161,11 +171,17 @@ def main() -> None:
     small = scaled_dump.build(work / "x1-pages-articles.xml.bz2", 1)
     mb = xml_megabytes(dump)
 
-    ingest, clean = run_wikilm(params_file(work, dump, "wikilm"))
-    ours_s = ingest.seconds + clean.seconds
     wx_out = work / "wikiextractor"
-    subprocess.run(["rm", "-rf", str(wx_out)], check=True)
-    wx = run_wikiextractor(dump, wx_out, args.wikiextractor_processes)
+    rounds = []
+    for _ in range(args.repeat):  # alternated, so that drifts in machine speed hit both alike
+        ingest, clean = run_wikilm(params_file(work, dump, "wikilm"))
+        subprocess.run(["rm", "-rf", str(wx_out)], check=True)
+        rounds.append(
+            (ingest, clean, run_wikiextractor(dump, wx_out, args.wikiextractor_processes))
+        )
+    ingest, clean, wx = (median_run([r[i] for r in rounds]) for i in range(3))
+    ours_s = ingest.seconds + clean.seconds
+    ratios = sorted(w.seconds / (i.seconds + c.seconds) for i, c, w in rounds)
     ours_left, ours_mb = leftovers_per_mb(wikilm_output_text(work / "wikilm" / "ingest"))
     wx_left, wx_mb = leftovers_per_mb(wikiextractor_output_text(wx_out))
     small_ingest, _ = run_wikilm(params_file(work, small, "wikilm-x1"))
@@ -195,6 +211,7 @@ def main() -> None:
     )
     print(
         f"\nspeed ratio (WikiExtractor time / wikilm ingest+clean time): {wx.seconds / ours_s:.2f}x"
+        f" (medians of {args.repeat} rounds; per round {ratios[0]:.2f}x to {ratios[-1]:.2f}x)"
     )
     print(
         f"ingest peak RSS: {small_ingest.peak_rss_mb:.0f} MB on 1x, "
