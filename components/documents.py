@@ -68,7 +68,7 @@ class ShardWriter:
         schema: pa.Schema = SCHEMA,
         shard_rows: int = 10_000,
         group_rows: int = 1024,
-        group_bytes: int = 32 << 20,
+        group_bytes: int = 8 << 20,
     ) -> None:
         self.folder = folder
         self.schema = schema
