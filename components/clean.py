@@ -24,7 +24,7 @@ from components.config import CleanParams, Params, Paths
 from components.dedup import Deduplicator, Permutations, signatures
 from components.documents import REJECTED_SCHEMA, Document, ShardWriter, count_rows, iter_batches
 from components.filters import TextView, first_failure, quality_filters, repetition_filters
-from components.parallel import ordered_map, worker_count
+from components.parallel import import_in_background, ordered_map, worker_count
 from components.progress import progress
 from components.stopwords import removable_stop_words
 from components.textstats import hash_words
@@ -123,6 +123,8 @@ def run(params: Params, paths: Paths) -> CleanResult:
     cfg = params.clean
     read_meta(paths.ingest, "ingest")
     started = time.perf_counter()
+    # The near-duplicate index (datasketch) and the Parquet writer (pandas, via pyarrow).
+    import_in_background(*(["datasketch"] if cfg.dedup.near else []), "pandas")
     dedup = Deduplicator(cfg.dedup)
     docs, words = Counter(), Counter()
     assess = partial(assess_batch, cfg=cfg, permutations=dedup.permutations)

@@ -1,0 +1,35 @@
+"""The order-preserving process map and background imports."""
+
+import sys
+
+from components.parallel import import_in_background, ordered_map
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_ordered_map_keeps_input_order_and_pulls_input_lazily():
+    pulled = []
+
+    def items():
+        for i in range(40):
+            pulled.append(i)
+            yield i
+
+    results = ordered_map(_square, items(), workers=2, window_per_worker=2)
+    assert next(results) == 0
+    assert len(pulled) <= 2 * 2 + 1  # a bounded window, not the whole input
+    assert [0, *results] == [i * i for i in range(40)]
+
+
+def test_one_worker_maps_in_this_process():
+    assert list(ordered_map(_square, range(5), workers=1)) == [0, 1, 4, 9, 16]
+
+
+def test_import_in_background_loads_modules_and_tolerates_missing_ones():
+    sys.modules.pop("colorsys", None)
+    thread = import_in_background("no_such_module_here", "colorsys")
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert "colorsys" in sys.modules
