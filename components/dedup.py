@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 SCHEME = "affine32"
 _PRIME = np.uint64(1_000_003)
 _UINT32_MAX = np.iinfo(np.uint32).max
-# Shingles per block when permuting: a 128 x 4096 uint32 block stays in the CPU cache.
+# Shingles per block when permuting: the temporary stays at 2 MB (128 x 4096 x 4 bytes)
+# whatever a document's length.
 _BLOCK = 4096
 _MAX_CACHED_WORDS = 1 << 20
 
@@ -55,7 +56,6 @@ class Permutations:
 
     a: np.ndarray
     b: np.ndarray
-    seed: int
 
     @classmethod
     def of(cls, cfg: DedupParams) -> Permutations:
@@ -67,7 +67,7 @@ class Permutations:
         rng = np.random.RandomState(cfg.seed)
         a = rng.randint(0, 1 << 31, cfg.num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
         b = rng.randint(0, 1 << 32, cfg.num_perm, dtype=np.uint32)
-        return cls(a, b, cfg.seed)
+        return cls(a, b)
 
 
 def shingle_hashes(words: list[str], size: int) -> np.ndarray:
