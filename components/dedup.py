@@ -31,9 +31,9 @@ if TYPE_CHECKING:
 SCHEME = "affine32"
 _PRIME = np.uint64(1_000_003)
 _UINT32_MAX = np.iinfo(np.uint32).max
-# Shingles per block when permuting: the temporary stays at 2 MB (128 x 4096 x 4 bytes)
+# Shingles per block when permuting: the temporary stays at 4 MB (128 x 8192 x 4 bytes)
 # whatever a document's length.
-_BLOCK = 4096
+_BLOCK = 8192
 _MAX_CACHED_WORDS = 1 << 20
 
 

@@ -93,7 +93,7 @@ def test_shingle_counts(words, size, count):
     assert hashes.dtype == np.uint32
 
 
-@pytest.mark.parametrize("shingles", [0, 1, 300, 9000], ids=["empty", "one", "some", "blocks"])
+@pytest.mark.parametrize("shingles", [0, 1, 300, 20_000], ids=["empty", "one", "some", "blocks"])
 def test_signature_equals_datasketchs_minhash(shingles):
     cfg = DedupParams(num_perm=64, seed=7)
     hashes = np.unique(np.random.default_rng(shingles).integers(0, 2**32, shingles, np.uint32))
