@@ -1,8 +1,8 @@
 """Benchmark: wikilm ingest+clean against WikiExtractor on the same dump, in the same run.
 
-Prints MB of XML per second for each and their ratio, markup leftovers per MB of output,
-and the peak resident memory of each process tree; then the peak memory of ``ingest`` on
-a 3x and the scaled dump (it must stay flat: the reader streams).
+Prints MB of XML per second for each and their ratio, the CPU seconds and peak resident
+memory of each process tree, and markup leftovers per MB of output; then the peak memory of
+``ingest`` on a 3x and the scaled dump (it must stay flat: the reader streams).
 
     python benchmarks/ingest.py                  # 10 copies of the builtin sample (~60 MB XML)
     python benchmarks/ingest.py --copies 30 --repeat 5
@@ -42,22 +42,25 @@ SMALL = 3
 
 @dataclass
 class Measured:
-    """Wall time and peak memory of a command's whole process tree."""
+    """Wall time, CPU time and peak memory of a command's whole process tree."""
 
     seconds: float
+    cpu_seconds: float
     peak_rss_mb: float
 
 
 def measure(command: list[str], env: dict | None = None) -> Measured:
-    """Run ``command``, sampling the RSS of it and all its descendants every 100 ms.
+    """Run ``command``, sampling the RSS and CPU time of it and all its descendants every 100 ms.
 
     Each sample walks the process table: every 20 ms took 12% of a core from the tools.
+    CPU time is the last sample of each process, so up to 100 ms of a process's end is missed.
     """
     started = time.perf_counter()
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     peak = 0
+    cpu: dict[int, float] = {}
     stop = threading.Event()
 
     def sample() -> None:
@@ -67,6 +70,9 @@ def measure(command: list[str], env: dict | None = None) -> Measured:
             try:
                 tree = [root, *root.children(recursive=True)]
                 peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+                for p in tree:
+                    times = p.cpu_times()
+                    cpu[p.pid] = times.user + times.system
             except psutil.Error:
                 pass
             stop.wait(0.1)
@@ -79,13 +85,13 @@ def measure(command: list[str], env: dict | None = None) -> Measured:
     sampler.join()
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{err}")
-    return Measured(elapsed, peak / 2**20)
+    return Measured(elapsed, sum(cpu.values()), peak / 2**20)
 
 
 def median_run(runs: list[Measured]) -> Measured:
-    """The median wall time of ``runs``, with the highest peak memory seen in any of them."""
-    seconds = sorted(r.seconds for r in runs)[len(runs) // 2]
-    return Measured(seconds, max(r.peak_rss_mb for r in runs))
+    """The run of median wall time, with the highest peak memory seen in any of them."""
+    median = sorted(runs, key=lambda r: r.seconds)[len(runs) // 2]
+    return Measured(median.seconds, median.cpu_seconds, max(r.peak_rss_mb for r in runs))
 
 
 def xml_megabytes(dump: Path) -> float:
@@ -160,6 +166,14 @@ def leftovers_per_mb(texts: list[str]) -> tuple[float, float]:
     return sum(map(markup_leftovers, texts)) / max(megabytes, 1e-9), megabytes
 
 
+def table_row(name: str, run: Measured, mb: float, leftovers: str = "", out_mb: str = "") -> str:
+    """One Markdown row of the results table."""
+    return (
+        f"| {name} | {run.seconds:.2f} | {run.cpu_seconds:.1f} | {mb / run.seconds:.2f} | "
+        f"{leftovers} | {out_mb} | {run.peak_rss_mb:.0f} |"
+    )
+
+
 def main() -> None:
     """Build the dumps, run both tools, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -197,24 +211,17 @@ def main() -> None:
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
     )
     print(f"dump: {dump.name}, {mb:.1f} MB of XML ({args.copies} x the builtin sample)\n")
-    print("| tool | seconds | MB XML/s | leftovers per MB out | output MB | peak RSS MB |")
-    print("|---|---|---|---|---|---|")
-    print(
-        f"| wikilm ingest+clean | {ours_s:.2f} | {mb / ours_s:.2f} | {ours_left:.2f} | "
-        f"{ours_mb:.1f} | {max(ingest.peak_rss_mb, clean.peak_rss_mb):.0f} |"
+    ours = Measured(
+        ours_s, ingest.cpu_seconds + clean.cpu_seconds, max(ingest.peak_rss_mb, clean.peak_rss_mb)
     )
-    print(
-        f"| ├ ingest | {ingest.seconds:.2f} | {mb / ingest.seconds:.2f} | | | "
-        f"{ingest.peak_rss_mb:.0f} |"
-    )
-    print(
-        f"| └ clean | {clean.seconds:.2f} | {mb / clean.seconds:.2f} | | | "
-        f"{clean.peak_rss_mb:.0f} |"
-    )
-    print(
-        f"| WikiExtractor ({args.wikiextractor_processes} processes) | {wx.seconds:.2f} | "
-        f"{mb / wx.seconds:.2f} | {wx_left:.2f} | {wx_mb:.1f} | {wx.peak_rss_mb:.0f} |"
-    )
+    columns = ("seconds", "CPU seconds", "MB XML/s", "leftovers per MB out", "output MB")
+    print(f"| tool | {' | '.join(columns)} | peak RSS MB |")
+    print("|---" * (len(columns) + 2) + "|")
+    print(table_row("wikilm ingest+clean", ours, mb, f"{ours_left:.2f}", f"{ours_mb:.1f}"))
+    print(table_row("├ ingest", ingest, mb))
+    print(table_row("└ clean", clean, mb))
+    wx_name = f"WikiExtractor ({args.wikiextractor_processes} processes)"
+    print(table_row(wx_name, wx, mb, f"{wx_left:.2f}", f"{wx_mb:.1f}"))
     print(
         f"\nspeed ratio (WikiExtractor time / wikilm ingest+clean time): {wx.seconds / ours_s:.2f}x"
         f" (medians of {args.repeat} rounds; per round {ratios[0]:.2f}x to {ratios[-1]:.2f}x)"
