@@ -125,13 +125,14 @@ def run(params: Params, paths: Paths) -> CleanResult:
     started = time.perf_counter()
     # The near-duplicate index (datasketch) and the Parquet writer (pandas, via pyarrow).
     import_in_background(*(["datasketch"] if cfg.dedup.near else []), "pandas")
-    dedup = Deduplicator(cfg.dedup)
+    documents = count_rows(paths.ingest)
+    dedup = Deduplicator(cfg.dedup, documents)
     docs, words = Counter(), Counter()
     assess = partial(assess_batch, cfg=cfg, permutations=dedup.permutations)
     batches = iter_batches(paths.ingest, _BATCH_DOCS)
     with (
         atomic_dir(paths.clean) as out,
-        progress(total=count_rows(paths.ingest), unit="doc", desc="clean") as bar,
+        progress(total=documents, unit="doc", desc="clean") as bar,
     ):
         kept = ShardWriter(out)
         rejected = ShardWriter(out / "rejected", REJECTED_SCHEMA)

@@ -1,10 +1,12 @@
 """Shingle hashing and the exact / near-duplicate detector."""
 
 import json
+import logging
 import os
 import random
 import subprocess
 import sys
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +14,14 @@ import pytest
 from datasketch import MinHash
 
 from components.config import DedupParams
-from components.dedup import Deduplicator, Permutations, shingle_hashes, signature, signatures
+from components.dedup import (
+    Deduplicator,
+    Permutations,
+    index_bytes,
+    shingle_hashes,
+    signature,
+    signatures,
+)
 from components.textstats import lower_words, text_hash
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,3 +179,37 @@ def test_switches(exact, near, reasons):
     text = _text(6)
     same, similar = text.upper(), _edited(text, {150: "changed"})
     assert [_check(dedup, t) for t in (text, same, similar)] == reasons
+
+
+def _fill(dedup: Deduplicator, count: int, first: int = 0) -> None:
+    """Keep ``count`` distinct documents (random signatures never collide in a band)."""
+    rng = np.random.default_rng(first)
+    for i in range(first, first + count):
+        signature = rng.integers(0, 2**32, dedup.cfg.num_perm, dtype=np.uint32)
+        assert dedup.check(f"{i:040x}", signature) is None
+
+
+@pytest.mark.parametrize("near", [False, True], ids=["exact", "exact-and-near"])
+def test_index_memory_per_document_is_as_documented(near):
+    dedup = Deduplicator(DedupParams(near=near))
+    _fill(dedup, 10)  # the index exists, and datasketch's first allocations are done
+    count = 5_000
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        _fill(dedup, count, first=10)
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    bands = dedup._near_index()[0].b if near else 0
+    # Hash tables grow by doubling, so the cost per document moves with the count.
+    assert 0.6 < grown / index_bytes(count, bands) < 1.6
+
+
+def test_an_index_too_large_for_the_machine_is_announced(caplog):
+    with caplog.at_level(logging.WARNING, logger="components.dedup"):
+        _fill(Deduplicator(DedupParams(), documents=1_000), 1)
+        assert not caplog.records
+        _fill(Deduplicator(DedupParams(), documents=10**12), 1)
+    (record,) = caplog.records
+    assert "clean.dedup.near: false" in record.getMessage()
