@@ -7,6 +7,7 @@ is collected and reported at once, each naming its key path, before any stage do
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 from typing import Literal, Self
 
@@ -71,11 +72,20 @@ class Paths:
 
     @classmethod
     def resolve(cls, paths: PathsParams, root: Path) -> Paths:
-        """Anchor the relative ``paths:`` section at ``root``."""
+        """Anchor the relative ``paths:`` section at ``root``.
+
+        Raises:
+            ConfigError: a path is the project folder or holds it, or two paths overlap.
+                Stages replace their whole output folder, so either would delete files.
+        """
         root = root.resolve()
         folders = paths.model_dump()  # by field name: validate_
         folders["validate"] = folders.pop("validate_")
-        return cls(root=root, **{name: root / folder for name, folder in folders.items()})
+        located = {name: root / folder for name, folder in folders.items()}
+        problems = _overlaps({name: path.resolve() for name, path in located.items()}, root)
+        if problems:
+            raise ConfigError(problems)
+        return cls(root=root, **located)
 
     def output(self, stage: str) -> Path:
         """The folder a stage writes (``tokenize`` writes ``tokens``)."""
@@ -92,6 +102,23 @@ class Paths:
     def checkpoint_dir(self, stage: str) -> Path:
         """``checkpoints/<stage>/``, where a training stage keeps its resumable state."""
         return self.checkpoints / stage
+
+
+def _overlaps(folders: dict[str, Path], root: Path) -> list[str]:
+    """Problems of ``paths:`` that would let one stage delete another's files, or the project."""
+    problems, separate = [], {}
+    for name, path in folders.items():
+        if path == root or path in root.parents:
+            problems.append(f"paths.{name}: {path} is the project folder or holds it")
+        else:
+            separate[name] = path
+    for (first, one), (second, other) in combinations(separate.items(), 2):
+        if one == other or one in other.parents or other in one.parents:
+            problems.append(
+                f"paths.{first}: {one} overlaps paths.{second} ({other}); each path needs "
+                "a folder of its own, since stages replace their whole output folder"
+            )
+    return problems
 
 
 class IngestParams(Section):

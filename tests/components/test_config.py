@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.config import Params, Paths, load_params, parse_params
+from components.config import Params, Paths, PathsParams, load_params, parse_params
 from components.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,6 +119,22 @@ def test_paths_resolve_against_root(tmp_path):
     assert paths.ingest == tmp_path.resolve() / "data" / "ingest"
     assert paths.validate == tmp_path.resolve() / "reports" / "validate"
     assert paths.metrics_file("clean") == tmp_path.resolve() / "metrics" / "clean.json"
+
+
+@pytest.mark.parametrize(
+    ("paths", "expected"),
+    [
+        ({"ingest": "."}, "paths.ingest: .* is the project folder or holds it"),
+        ({"ingest": ""}, "paths.ingest: .* is the project folder or holds it"),
+        ({"tokens": ".."}, "paths.tokens: .* is the project folder or holds it"),
+        ({"clean": "data"}, "paths.ingest: .* overlaps paths.clean"),
+        ({"clean": "data/ingest"}, "paths.ingest: .* overlaps paths.clean"),
+        ({"checkpoints": "models/pretrain/state"}, "paths.pretrain: .* overlaps paths.checkpoints"),
+    ],
+)
+def test_paths_that_would_delete_other_files_are_config_errors(tmp_path, paths, expected):
+    with pytest.raises(ConfigError, match=expected):
+        Paths.resolve(PathsParams(**paths), tmp_path)
 
 
 def test_model_preset_with_overrides():

@@ -52,6 +52,31 @@ def test_bad_params_exit_2_with_every_key_path(tmp_path):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("paths", "named"),
+    [("ingest: .", "paths.ingest"), ("clean: data", "paths.clean")],
+    ids=["project-folder", "holds-other-outputs"],
+)
+def test_an_output_path_that_would_delete_other_files_is_refused(tmp_path, paths, named):
+    params = tmp_path / "params.yaml"
+    params.write_text(f"paths:\n  {paths}\n")
+    keep = [tmp_path / "notes.txt", tmp_path / "data" / "downloads" / "dump.xml.bz2"]
+    for path in keep:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("precious")
+    done = subprocess.run(
+        [sys.executable, "-m", "components", "ingest", "--params", str(params)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert named in done.stderr
+    assert "Traceback" not in done.stderr
+    assert all(path.read_text() == "precious" for path in keep)
+    assert params.exists()
+
+
 def test_missing_upstream_is_one_line_exit_1(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("{}\n")
