@@ -316,6 +316,10 @@ def load_params(path: Path) -> Params:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError([f"file not found: {path}"], str(path)) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"not UTF-8 text: {error}"], str(path)) from None
+    except OSError as error:
+        raise ConfigError([f"cannot read it: {error.strerror or error}"], str(path)) from None
     except yaml.YAMLError as error:
         raise ConfigError([f"not valid YAML: {error}".replace("\n", " ")], str(path)) from None
     if not isinstance(raw, dict):

@@ -133,10 +133,37 @@ def shard_paths(folder: Path) -> list[Path]:
     return paths
 
 
+def _unreadable(path: Path, error: Exception) -> ArtifactError:
+    reason = " ".join(str(error).split())  # Arrow's messages span lines
+    return ArtifactError(
+        f"{path} is not a readable Parquet shard ({reason}): rerun the stage that writes "
+        f"{path.parent.name}"
+    )
+
+
+def _open(path: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(path, error) from None
+
+
+def read_batches(path: Path, **options: Any) -> Iterator[pa.RecordBatch]:
+    """Record batches of one shard (``options`` go to ``ParquetFile.iter_batches``).
+
+    Raises:
+        ArtifactError: the shard is truncated or corrupt.
+    """
+    try:
+        yield from _open(path).iter_batches(**options)
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(path, error) from None
+
+
 def iter_batches(folder: Path, batch_rows: int = 1024) -> Iterator[list[Document]]:
     """Yield documents in shard order, ``batch_rows`` at a time."""
     for path in shard_paths(folder):
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+        for batch in read_batches(path, batch_size=batch_rows):
             yield [Document.from_row(row) for row in batch.to_pylist()]
 
 
@@ -148,7 +175,7 @@ def iter_documents(folder: Path) -> Iterator[Document]:
 
 def count_rows(folder: Path) -> int:
     """Number of documents in a stage output, from Parquet footers only."""
-    return sum(pq.ParquetFile(p).metadata.num_rows for p in shard_paths(folder))
+    return sum(_open(p).metadata.num_rows for p in shard_paths(folder))
 
 
 def write_documents(folder: Path, documents: Iterable[Document], shard_rows: int = 10_000) -> int:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -32,7 +31,7 @@ from components.artifacts import (
     write_json,
 )
 from components.config import Params, Paths, TokenizeParams
-from components.documents import iter_batches, shard_paths
+from components.documents import iter_batches, read_batches, shard_paths
 from components.errors import WikilmError
 from components.progress import progress
 from components.tokenbin import VERSION, dtype_for, write_tokens
@@ -85,7 +84,7 @@ def count_splits(folder: Path, cfg: TokenizeParams) -> dict[str, int]:
     """Documents per split, reading only the ``id`` column (cheap: Parquet is columnar)."""
     counts = dict.fromkeys(SPLITS, 0)
     for path in shard_paths(folder):
-        for batch in pq.ParquetFile(path).iter_batches(columns=["id"], batch_size=65_536):
+        for batch in read_batches(path, columns=["id"], batch_size=65_536):
             for doc_id in batch.column(0).to_pylist():
                 counts[split_of(doc_id, cfg.seed, cfg.val_fraction)] += 1
     return counts

@@ -108,6 +108,21 @@ def test_missing_file_is_a_config_error(tmp_path):
         load_params(tmp_path / "nope.yaml")
 
 
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        (lambda path: path.mkdir(), "cannot read it"),
+        (lambda path: path.write_bytes(b"clean:\n  language: \xff\xfe\n"), "not UTF-8 text"),
+    ],
+    ids=["a-folder", "not-utf8"],
+)
+def test_an_unreadable_params_file_is_a_config_error(tmp_path, make, expected):
+    path = tmp_path / "params.yaml"
+    make(path)
+    with pytest.raises(ConfigError, match=expected):
+        load_params(path)
+
+
 def test_empty_file_gives_defaults(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("")

@@ -50,3 +50,25 @@ def test_documents_round_trip_with_metadata(tmp_path):
 def test_missing_shards_is_an_actionable_error(tmp_path):
     with pytest.raises(ArtifactError, match="rerun the stage"):
         count_rows(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "footer_lost"),
+    [
+        (lambda data: b"garbage", True),
+        (lambda data: data[: len(data) // 2], True),
+        (lambda data: data[:8] + bytes(len(data) - 16) + data[-8:], False),  # pages zeroed
+    ],
+    ids=["not-parquet", "truncated", "zeroed-pages"],
+)
+def test_an_unreadable_shard_is_an_artifact_error_naming_it(tmp_path, damage, footer_lost):
+    folder = tmp_path / "ingest"
+    write_documents(folder, [Document(i, f"T{i}", "some text " * 50) for i in range(20)])
+    shard = shard_paths(folder)[0]
+    shard.write_bytes(damage(shard.read_bytes()))
+    named = rf"{shard}.*rerun the stage that writes ingest"
+    with pytest.raises(ArtifactError, match=named):
+        list(iter_batches(folder))
+    if footer_lost:
+        with pytest.raises(ArtifactError, match=named):
+            count_rows(folder)
