@@ -123,10 +123,10 @@ def run(params: Params, paths: Paths) -> CleanResult:
     cfg = params.clean
     read_meta(paths.ingest, "ingest")
     started = time.perf_counter()
-    # The near-duplicate index (datasketch) and the Parquet writer (pandas, via pyarrow).
-    import_in_background(*(["datasketch"] if cfg.dedup.near else []), "pandas")
+    import_in_background("pandas")  # for the Parquet writer: pyarrow loads it on first use
     documents = count_rows(paths.ingest)
     dedup = Deduplicator(cfg.dedup, documents)
+    dedup.prepare()  # loads datasketch while the fork server loads the workers' modules
     docs, words = Counter(), Counter()
     assess = partial(assess_batch, cfg=cfg, permutations=dedup.permutations)
     batches = iter_batches(paths.ingest, _BATCH_DOCS)

@@ -9,8 +9,9 @@ Signatures use datasketch's ``affine32`` permutation scheme (its recommended one
 with datasketch's own permutations. Workers apply them to a whole document at once in numpy:
 the values equal ``MinHash(scheme="affine32", hashfunc=<identity>).update_batch(hashes)``
 (a test checks), without its Python call per shingle, which used to cost more than every
-quality rule together. Only the main process imports datasketch, for the LSH index and once
-the workers are busy: it pulls in scipy, a second of start-up.
+quality rule together. Only the main process imports datasketch (it pulls in scipy, a second
+of start-up), for the LSH index, which it builds before any work so that a threshold the
+index cannot serve fails first.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from components.config import DedupParams
+from components.errors import ConfigError
 
 if TYPE_CHECKING:
     from datasketch import LeanMinHash, MinHashLSH
@@ -146,15 +148,30 @@ class Deduplicator:
         self._index: tuple[MinHashLSH, Callable[..., LeanMinHash]] | None = None
         self._count = 0
 
-    def _near_index(self) -> tuple[MinHashLSH, Callable[..., LeanMinHash]]:
-        """The LSH index and a signature wrapper, built at first use.
+    def prepare(self) -> None:
+        """Build the near-duplicate index now, so that bad parameters fail before any work.
 
-        Loading datasketch takes a second; by the first check the workers are already busy.
+        Raises:
+            ConfigError: datasketch finds no LSH banding for the threshold and num_perm.
         """
+        if self.cfg.near:
+            self._near_index()
+
+    def _near_index(self) -> tuple[MinHashLSH, Callable[..., LeanMinHash]]:
+        """The LSH index and a signature wrapper, built at first use."""
         if self._index is None:
             from datasketch import LeanMinHash, MinHashLSH
 
-            lsh = MinHashLSH(threshold=self.cfg.threshold, num_perm=self.cfg.num_perm)
+            try:
+                lsh = MinHashLSH(threshold=self.cfg.threshold, num_perm=self.cfg.num_perm)
+            except ValueError as error:
+                raise ConfigError(
+                    [
+                        f"clean.dedup.threshold: {self.cfg.threshold} with clean.dedup.num_perm "
+                        f"{self.cfg.num_perm} gives no usable LSH index ({error}); raise "
+                        "num_perm or lower the threshold"
+                    ]
+                ) from None
             self._warn_if_too_large(lsh.b)
             self._index = lsh, partial(LeanMinHash, seed=self.cfg.seed, scheme=SCHEME)
         return self._index

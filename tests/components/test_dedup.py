@@ -22,6 +22,7 @@ from components.dedup import (
     signature,
     signatures,
 )
+from components.errors import ConfigError
 from components.textstats import lower_words, text_hash
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -213,3 +214,11 @@ def test_an_index_too_large_for_the_machine_is_announced(caplog):
         _fill(Deduplicator(DedupParams(), documents=10**12), 1)
     (record,) = caplog.records
     assert "clean.dedup.near: false" in record.getMessage()
+
+
+@pytest.mark.parametrize(("threshold", "num_perm"), [(0.9, 16), (0.95, 32)])
+def test_a_threshold_the_index_cannot_serve_is_a_config_error_before_any_check(threshold, num_perm):
+    dedup = Deduplicator(DedupParams(threshold=threshold, num_perm=num_perm))
+    with pytest.raises(ConfigError, match=r"clean\.dedup\.threshold: .* raise num_perm"):
+        dedup.prepare()
+    Deduplicator(DedupParams(threshold=threshold, near=False)).prepare()  # no index, no error
