@@ -57,7 +57,8 @@ class Assessment:
     """One document after normalisation and filtering (computed in a worker).
 
     ``document`` holds the normalised text (what ``rejected/`` keeps for audit); ``output``,
-    when set, is what ``clean/`` gets if the document is kept (its stop words removed).
+    when set, is what ``clean/`` gets if the document is kept (its stop words removed), and
+    ``output_words`` its word count.
     """
 
     document: Document
@@ -66,6 +67,12 @@ class Assessment:
     text_hash: str
     signature: np.ndarray | None
     output: Document | None = None
+    output_words: int | None = None
+
+    @property
+    def words_out(self) -> int:
+        """Words that ``clean/`` gets if the document is kept."""
+        return self.words if self.output_words is None else self.output_words
 
 
 def normalize(text: str) -> str:
@@ -95,12 +102,14 @@ def assess_batch(
         view = TextView(normalize(doc.text))
         reason = first_failure(view, filters)
         cleaned = Document(doc.id, doc.title, view.text, doc.metadata)
-        output = None
+        output = output_words = None
         if reason is None and cfg.remove_stopwords:
             text = remove_stop_words(view.text, removable_stop_words(cfg.language))
-            output = replace(cleaned, text=text)
+            output, output_words = replace(cleaned, text=text), len(text.split())
         digest = hash_words(view.lower_words)
-        results.append(Assessment(cleaned, len(view.words), reason, digest, None, output))
+        results.append(
+            Assessment(cleaned, len(view.words), reason, digest, None, output, output_words)
+        )
         views.append(view)
     if permutations is None:
         return results
@@ -128,6 +137,7 @@ def run(params: Params, paths: Paths) -> CleanResult:
     dedup = Deduplicator(cfg.dedup, documents)
     dedup.prepare()  # loads datasketch while the fork server loads the workers' modules
     docs, words = Counter(), Counter()
+    words_out = 0
     assess = partial(assess_batch, cfg=cfg, permutations=dedup.permutations)
     batches = iter_batches(paths.ingest, _BATCH_DOCS)
     with (
@@ -145,10 +155,11 @@ def run(params: Params, paths: Paths) -> CleanResult:
                     rejected.write({**a.document.to_row(), "reason": reason})
                 else:
                     kept.write((a.output or a.document).to_row())
+                    words_out += a.words_out
             bar.update(len(assessments))
         kept.close()
         rejected.close()
-        result = _result(docs, words, time.perf_counter() - started)
+        result = _result(docs, words, words_out, time.perf_counter() - started)
         inputs = {"ingest": dir_digest(paths.ingest)}
         write_json(
             out / "meta.json",
@@ -168,13 +179,14 @@ def run(params: Params, paths: Paths) -> CleanResult:
     return result
 
 
-def _result(docs: Counter[str], words: Counter[str], seconds: float) -> CleanResult:
+def _result(docs: Counter[str], words: Counter[str], words_out: int, seconds: float) -> CleanResult:
+    """Counts by outcome; ``words`` counts each document's words before stop-word removal."""
     rejected = {k: v for k, v in sorted(docs.items()) if k != "kept"}
     return CleanResult(
         documents_in=sum(docs.values()),
         documents_out=docs["kept"],
         words_in=sum(words.values()),
-        words_out=words["kept"],
+        words_out=words_out,
         rejected=rejected,
         rejected_words={k: words[k] for k in rejected},
         seconds=round(seconds, 3),

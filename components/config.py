@@ -289,7 +289,14 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> Self:
-        if problems := check_model_fit(self.model, self.finetune):
+        problems = check_model_fit(self.model, self.finetune)
+        if self.clean.remove_stopwords and self.validate_.min_stop_word_ratio > 0:
+            problems.append(
+                f"validate.min_stop_word_ratio: {self.validate_.min_stop_word_ratio} cannot "
+                "hold when clean.remove_stopwords is true (the cleaned text keeps no stop "
+                "words); set it to 0"
+            )
+        if problems:
             raise ValueError("\n".join(problems))
         return self
 

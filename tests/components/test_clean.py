@@ -163,11 +163,15 @@ def test_stop_words_are_kept_by_default(workspace):
 
 def test_stop_word_removal_applies_to_kept_text_only(workspace):
     _ingested(workspace, MIXED)
-    _clean(workspace, remove_stopwords=True)
+    no_stop_words = {"min_stop_word_ratio": 0}  # what validate must expect then
+    params = make_params(clean={"workers": 1, "remove_stopwords": True}, validate=no_stop_words)
+    result = run(params, workspace)
     stops = removable_stop_words("en")
     originals = {d.id: d.text for d in MIXED}
     kept = list(iter_documents(workspace.clean))
     assert [d.id for d in kept] == [1, 2, 7]
+    assert result.words_out == sum(len(d.text.split()) for d in kept)
+    assert result.words_in == sum(_words(d.text) for d in MIXED)
     for doc in kept:
         assert doc.text == remove_stop_words(normalize(originals[doc.id]), stops)
         assert not stops.intersection(lower_words(doc.text))

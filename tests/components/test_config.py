@@ -61,6 +61,10 @@ def test_repository_params_yaml_is_valid_and_explicit():
             "finetune.freeze_layers: 3 exceeds the model's n_layer 2",
         ),
         ({"evaluate": {"tfidf_ngram_max": 5}}, "evaluate.tfidf_ngram_max: Input should be less"),
+        (
+            {"clean": {"remove_stopwords": True}},
+            "validate.min_stop_word_ratio: 0.05 cannot hold when clean.remove_stopwords",
+        ),
     ],
     ids=lambda v: None if isinstance(v, dict) else v.split(":")[0],
 )
