@@ -109,6 +109,7 @@ def clean_expectations(cfg: ValidateParams, documents_in: int) -> list[Any]:
 
     chars = f"n_chars between {cfg.min_chars} and {cfg.max_chars}"
     ratio = f"stop_word_ratio between {cfg.min_stop_word_ratio} and {cfg.max_stop_word_ratio}"
+    distinct = round(1 - cfg.max_duplicate_rate, 9)  # so that 1 - 0.1 equals 9 of 10 distinct
     return [
         *_identity_expectations(),
         _between("n_chars", cfg.min_chars, cfg.max_chars, chars),
@@ -116,9 +117,10 @@ def clean_expectations(cfg: ValidateParams, documents_in: int) -> list[Any]:
         _between("markup_leftovers", 0, 0, "markup_leftovers max 0"),
         gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
             column="text_hash",
-            # Rounded so that 1 - 0.1 compares equal to 9 unique of 10.
-            min_value=round(1 - cfg.max_duplicate_rate, 9),
-            description=f"duplicate rate of text_hash at most {cfg.max_duplicate_rate}",
+            min_value=distinct,
+            # GX observes the distinct share, so the description speaks of it too.
+            description=f"distinct share of text_hash at least {distinct} "
+            f"(duplicate rate at most {cfg.max_duplicate_rate})",
         ),
         gxe.ExpectTableRowCountToBeBetween(
             min_value=1,
