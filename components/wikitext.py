@@ -21,8 +21,15 @@ from dataclasses import dataclass, field
 # Namespaces whose links render nothing in the article text (English canonical names and
 # aliases; a dump's own localised names are added from its <siteinfo>).
 HIDDEN_LINK_NAMESPACES = frozenset({"file", "image", "media", "category"})
-# Interlanguage links (``[[de:Berlin]]``) render in the sidebar, not in the text.
+# Interlanguage links (``[[de:Berlin]]``) render in the sidebar, not in the text. They are
+# written without a space after the colon; ``[[CSI: Miami]]`` is an article.
 _LANGUAGE_PREFIX = re.compile(r"[a-z]{2,3}(?:-[a-z]{2,8})*")
+# A namespaced target naming a media file is a file link even under a localised alias that
+# <siteinfo> does not list (German ``Bild:``, Spanish ``Imagen:``, Russian ``Изображение:``).
+_MEDIA_FILE = re.compile(
+    r"\.(?:jpe?g|png|gif|svg|tiff?|webp|xcf|pdf|djvu|og[agv]|webm|mp[34]|wav|flac|midi?|stl)\s*$",
+    re.I,
+)
 
 _COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
 _DROP_TAGS = (
@@ -40,7 +47,11 @@ _TEMPLATE = re.compile(r"\{\{((?:[^{}]++|\{(?!\{)|\}(?!\}))*+)\}\}")
 _TABLE = re.compile(r"\{\|(?:(?!\{\||\|\}).)*?\|\}", re.S)
 # MediaWiki's default $wgUrlProtocols (the common ones), and protocol-relative //host links.
 _URL_SCHEMES = "https?:|s?ftp:|mailto:|news:|irc:|ircs:|gopher:|telnet:|git:|svn:|//"
-_EXTERNAL_LINK = re.compile(rf"\[(?:{_URL_SCHEMES})[^\s\]]*\s*([^\]]*)\]")
+# The label may hold internal links ([http://x.org The [[Foo|bar]] page]): they are rendered
+# later, with the other links.
+_EXTERNAL_LINK = re.compile(
+    rf"\[(?:{_URL_SCHEMES})[^\s\]]*\s*((?:[^\[\]]++|\[\[[^\[\]]*+\]\]|\[(?!\[))*+)\]"
+)
 _HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.M)
 # Inline markup: bold/italic quotes (longest run first, as the parser reads them), HTML tags
 # (their text is kept), magic words, and stray (unbalanced) wikitext brackets. Each is removed
@@ -57,8 +68,9 @@ _BREAK = re.compile(r"</?br\s*/?>", re.I)  # </br> is a common typo
 _OTHER_SPACES = ("\t", "\u00a0", "\u2009", "\u202f")
 # Literal prefixes ("  ", " ") let the regex engine skip ahead instead of trying every space.
 _SPACE_RUN = re.compile(r"  +")
-# Punctuation that takes no space before it (runs of spaces are single by then).
-_NO_SPACE_BEFORE = ",.;:!?)]"
+# Punctuation that takes no space before it (runs of spaces are single by then), when it
+# ends a word: ".NET", ".300" and "!Kung" keep theirs.
+_SPACE_BEFORE_PUNCTUATION = re.compile(r" ([,.;:!?)\]]+)(?=[\s\"'\u201d\u2019]|$)", re.M)
 _EMPTY_PARENS = re.compile(r"\(\s*[,;:]?\s*\)|\[\s*\]")
 _OPEN_PAREN_PUNCT = re.compile(r"\(\s*[,;:]\s*")
 # Last resort for the promise that no markup token survives (the validate suite checks it):
@@ -123,8 +135,12 @@ def _render_link(match: re.Match[str], hidden: frozenset[str]) -> str:
         if target.lstrip().startswith(":"):
             target = target.lstrip()[1:]
         else:
-            prefix = target.partition(":")[0].strip().lower()
-            if prefix in hidden or _LANGUAGE_PREFIX.fullmatch(prefix):
+            prefix, _, rest = target.partition(":")
+            prefix = prefix.strip().lower()
+            interlanguage = _LANGUAGE_PREFIX.fullmatch(prefix) and not rest.startswith(" ")
+            # One colon: a namespace (an interwiki link such as wikisource:File:x.pdf has two).
+            media = ":" not in rest and _MEDIA_FILE.search(rest)
+            if prefix in hidden or interlanguage or media:
                 return match.group(2)  # the trail is text: [[Category:X]]and -> and
     if not pipe:
         return target.strip() + match.group(2)
@@ -135,10 +151,25 @@ def _render_link(match: re.Match[str], hidden: frozenset[str]) -> str:
 
 
 def _template_args(body: str) -> tuple[str, list[str]]:
-    """Split a template body into its normalised name and its positional arguments."""
+    """Split a template body into its normalised name and its positional arguments.
+
+    Numbered arguments (``{{nowrap|1=x = 5}}``, used when a value holds ``=``) take their
+    position; other named arguments are left out.
+    """
     parts = body.split("|")
     name = parts[0].strip().replace("_", " ").lower()
-    positional = [p.strip() for p in parts[1:] if "=" not in p]
+    positional, numbered = [], {}
+    for part in parts[1:]:
+        key, equals, value = part.partition("=")
+        if not equals:
+            positional.append(part.strip())
+        elif key.strip().isdigit() and int(key) > 0:
+            numbered[int(key) - 1] = value.strip()
+    if numbered:
+        size = max(len(positional), max(numbered) + 1)
+        positional += [""] * (size - len(positional))
+        for index, value in numbered.items():
+            positional[index] = value
     return name, positional
 
 
@@ -156,8 +187,11 @@ def _render_template(match: re.Match[str]) -> str:
 
 
 def _convert(args: list[str]) -> str:
-    """``{{convert|5|km|mi}}`` -> ``5 km``; ``{{convert|5|to|10|km}}`` -> ``5 to 10 km``."""
-    if len(args) >= 4 and args[1] in _RANGE_WORDS:
+    """``{{convert|5|km|mi}}`` -> ``5 km``; ``{{convert|5|to|10|km}}`` -> ``5 to 10 km``.
+
+    Compound units keep every part: ``{{convert|6|ft|2|in|m}}`` -> ``6 ft 2 in``.
+    """
+    if len(args) >= 4 and (args[1] in _RANGE_WORDS or _NUMBER.fullmatch(args[2])):
         return f"{args[0]} {args[1]} {args[2]} {args[3]}"
     return " ".join(args[:2])
 
@@ -171,6 +205,7 @@ def _frac(args: list[str]) -> str:
     return "/".join(args[:2])
 
 
+_NUMBER = re.compile(r"[-+\u2212]?[\d.,]+")
 _RANGE_WORDS = frozenset({"to", "-", "\u2013", "and", "or", "by", "x", "\u00d7", "+", "and(-)"})
 _SYMBOLS = {
     "ndash": "\u2013",
@@ -179,8 +214,10 @@ _SYMBOLS = {
     "spaced ndash": " \u2013 ",
     "nbsp": " ",
     "'": "'",
-    "!": "|",
-    "=": "=",
+    # Placeholders until the end: MediaWiki splits a template's arguments before it expands
+    # {{!}} and {{=}}, so they must not split or name the arguments of an outer template.
+    "!": "\x01",
+    "=": "\x02",
     "\u00b7": " \u00b7 ",
     "dot": " \u00b7 ",
     "okina": "\u02bb",
@@ -216,6 +253,7 @@ _FIRST_ARG = frozenset(
         "keypress",
         "not a typo",
         "proper name",
+        "math",
     }
 )
 _PROSE: dict[str, Callable[[list[str]], str]] = {
@@ -228,6 +266,11 @@ _PROSE: dict[str, Callable[[list[str]], str]] = {
     "c.": lambda a: f"c. {a[0]}" if a else "c.",
     "as of": lambda a: f"As of {' '.join(a[:3])}" if a else "",
     "sortname": lambda a: " ".join(a[:2]),
+    "angbr": lambda a: f"\u27e8{a[0]}\u27e9" if a and a[0] else "",
+    "us$": lambda a: f"US${a[0]}" if a else "US$",
+    "hms": lambda a: f"HMS {a[0]}" if a else "HMS",
+    "ship": lambda a: " ".join(a[:2]),
+    "us patent": lambda a: f"U.S. patent {a[0]}" if a else "",
 }
 
 
@@ -252,6 +295,7 @@ def _render_inline(text: str) -> str:
 
 def _tidy(text: str) -> str:
     """Normalise spaces and blank lines; drop headings of sections left empty."""
+    text = text.replace("\x01", "|").replace("\x02", "=")  # {{!}} and {{=}}
     # Parentheses emptied by removed templates go first, so the spaces around them collapse.
     text = _EMPTY_PARENS.sub("", text)
     text = _OPEN_PAREN_PUNCT.sub("(", text)
@@ -260,8 +304,7 @@ def _tidy(text: str) -> str:
         if space in text:
             text = text.replace(space, " ")
     text = _SPACE_RUN.sub(" ", text)
-    for mark in _NO_SPACE_BEFORE:
-        text = text.replace(" " + mark, mark)
+    text = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", text)
     lines = [line.strip() for line in text.split("\n")]
     return "\n\n".join(_drop_empty_sections([line for line in lines if line]))
 

@@ -46,6 +46,22 @@ TEMPLATES = (
     ("circa", "Built {{circa|1850}}.", "Built c. 1850."),
     ("empty-parens-left-by-template", "Paris ({{IPA|pa.\u0281i}}) is a city.", "Paris is a city."),
     ("unbalanced", "Broken {{template and [[link", "Broken template and link"),
+    ("numbered-argument", "So {{nowrap|1=x = 5}} holds.", "So x = 5 holds."),
+    ("numbered-after-positional", "{{lang|fr|2=texte}} here", "texte here"),
+    ("convert-compound-units", "At {{convert|6|ft|2|in|m}} tall", "At 6 ft 2 in tall"),
+    ("us-dollars", "More than {{US$|2 billion}} spent.", "More than US$2 billion spent."),
+    (
+        "ship",
+        "Alongside {{HMS|Ajax|22|6}} and {{ship|USS|Maine}}.",
+        "Alongside HMS Ajax and USS Maine.",
+    ),
+    (
+        "angle-brackets",
+        "The letter {{angbr|a}} and {{angbr|{{IPA|a}}}}.",
+        "The letter \u27e8a\u27e9 and.",
+    ),
+    ("math-template", "So {{math|''E'' {{=}} ''mc''}} holds.", "So E = mc holds."),
+    ("pipe-in-argument", "A {{nowrap|x {{!}} y}} b.", "A x | y b."),
 )
 
 TABLES = (
@@ -101,6 +117,23 @@ LINKS = (
     ("external-bare", "See [http://example.org].", "See."),
     ("external-protocol-relative", "See [//example.org site] now.", "See site now."),
     ("external-label-with-template", "[https://x.org {{lang|fr|le site}}]", "le site"),
+    (
+        "external-label-with-link",
+        "[http://x.org The [[University of California, Berkeley|UC Berkeley]] talk] (1962)",
+        "The UC Berkeley talk (1962)",
+    ),
+    (
+        "title-with-colon",
+        "In [[CSI: Miami]] and [[Ice: The Movie|the film]].",
+        "In CSI: Miami and the film.",
+    ),
+    ("interlanguage", "Berlin.[[de:Berlin]][[pt-br:Berlim]]", "Berlin."),
+    ("file-under-local-alias", "X [[Bild:Tor.jpg|miniatur|Das [[Tor]]]] Y.", "X Y."),
+    (
+        "interwiki-file-keeps-label",
+        '[[wikisource:File:A.pdf|"The Book"]] (thesis)',
+        '"The Book" (thesis)',
+    ),
 )
 
 LAYOUT = (
@@ -120,6 +153,16 @@ LAYOUT = (
     ("horizontal-rule", "x\n----\ny", "x\n\ny"),
     ("blank-lines", "a\n\n\n\nb", "a\n\nb"),
     ("spaces", "a  \t b\u00a0\u00a0c", "a b c"),
+    (
+        "space-before-punctuation",
+        'Fact <ref>x</ref>. More <ref/>), end ..."',
+        'Fact. More), end..."',
+    ),
+    (
+        "leading-punctuation-kept",
+        "The [[.NET]] runtime batted .300 for the !Kung.",
+        "The .NET runtime batted .300 for the !Kung.",
+    ),
 )
 
 ALL_CASES = TEMPLATES + TABLES + TAGS_AND_COMMENTS + LINKS + LAYOUT
@@ -166,8 +209,10 @@ def test_localised_namespaces_are_hidden(wikitext, expected):
 
 
 def test_unknown_namespace_is_an_ordinary_link():
-    # Without the dump's own namespace names, Datei: is just a link prefix.
-    assert to_text("A [[Datei:Bild.jpg|mini]] B") == "A mini B"
+    # Without the dump's own namespace names, Kategorie: is just a link prefix; a media file
+    # is recognised by its extension whatever the prefix.
+    assert to_text("A [[Kategorie:Stadt|mini]] B") == "A mini B"
+    assert to_text("A [[Datei:Bild.jpg|mini]] B") == "A B"
 
 
 @pytest.mark.parametrize(
