@@ -37,7 +37,7 @@ from components.tracking import fluent_tracking, lineage, stage_run
 
 log = logging.getLogger(__name__)
 
-MOVES = ("promoted", "approved", "rollback")
+FORWARD_MOVES = ("promoted", "approved")
 
 
 @dataclass(frozen=True)
@@ -204,23 +204,62 @@ def approve(
             f"four-eyes rule: {reviewer} triggered the run of {model} v{version} and cannot "
             "approve it; another reviewer must (promote.four_eyes)"
         )
+    _check_still_current(registry, model, str(version))
     for key, value in {APPROVAL_TAG: "approved", "wikilm.approval.by": reviewer}.items():
         registry.client.set_model_version_tag(model, version, key, value)
     registry.client.set_model_version_tag(model, version, "wikilm.approval.comment", comment)
     registry.move_champion(model, version, "approved", comment, reviewer)
 
 
+def _check_still_current(registry: Registry, model: str, version: str) -> None:
+    """A pending version may be approved only as gated: the challenger, same champion.
+
+    Raises:
+        RegistryError: a newer version was registered since, or the champion changed since
+            the gate compared the version with it.
+    """
+    challenger = registry.alias(model, CHALLENGER)
+    if challenger is None or str(challenger.version) != version:
+        newer = f"v{challenger.version} is" if challenger else "none is"
+        raise RegistryError(
+            f"{model} v{version} is no longer the challenger ({newer}): approve the newest "
+            "version, or rerun the pipeline"
+        )
+    gated = [e for e in registry.history(model) if e.action == "gate_passed"]
+    gate = next((e for e in reversed(gated) if e.version == version), None)
+    champion = registry.alias(model, CHAMPION)
+    now = str(champion.version) if champion else None
+    if gate is not None and gate.champion_before != now:
+        raise RegistryError(
+            f"the champion of {model} changed since v{version} was gated (v"
+            f"{gate.champion_before or '-'} then, v{now or '-'} now): rerun the pipeline to "
+            "gate it against the current champion"
+        )
+
+
 def reject(paths: Paths, model: str, version: str, reviewer: str, comment: str) -> None:
-    """A reviewer's rejection: the version leaves ``challenger`` and is recorded as rejected."""
+    """A reviewer's rejection: the version leaves ``challenger`` and is recorded as rejected.
+
+    Raises:
+        RegistryError: the version is the champion (roll it back instead), or was already
+            approved or rejected.
+    """
     registry = Registry(paths)
-    registry.version(model, version)
+    target = registry.version(model, version)
+    decided = target.tags.get(APPROVAL_TAG)
+    if decided in ("approved", "rejected"):
+        raise RegistryError(f"{model} v{version} was already {decided}")
     with registry.locked(model):
+        champion = registry.alias(model, CHAMPION)
+        if champion is not None and str(champion.version) == str(version):
+            raise RegistryError(
+                f"{model} v{version} is the champion: use 'wikilm rollback {model}' to replace it"
+            )
         registry.client.set_model_version_tag(model, version, APPROVAL_TAG, "rejected")
         registry.client.set_model_version_tag(model, version, "wikilm.approval.by", reviewer)
         challenger = registry.alias(model, CHALLENGER)
         if challenger is not None and str(challenger.version) == str(version):
             registry.client.delete_registered_model_alias(model, CHALLENGER)
-        champion = registry.alias(model, CHAMPION)
         registry.record(
             model,
             "rejected",
@@ -232,7 +271,10 @@ def reject(paths: Paths, model: str, version: str, reviewer: str, comment: str) 
 
 
 def rollback(paths: Paths, model: str, actor: str, reason: str) -> str:
-    """Restore the champion before the current one; returns its version.
+    """Restore the champion the current one replaced; returns its version.
+
+    Repeated rollbacks walk further back along the promotions and approvals (a rollback
+    is not an arrival to return from), skipping versions rejected since.
 
     Raises:
         RegistryError: no champion, or no earlier champion to return to.
@@ -241,9 +283,22 @@ def rollback(paths: Paths, model: str, actor: str, reason: str) -> str:
     current = registry.alias(model, CHAMPION)
     if current is None:
         raise RegistryError(f"{model} has no champion to roll back")
-    moves = [e for e in registry.history(model) if e.action in MOVES]
-    arrival = next((e for e in reversed(moves) if e.version == str(current.version)), None)
-    if arrival is None or arrival.champion_before is None:
+    target = _replaced(registry, model, str(current.version))
+    if target is None:
         raise RegistryError(f"{model} v{current.version} has no earlier champion to roll back to")
-    registry.move_champion(model, arrival.champion_before, "rollback", reason, actor)
-    return arrival.champion_before
+    registry.move_champion(model, target, "rollback", reason, actor)
+    return target
+
+
+def _replaced(registry: Registry, model: str, version: str) -> str | None:
+    """The champion that ``version`` replaced when promoted or approved, not rejected since."""
+    arrivals = [e for e in registry.history(model) if e.action in FORWARD_MOVES]
+    seen = {version}
+    while True:
+        arrival = next((e for e in reversed(arrivals) if e.version == version), None)
+        if arrival is None or arrival.champion_before in (None, *seen):
+            return None
+        version = arrival.champion_before
+        seen.add(version)
+        if registry.version(model, version).tags.get(APPROVAL_TAG) != "rejected":
+            return version

@@ -154,7 +154,7 @@ class Registry:
         """Point ``champion`` at ``version`` and record who, why and what was there before.
 
         Raises:
-            RegistryError: the version did not pass the gate.
+            RegistryError: the version did not pass the gate, or was rejected.
         """
         with self.locked(model):
             target = self.version(model, version)
@@ -163,6 +163,8 @@ class Registry:
                     f"{model} v{version} did not pass the gate "
                     f"({target.tags.get(GATE_TAG, 'never gated')}): it cannot be champion"
                 )
+            if target.tags.get(APPROVAL_TAG) == "rejected":
+                raise RegistryError(f"{model} v{version} was rejected: it cannot be champion")
             before = self.alias(model, CHAMPION)
             self.client.set_registered_model_alias(model, CHAMPION, str(version))
             return self.record(

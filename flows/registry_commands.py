@@ -104,7 +104,8 @@ def history_command(args: argparse.Namespace) -> int:
         return 0
     for e in events:
         when = datetime.fromtimestamp(e.timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        before = f" (champion was v{e.champion_before})" if e.champion_before else ""
+        moved = e.action in ("promoted", "approved", "rollback")
+        before = f" (champion was v{e.champion_before})" if moved and e.champion_before else ""
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in e.metrics.items())
         print(
             f"{when}  v{e.version:<4} {e.action:<12} by {e.actor}{before}: {e.reason}"

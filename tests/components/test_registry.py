@@ -167,6 +167,36 @@ def test_rollback_restores_the_previous_champion(exported_workspace):
     assert "on the same test split" in reasons
 
 
+def test_rollbacks_walk_back_past_rejected_versions_and_never_to_one(exported_workspace):
+    paths = exported_workspace
+    for _ in range(3):
+        register_and_gate(_params(), paths)
+    with pytest.raises(RegistryError, match=r"v3 is the champion: use 'wikilm rollback"):
+        reject(paths, CLASSIFIER, "3", "ana", "serving it is not the way to remove it")
+    reject(paths, CLASSIFIER, "2", "ana", "regresses on negations")
+    with pytest.raises(RegistryError, match="v2 was already rejected"):
+        reject(paths, CLASSIFIER, "2", "ana", "again")
+    assert rollback(paths, CLASSIFIER, "ana", "v3 misbehaves") == "1"  # v2 skipped
+    with pytest.raises(RegistryError, match="no earlier champion"):
+        rollback(paths, CLASSIFIER, "ana", "and v1 too")  # not back to v3
+    with pytest.raises(RegistryError, match="was rejected: it cannot be champion"):
+        Registry(paths).move_champion(CLASSIFIER, "2", "rollback", "by hand", "ana")
+    assert _champion(paths) == "1"
+
+
+def test_a_pending_version_is_approved_only_as_it_was_gated(exported_workspace):
+    paths = exported_workspace
+    manual = _params(approval="manual")
+    for params in (_params(), _params(), manual, manual):
+        register_and_gate(params, paths)  # v1, v2 promoted; v3, v4 pending against v2
+    with pytest.raises(RegistryError, match=r"v3 is no longer the challenger \(v4 is\)"):
+        approve(paths, manual, CLASSIFIER, "3", "ana", "the older one")
+    assert rollback(paths, CLASSIFIER, "ana", "v2 misbehaves") == "1"
+    with pytest.raises(RegistryError, match=r"champion .* changed since v4 was gated \(v2 then"):
+        approve(paths, manual, CLASSIFIER, "4", "ana", "gated against v2")
+    assert _champion(paths) == "1"
+
+
 def test_racing_promotions_lose_no_history_and_keep_a_gated_champion(exported_workspace):
     paths = exported_workspace
     (paths.root / "params.yaml").write_text(yaml.safe_dump({"promote": {"approval": "auto"}}))
