@@ -84,13 +84,14 @@ def write_json(path: Path, data: Any) -> None:
         raise
 
 
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write dict rows as CSV atomically; the columns are the first row's keys."""
+def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
+    """Write dict rows as CSV atomically; the columns are the first row's keys by default."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else [])
+            fields = columns or (list(rows[0]) if rows else [])
+            writer = csv.DictWriter(handle, fieldnames=fields)
             writer.writeheader()
             writer.writerows(rows)
         Path(tmp).chmod(0o666 & ~_umask())

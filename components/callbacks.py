@@ -143,12 +143,15 @@ class LossCurve(pl.Callback):
         self.rows = state_dict["rows"]
 
     def write(self, folder: Path) -> list[Path]:
-        """Write ``<split>.csv`` for each split that has rows; returns the files."""
+        """Write ``<split>.csv`` for each split; returns the files.
+
+        A split without rows (a run shorter than ``val_every``) still gets its file, header
+        only: DVC declares both as outputs, and an earlier run's curve must not stay behind.
+        """
         written = []
         for split, rows in self.rows.items():
-            if rows:
-                write_csv(folder / f"{split}.csv", rows)
-                written.append(folder / f"{split}.csv")
+            write_csv(folder / f"{split}.csv", rows, columns=None if rows else ["step", "loss"])
+            written.append(folder / f"{split}.csv")
         return written
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from components import callbacks
-from components.callbacks import Throughput, peak_flops
+from components.callbacks import LossCurve, Throughput, peak_flops
 
 
 class _Trainer:
@@ -26,3 +26,12 @@ def test_mfu_is_achieved_flops_over_the_peak_of_every_device(monkeypatch):
     monkeypatch.setattr(callbacks, "peak_flops", lambda device: 1e12)
     # 6e6 FLOPs/token x 1e5 tokens/s = 6e11 FLOP/s over two 1e12 FLOP/s devices.
     assert meter.mfu(1e5, torch.device("cpu"), _Trainer()) == pytest.approx(0.3)
+
+
+def test_a_curve_without_validations_still_writes_both_files(tmp_path):
+    (tmp_path / "val.csv").write_text("step,loss\n20,3.5\n")  # an earlier, longer run
+    curve = LossCurve(every=5)
+    curve.rows["train"] = [{"step": 5, "loss": 4.0}]
+    assert curve.write(tmp_path) == [tmp_path / "train.csv", tmp_path / "val.csv"]
+    assert (tmp_path / "train.csv").read_text().splitlines() == ["step,loss", "5,4.0"]
+    assert (tmp_path / "val.csv").read_text().splitlines() == ["step,loss"]
