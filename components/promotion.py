@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from components.artifacts import read_meta
 from components.config import Params, Paths
 from components.errors import ArtifactError
 from components.gate import Decision, Evidence, decide
@@ -76,7 +77,7 @@ def classifier_evidence(registry: Registry, paths: Paths, evaluate: dict, export
     scores = evaluate["classifier"]["model"]
     test = pd.read_parquet(paths.finetune / "splits" / "test.parquet")
     labels = list(scores["per_class"])
-    batch = next(iter(export["latency"]["classifier"]["onnxruntime"].values()))
+    batch = export["latency"]["classifier"]["onnxruntime"]["batch_1"]  # one request at a time
     return Evidence(
         accuracy=scores["accuracy"],
         macro_f1=scores["macro_f1"],
@@ -134,6 +135,9 @@ def register_and_gate(params: Params, paths: Paths) -> list[Outcome]:
 
 
 def _register_and_gate(params: Params, paths: Paths, registry: Registry) -> list[Outcome]:
+    # The models themselves, not only their metrics (committed with dvc.lock) must be here.
+    read_meta(paths.finetune, "finetune")
+    read_meta(paths.export, "export")
     evaluate, export = _metrics_file(paths, "evaluate"), _metrics_file(paths, "export")
     run_id, uris = _log_models(params, paths)
     user = current_user()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from components.schema import Section, format_errors
 
@@ -181,11 +181,19 @@ class ExportParams(Section):
     opset: int = Field(18, ge=18, le=23)
     parity_tolerance: float = Field(1e-4, gt=0, description="max |logit difference| allowed")
     verify_batch: int = Field(8, ge=1, description="held-out windows/texts compared")
-    latency_batch_sizes: list[int] = Field([1, 32], min_length=1)
+    # Batch 1 is required: the promotion gate's latency rule reads it.
+    latency_batch_sizes: list[PositiveInt] = Field([1, 32], min_length=1)
     latency_seq_len: int = Field(128, ge=1, description="cut to the model's block_size")
     latency_repeats: int = Field(20, ge=2)
     threads: int = Field(2, ge=1, description="intra-op threads, the same for both runtimes")
     quantize: bool = False  # also write a dynamic int8 classifier, with its own report
+
+    @field_validator("latency_batch_sizes")
+    @classmethod
+    def _has_batch_one(cls, sizes: list[int]) -> list[int]:
+        if 1 not in sizes:
+            raise ValueError("must include 1: the promotion gate's latency rule reads batch 1")
+        return sizes
 
 
 class PromoteParams(Section):

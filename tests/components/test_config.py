@@ -62,6 +62,11 @@ def test_repository_params_yaml_is_valid_and_explicit():
         ),
         ({"evaluate": {"tfidf_ngram_max": 5}}, "evaluate.tfidf_ngram_max: Input should be less"),
         (
+            {"export": {"latency_batch_sizes": [32]}},
+            "export.latency_batch_sizes: must include 1",
+        ),
+        ({"export": {"latency_batch_sizes": [1, 0]}}, "export.latency_batch_sizes.1: Input should"),
+        (
             {"clean": {"remove_stopwords": True}},
             "validate.min_stop_word_ratio: 0.05 cannot hold when clean.remove_stopwords",
         ),

@@ -9,6 +9,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from components.artifacts import write_json
+from components.config import Paths, PathsParams
+from components.errors import ArtifactError
 from components.promotion import approve, register_and_gate, reject, rollback
 from components.registry import (
     APPROVAL_TAG,
@@ -195,6 +198,14 @@ def test_a_pending_version_is_approved_only_as_it_was_gated(exported_workspace):
     with pytest.raises(RegistryError, match=r"champion .* changed since v4 was gated \(v2 then"):
         approve(paths, manual, CLASSIFIER, "4", "ana", "gated against v2")
     assert _champion(paths) == "1"
+
+
+def test_promote_without_the_exported_models_is_one_clear_error(tmp_path):
+    paths = Paths.resolve(PathsParams(), tmp_path)
+    for stage in ("evaluate", "export"):  # committed with dvc.lock: present in a fresh clone
+        write_json(paths.metrics_file(stage), {})
+    with pytest.raises(ArtifactError, match=r"models/finetune/meta\.json not found"):
+        register_and_gate(_params(), paths)
 
 
 def test_racing_promotions_lose_no_history_and_keep_a_gated_champion(exported_workspace):
