@@ -139,6 +139,7 @@ class OnnxLanguageModel(_OnnxModel):
 def _choose(logits: np.ndarray, top_k: int, rng: np.random.Generator) -> int:
     if top_k <= 0:
         return int(logits.argmax())
+    top_k = min(top_k, logits.size)  # at most the whole vocabulary
     top = np.argpartition(logits, -top_k)[-top_k:]
     weights = np.exp(logits[top] - logits[top].max())
     return int(rng.choice(top, p=weights / weights.sum()))

@@ -13,8 +13,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from components.config import TrainerParams
+from components.errors import ConfigError
 from components.tracking import active_tracker
 
 # Lightning's advice that does not apply here: our iterable datasets are endless on purpose,
@@ -71,6 +73,15 @@ def make_trainer(cfg: TrainerParams, callbacks: list[pl.Callback], **options: An
         warnings.filterwarnings("ignore", message=pattern)
     torch.set_float32_matmul_precision(cfg.matmul_precision)
     interactive = sys.stderr.isatty()
+    try:
+        return _trainer(cfg, callbacks, interactive, **options)
+    except MisconfigurationException as error:  # e.g. accelerator: gpu on a machine without
+        raise ConfigError([f"trainer: {error}"]) from None
+
+
+def _trainer(
+    cfg: TrainerParams, callbacks: list[pl.Callback], interactive: bool, **options: Any
+) -> pl.Trainer:
     return pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,

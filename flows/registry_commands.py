@@ -15,7 +15,7 @@ from pathlib import Path
 
 from components.cli import configure_logging
 from components.config import Params, Paths, load_params
-from components.registry import CHAMPION, CLASSIFIER, LM, Registry, current_user
+from components.registry import CHAMPION, CLASSIFIER, LM, Registry, RegistryError, current_user
 
 MODELS = (CLASSIFIER, LM)
 
@@ -244,6 +244,8 @@ def serve_command(args: argparse.Namespace) -> int:
     from flows.pipeline import this_environment
 
     _, paths = _context(args)
+    if Registry(paths).alias(args.model, args.alias) is None:
+        raise RegistryError(f"{args.model} has no {args.alias} yet: run `wikilm run` first")
     uri = tracking_uri(paths.root)
     command = [
         sys.executable,

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from components.checkpoints import STATE_FILE
+from components.errors import ConfigError
 from components.model_io import load_gpt
 from components.pretrain import resume_point, run
 from tests.conftest import CPU_TRAINER, TINY_MODEL, make_params
@@ -168,3 +170,12 @@ def test_ddp_on_two_cpu_processes(trained_workspace):
     assert done.stderr.count("pretrain finished") == 1
     assert done.stderr.count("pretrain: val loss") == 1
     assert (root / "models" / "pretrain" / "model.safetensors").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without")
+def test_a_gpu_accelerator_without_a_gpu_is_a_config_error():
+    from components.config import TrainerParams
+    from components.training import make_trainer
+
+    with pytest.raises(ConfigError, match="trainer: No supported gpu backend found"):
+        make_trainer(TrainerParams(accelerator="gpu"), [])

@@ -202,6 +202,10 @@ def test_champion_commands_answer_and_refusals_are_one_line(
         .err.strip()
         .startswith("error: predict: wikilm-classifier has no champion")
     )
+    assert main(["serve", "wikilm-lm", "--params", str(params)]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "error: serve: wikilm-lm has no champion yet: run `wikilm run` first"
+    )
     args = ["approve", "wikilm-classifier", "1", "--comment", "mine", "--params", str(params)]
     assert main(args) == 1
     err = capsys.readouterr().err.strip()
@@ -221,3 +225,5 @@ def test_champion_commands_answer_and_refusals_are_one_line(
     assert main([*approve_lm, "--params", str(params)]) == 0
     assert main(["generate", "The", "--max-new-tokens", "4", "--params", str(params)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("The")
+    wide = ["generate", "The", "--max-new-tokens", "2", "--top-k", "100000"]
+    assert main([*wide, "--params", str(params)]) == 0  # capped at the vocabulary

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
-from components.errors import ArtifactError
+from components.errors import ArtifactError, WikilmError
 from components.stages import STAGE_MODULES
 from flows.dag import dvc_stages
 from flows.pipeline_flow import wikilm_pipeline
@@ -117,7 +117,7 @@ def test_deploy_builds_a_cron_deployment_of_the_flow(tmp_path):
     assert deployment.parameters == {"params_file": str((tmp_path / "params.yaml").resolve())}
     (schedule,) = deployment.schedules
     assert schedule.schedule.cron == "0 3 * * 0"
-    with pytest.raises(ValueError, match="Invalid cron string"):
+    with pytest.raises(WikilmError, match="--cron 'not a cron': Invalid cron string"):
         build_deployment(tmp_path / "params.yaml", "not a cron")
 
 
