@@ -13,10 +13,11 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
-from components.artifacts import read_meta
+from components.artifacts import dir_digest, read_meta
 from components.config import Params, Paths
 from components.errors import ArtifactError
 from components.gate import Decision, Evidence, decide
@@ -39,6 +40,7 @@ from components.tracking import fluent_tracking, lineage, stage_run
 log = logging.getLogger(__name__)
 
 FORWARD_MOVES = ("promoted", "approved")
+EXPORT_TAG = "wikilm.export_digest"  # the same export is registered once
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ class Outcome:
     model: str
     version: str
     decision: Decision
-    status: str  # promoted | awaiting approval | gate failed
+    status: str  # promoted | awaiting approval | gate failed | registered already
 
 
 def _metrics_file(paths: Paths, stage: str) -> dict:
@@ -126,23 +128,34 @@ def _log_models(params: Params, paths: Paths) -> tuple[str, dict[str, str]]:
     return tracker.run_id, uris
 
 
-def register_and_gate(params: Params, paths: Paths) -> list[Outcome]:
-    """Register the exported models, gate them, and promote or hold them for approval."""
+def register_and_gate(params: Params, paths: Paths, once: bool = False) -> list[Outcome]:
+    """Register the exported models, gate them, and promote or hold them for approval.
+
+    With ``once`` (pipeline runs), an export registered before is not registered again: a
+    scheduled run in which DVC had nothing to redo, or a retried task, adds no version.
+    """
     registry = Registry(paths)
     # Registering a logged model resolves its models:/ URI through MLflow's fluent API.
     with fluent_tracking(registry.uri):
-        return _register_and_gate(params, paths, registry)
+        return _register_and_gate(params, paths, registry, once)
 
 
-def _register_and_gate(params: Params, paths: Paths, registry: Registry) -> list[Outcome]:
+def _register_and_gate(
+    params: Params, paths: Paths, registry: Registry, once: bool
+) -> list[Outcome]:
     # The models themselves, not only their metrics (committed with dvc.lock) must be here.
     read_meta(paths.finetune, "finetune")
     read_meta(paths.export, "export")
     evaluate, export = _metrics_file(paths, "evaluate"), _metrics_file(paths, "export")
+    digest = dir_digest(paths.export)
+    known = {model: _registered_from(registry, model, digest) for model in (CLASSIFIER, LM)}
+    if once and all(known.values()):
+        log.info("register: this export is registered already; nothing new to gate")
+        return [_known(model, version) for model, version in known.items()]
     run_id, uris = _log_models(params, paths)
     user = current_user()
     base_tags = {**lineage(paths, params.model_dump(mode="json", by_alias=True))}
-    base_tags |= {"wikilm.run_id": run_id, TRIGGER_TAG: user}
+    base_tags |= {"wikilm.run_id": run_id, TRIGGER_TAG: user, EXPORT_TAG: digest}
     decisions = {
         CLASSIFIER: decide(classifier_evidence(registry, paths, evaluate, export), params.promote),
         LM: lm_decision(evaluate, export, params),
@@ -158,6 +171,26 @@ def _register_and_gate(params: Params, paths: Paths, registry: Registry) -> list
         _gate_one(registry, params, model, uris[model], run_id, base_tags, metrics[model], d)
         for model, d in decisions.items()
     ]
+
+
+def _registered_from(registry: Registry, model: str, digest: str) -> Any | None:
+    """The version of ``model`` registered from the export with this digest, if any."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = registry.client.search_model_versions(f"name = '{model}'")
+    except MlflowException:  # no such model yet
+        return None
+    return next((v for v in versions if v.tags.get(EXPORT_TAG) == digest), None)
+
+
+def _known(model: str, version: Any) -> Outcome:
+    """The outcome of a version registered by an earlier run, as the gate left it."""
+    decision = Decision(
+        passed=version.tags.get(GATE_TAG) == "passed",
+        reasons=version.tags.get("wikilm.gate.reasons", "").splitlines(),
+    )
+    return Outcome(model, str(version.version), decision, "registered already")
 
 
 def _gate_one(

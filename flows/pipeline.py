@@ -67,7 +67,7 @@ def repro(params: Params, paths: Paths, force: bool = False) -> list[Outcome]:
 
         outcomes = []
         if parent.run_id:  # the registry lives in MLflow: nothing to register without it
-            outcomes = register_and_gate(params, paths)
+            outcomes = register_and_gate(params, paths, once=True)
         else:
             log.warning("pipeline: tracking is off, so nothing is registered or promoted")
         record_outcome(parent, params, paths)

@@ -100,7 +100,7 @@ def register(params_file: str) -> list[dict]:
     paths = Paths.resolve(params.paths, Path(params_file).resolve().parent)
     return [
         {"model": o.model, "version": o.version, "status": o.status, "reasons": o.decision.reasons}
-        for o in register_and_gate(params, paths)
+        for o in register_and_gate(params, paths, once=True)
     ]
 
 

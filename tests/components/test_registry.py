@@ -254,3 +254,16 @@ def test_history_command_prints_every_move(exported_workspace, capsys):
     assert main(["history", CLASSIFIER, "--params", str(paths.root / "params.yaml"), "--json"]) == 0
     events = json.loads(capsys.readouterr().out)
     assert [e["action"] for e in events] == ["gate_passed", "promoted"]
+
+
+def test_a_pipeline_run_registers_an_export_once(exported_workspace):
+    paths = exported_workspace
+    first = register_and_gate(_params(), paths, once=True)
+    again = register_and_gate(_params(), paths, once=True)  # DVC had nothing to redo
+    assert [(o.version, o.status) for o in again] == [("1", "registered already")] * 2
+    assert [o.decision for o in again] == [o.decision for o in first]
+    assert _actions(paths) == [("gate_passed", "1"), ("promoted", "1")]
+    (paths.export / "meta.json").write_text(  # a new export, as a rerun of the stage writes
+        (paths.export / "meta.json").read_text().replace("{", '{"rerun": true, ', 1)
+    )
+    assert [o.version for o in register_and_gate(_params(), paths, once=True)] == ["2", "2"]
