@@ -146,21 +146,45 @@ def await_approval(params: Params, paths: Paths, outcomes: list[dict], timeout_s
 
     logger = get_run_logger()
     for outcome in (o for o in outcomes if o["status"] == "awaiting approval"):
+        if _decided_elsewhere(paths, outcome):
+            continue
         logger.info("waiting for a reviewer: %s v%s", outcome["model"], outcome["version"])
         try:
             answer = pause_flow_run(wait_for_input=ApprovalForm, timeout=timeout_s, poll_interval=2)
         except FlowPauseTimeout:
-            logger.warning(
-                "no decision on %s v%s within %d s: it stays challenger (wikilm approve)",
-                outcome["model"],
-                outcome["version"],
-                timeout_s,
-            )
+            if not _decided_elsewhere(paths, outcome):
+                logger.warning(
+                    "no decision on %s v%s within %d s: it stays challenger (wikilm approve)",
+                    outcome["model"],
+                    outcome["version"],
+                    timeout_s,
+                )
             continue
         decide = approve if answer.approve else reject
         arguments = (paths, params) if answer.approve else (paths,)
         decide(*arguments, outcome["model"], outcome["version"], answer.reviewer, answer.comment)
         outcome["status"] = "approved" if answer.approve else "rejected"
+
+
+def _decided_elsewhere(paths: Paths, outcome: dict) -> bool:
+    """Whether a reviewer decided on the version with ``wikilm approve``/``reject`` meanwhile.
+
+    The outcome then reports that decision rather than a stale "awaiting approval".
+    """
+    from components.registry import APPROVAL_TAG, Registry, RegistryError
+
+    try:
+        version = Registry(paths).version(outcome["model"], outcome["version"])
+    except RegistryError:  # gone from the registry: nothing was decided on it
+        return False
+    state = version.tags.get(APPROVAL_TAG)
+    if state in (None, "pending"):
+        return False
+    get_run_logger().info(
+        "%s v%s was %s with the wikilm command", outcome["model"], outcome["version"], state
+    )
+    outcome["status"] = state
+    return True
 
 
 @flow(name="wikilm-pipeline", log_prints=True, persist_result=False)

@@ -150,6 +150,38 @@ def test_an_unanswered_approval_form_leaves_the_challenger_pending(tmp_path):
     assert waiting()[0]["status"] == "awaiting approval"
 
 
+def test_a_decision_taken_with_the_command_is_reported_without_pausing(
+    exported_workspace, monkeypatch
+):
+    import time
+
+    from prefect import flow
+
+    from components.promotion import approve, register_and_gate
+    from flows.pipeline_flow import await_approval
+    from tests.conftest import make_params
+
+    for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WIKILM_USER", "trainer-bot")
+    paths = exported_workspace
+    params = make_params(promote={"approval": "manual"})
+    outcomes = [
+        {"model": o.model, "version": o.version, "status": o.status}
+        for o in register_and_gate(params, paths)
+    ]
+    approve(paths, params, "wikilm-classifier", "1", "ana", "approved from a terminal")
+
+    @flow
+    def waiting() -> list[dict]:
+        started = time.perf_counter()
+        await_approval(params, paths, outcomes[:1], timeout_s=120)
+        assert time.perf_counter() - started < 60  # it did not wait for the form
+        return outcomes
+
+    assert waiting()[0]["status"] == "approved"
+
+
 def test_a_latest_run_knows_whether_the_dump_is_new(tmp_path):
     from components.artifacts import build_meta, write_json
     from components.config import Paths, PathsParams
