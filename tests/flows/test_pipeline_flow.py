@@ -150,6 +150,23 @@ def test_an_unanswered_approval_form_leaves_the_challenger_pending(tmp_path):
     assert waiting()[0]["status"] == "awaiting approval"
 
 
+def _pending_classifier(paths, monkeypatch) -> tuple:
+    """Register the exported models for manual approval; the classifier's outcome row."""
+    from components.promotion import register_and_gate
+    from tests.conftest import make_params
+
+    for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WIKILM_USER", "trainer-bot")
+    params = make_params(promote={"approval": "manual"})
+    outcomes = [
+        {"model": o.model, "version": o.version, "status": o.status}
+        for o in register_and_gate(params, paths)
+        if o.model == "wikilm-classifier"
+    ]
+    return params, outcomes
+
+
 def test_a_decision_taken_with_the_command_is_reported_without_pausing(
     exported_workspace, monkeypatch
 ):
@@ -157,25 +174,17 @@ def test_a_decision_taken_with_the_command_is_reported_without_pausing(
 
     from prefect import flow
 
-    from components.promotion import approve, register_and_gate
+    from components.promotion import approve
     from flows.pipeline_flow import await_approval
-    from tests.conftest import make_params
 
-    for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WIKILM_USER", "trainer-bot")
     paths = exported_workspace
-    params = make_params(promote={"approval": "manual"})
-    outcomes = [
-        {"model": o.model, "version": o.version, "status": o.status}
-        for o in register_and_gate(params, paths)
-    ]
+    params, outcomes = _pending_classifier(paths, monkeypatch)
     approve(paths, params, "wikilm-classifier", "1", "ana", "approved from a terminal")
 
     @flow
     def waiting() -> list[dict]:
         started = time.perf_counter()
-        await_approval(params, paths, outcomes[:1], timeout_s=120)
+        await_approval(params, paths, outcomes, timeout_s=120)
         assert time.perf_counter() - started < 60  # it did not wait for the form
         return outcomes
 
@@ -223,21 +232,11 @@ def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, m
     from prefect.client.orchestration import get_client
     from prefect.runtime import flow_run
 
-    from components.promotion import register_and_gate
     from components.registry import CHAMPION, Registry
     from flows.pipeline_flow import await_approval
-    from tests.conftest import make_params
 
-    for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WIKILM_USER", "trainer-bot")
     paths = exported_workspace
-    params = make_params(promote={"approval": "manual"})
-    outcomes = [
-        {"model": o.model, "version": o.version, "status": o.status}
-        for o in register_and_gate(params, paths)
-        if o.model == "wikilm-classifier"
-    ]
+    params, outcomes = _pending_classifier(paths, monkeypatch)
     run_ids: list[str] = []
 
     @flow
