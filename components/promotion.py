@@ -24,6 +24,7 @@ from components.gate import Decision, Evidence, decide
 from components.packaging import log_model
 from components.registry import (
     APPROVAL_TAG,
+    ARRIVALS,
     CHALLENGER,
     CHAMPION,
     CLASSIFIER,
@@ -39,7 +40,6 @@ from components.tracking import fluent_tracking, lineage, stage_run
 
 log = logging.getLogger(__name__)
 
-FORWARD_MOVES = ("promoted", "approved")
 EXPORT_TAG = "wikilm.export_digest"  # the same export is registered once
 
 
@@ -79,14 +79,18 @@ def classifier_evidence(registry: Registry, paths: Paths, evaluate: dict, export
     scores = evaluate["classifier"]["model"]
     test = pd.read_parquet(paths.finetune / "splits" / "test.parquet")
     labels = list(scores["per_class"])
-    batch = export["latency"]["classifier"]["onnxruntime"]["batch_1"]  # one request at a time
     return Evidence(
         accuracy=scores["accuracy"],
         macro_f1=scores["macro_f1"],
         parity_passed=export["parity"]["classifier"]["passed"],
-        p95_latency_ms=batch["p95_ms"],
+        p95_latency_ms=gated_latency_ms(export),
         champion_macro_f1=champion_macro_f1(registry, test, labels),
     )
+
+
+def gated_latency_ms(export: dict) -> float:
+    """The classifier's p95 latency the gate judges: onnxruntime, one request at a time."""
+    return export["latency"]["classifier"]["onnxruntime"]["batch_1"]["p95_ms"]
 
 
 def lm_decision(evaluate: dict, export: dict, params: Params) -> Decision:
@@ -148,10 +152,11 @@ def _register_and_gate(
     read_meta(paths.export, "export")
     evaluate, export = _metrics_file(paths, "evaluate"), _metrics_file(paths, "export")
     digest = dir_digest(paths.export)
-    known = {model: _registered_from(registry, model, digest) for model in (CLASSIFIER, LM)}
-    if once and all(known.values()):
-        log.info("register: this export is registered already; nothing new to gate")
-        return [_known(model, version) for model, version in known.items()]
+    if once:
+        known = {model: _registered_from(registry, model, digest) for model in (CLASSIFIER, LM)}
+        if all(known.values()):
+            log.info("register: this export is registered already; nothing new to gate")
+            return [_known(model, version) for model, version in known.items()]
     run_id, uris = _log_models(params, paths)
     user = current_user()
     base_tags = {**lineage(paths, params.model_dump(mode="json", by_alias=True))}
@@ -329,7 +334,7 @@ def rollback(paths: Paths, model: str, actor: str, reason: str) -> str:
 
 def _replaced(registry: Registry, model: str, version: str) -> str | None:
     """The champion that ``version`` replaced when promoted or approved, not rejected since."""
-    arrivals = [e for e in registry.history(model) if e.action in FORWARD_MOVES]
+    arrivals = [e for e in registry.history(model) if e.action in ARRIVALS]
     seen = {version}
     while True:
         arrival = next((e for e in reversed(arrivals) if e.version == version), None)

@@ -34,6 +34,9 @@ HISTORY_EXPERIMENT = "wikilm-registry-history"
 USER_ENV = "WIKILM_USER"
 GATE_TAG = "wikilm.gate"
 APPROVAL_TAG = "wikilm.approval"
+# History actions that move the champion alias: arrivals of a new champion, then rollbacks.
+ARRIVALS = ("promoted", "approved")
+MOVES = (*ARRIVALS, "rollback")
 TRIGGER_TAG = "wikilm.triggered_by"
 METRIC_TAG = "wikilm.metric."  # prefix of the metrics a version was gated on
 

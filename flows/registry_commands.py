@@ -15,7 +15,15 @@ from pathlib import Path
 
 from components.cli import configure_logging
 from components.config import Params, Paths, load_params
-from components.registry import CHAMPION, CLASSIFIER, LM, Registry, RegistryError, current_user
+from components.registry import (
+    CHAMPION,
+    CLASSIFIER,
+    LM,
+    MOVES,
+    Registry,
+    RegistryError,
+    current_user,
+)
 
 MODELS = (CLASSIFIER, LM)
 
@@ -104,8 +112,8 @@ def history_command(args: argparse.Namespace) -> int:
         return 0
     for e in events:
         when = datetime.fromtimestamp(e.timestamp_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        moved = e.action in ("promoted", "approved", "rollback")
-        before = f" (champion was v{e.champion_before})" if moved and e.champion_before else ""
+        moved = e.action in MOVES and e.champion_before
+        before = f" (champion was v{e.champion_before})" if moved else ""
         metrics = ", ".join(f"{k} {v:.4f}" for k, v in e.metrics.items())
         print(
             f"{when}  v{e.version:<4} {e.action:<12} by {e.actor}{before}: {e.reason}"

@@ -12,7 +12,13 @@ import yaml
 from components.artifacts import write_json
 from components.config import Paths, PathsParams
 from components.errors import ArtifactError
-from components.promotion import approve, register_and_gate, reject, rollback
+from components.promotion import (
+    approve,
+    gated_latency_ms,
+    register_and_gate,
+    reject,
+    rollback,
+)
 from components.registry import (
     APPROVAL_TAG,
     CHALLENGER,
@@ -170,7 +176,9 @@ def test_rollback_restores_the_previous_champion(exported_workspace):
     assert "on the same test split" in reasons
 
 
-def test_rollbacks_walk_back_past_rejected_versions_and_never_to_one(exported_workspace):
+def test_rollbacks_walk_back_past_rejected_versions_and_never_to_one(exported_workspace, capsys):
+    from flows.cli import main
+
     paths = exported_workspace
     for _ in range(3):
         register_and_gate(_params(), paths)
@@ -185,6 +193,12 @@ def test_rollbacks_walk_back_past_rejected_versions_and_never_to_one(exported_wo
     with pytest.raises(RegistryError, match="was rejected: it cannot be champion"):
         Registry(paths).move_champion(CLASSIFIER, "2", "rollback", "by hand", "ana")
     assert _champion(paths) == "1"
+    (paths.root / "params.yaml").write_text("{}\n")
+    assert main(["history", CLASSIFIER, "--params", str(paths.root / "params.yaml")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rejected = next(line for line in lines if " rejected " in line)
+    assert "champion was" not in rejected  # not a move: the champion stayed v3
+    assert "(champion was v3)" in next(line for line in lines if " rollback " in line)
 
 
 def test_a_pending_version_is_approved_only_as_it_was_gated(exported_workspace):
@@ -267,3 +281,8 @@ def test_a_pipeline_run_registers_an_export_once(exported_workspace):
         (paths.export / "meta.json").read_text().replace("{", '{"rerun": true, ', 1)
     )
     assert [o.version for o in register_and_gate(_params(), paths, once=True)] == ["2", "2"]
+
+
+def test_the_gate_judges_the_latency_of_one_request_whatever_the_order():
+    runtimes = {"onnxruntime": {"batch_32": {"p95_ms": 10.5}, "batch_1": {"p95_ms": 0.2}}}
+    assert gated_latency_ms({"latency": {"classifier": runtimes}}) == 0.2

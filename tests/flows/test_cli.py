@@ -35,15 +35,17 @@ def test_unknown_stage_is_a_usage_error(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
+def _run(*command: str) -> subprocess.CompletedProcess:
+    """``python -m <command>`` in a subprocess, as DVC and users run it."""
+    return subprocess.run(
+        [sys.executable, "-m", *command], capture_output=True, text=True, check=False
+    )
+
+
 def test_bad_params_exit_2_with_every_key_path(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("clean:\n  min_words: 0\n  typo: 1\ningest:\n  workers: -2\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "stage", "clean", "--params", str(params)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _run("flows.cli", "stage", "clean", "--params", str(params))
     assert done.returncode == 2
     assert "clean.min_words" in done.stderr
     assert "clean.typo" in done.stderr
@@ -64,12 +66,7 @@ def test_an_output_path_that_would_delete_other_files_is_refused(tmp_path, paths
     for path in keep:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("precious")
-    done = subprocess.run(
-        [sys.executable, "-m", "components", "ingest", "--params", str(params)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _run("components", "ingest", "--params", str(params))
     assert done.returncode == 2
     assert named in done.stderr
     assert "Traceback" not in done.stderr
@@ -80,12 +77,7 @@ def test_an_output_path_that_would_delete_other_files_is_refused(tmp_path, paths
 def test_missing_upstream_is_one_line_exit_1(tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("{}\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "components", "clean", "--params", str(params)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    done = _run("components", "clean", "--params", str(params))
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("error: clean:")
