@@ -34,6 +34,8 @@ HISTORY_EXPERIMENT = "wikilm-registry-history"
 USER_ENV = "WIKILM_USER"
 GATE_TAG = "wikilm.gate"
 APPROVAL_TAG = "wikilm.approval"
+# The Prefect flow run paused for a reviewer's decision on the version (flows/approval.py).
+WAITING_RUN_TAG = "wikilm.approval.flow_run"
 # History actions that move the champion alias: arrivals of a new champion, then rollbacks.
 ARRIVALS = ("promoted", "approved")
 MOVES = (*ARRIVALS, "rollback")

@@ -4,7 +4,8 @@ One task per dvc.yaml stage, in dvc.yaml's order, each running its stage *throug
 (``dvc repro --single-item``), so that a Prefect run and ``dvc repro`` share the cache and
 write the same dvc.lock; stages DVC finds up to date are reported as skipped. Then the
 exported models are registered and gated; with ``promote.approval: manual`` the flow pauses
-for a typed approval form in the Prefect UI (a reviewer may also use ``wikilm approve``).
+for a typed approval form in the Prefect UI (a reviewer may also use ``wikilm approve``,
+which ends the pause: see flows/approval.py).
 Each run publishes a summary artifact: stage status, duration and key metric, and the
 gate's decision. Prefect result caching stays off: DVC owns caching. With
 ``ingest.source: latest`` a (scheduled) run first asks the mirror for its newest dump and
@@ -22,13 +23,11 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 
-from components.config import Params, Paths, load_params
+from components.config import Paths, load_params
 from components.errors import WikilmError
 from components.tracking import pipeline_run
+from flows.approval import await_approval
 from flows.dag import dvc_stages
 from flows.pipeline import record_outcome, this_environment
 from flows.summary import stage_line
@@ -46,14 +45,6 @@ class StageReport:
     status: str  # ran | skipped
     seconds: float
     summary: str
-
-
-class ApprovalForm(RunInput):
-    """What a reviewer fills in, in the Prefect UI, to decide on a challenger."""
-
-    approve: bool
-    reviewer: str
-    comment: str
 
 
 def _summary(stage: str, paths: Paths) -> str:
@@ -134,57 +125,6 @@ def _report(reports: list[StageReport], outcomes: list[dict]) -> str:
             lines.append(f"**{o['model']} v{o['version']}: {o['status']}**")
             lines += [f"- {reason}" for reason in o["reasons"]]
     return "\n".join(lines)
-
-
-def await_approval(params: Params, paths: Paths, outcomes: list[dict], timeout_s: int) -> None:
-    """Pause for the Prefect approval form for each version waiting; apply the answer.
-
-    Without an answer before the timeout the version stays ``challenger``, pending: the
-    ``wikilm approve`` command works as well.
-    """
-    from components.promotion import approve, reject
-
-    logger = get_run_logger()
-    for outcome in (o for o in outcomes if o["status"] == "awaiting approval"):
-        if _decided_elsewhere(paths, outcome):
-            continue
-        logger.info("waiting for a reviewer: %s v%s", outcome["model"], outcome["version"])
-        try:
-            answer = pause_flow_run(wait_for_input=ApprovalForm, timeout=timeout_s, poll_interval=2)
-        except FlowPauseTimeout:
-            if not _decided_elsewhere(paths, outcome):
-                logger.warning(
-                    "no decision on %s v%s within %d s: it stays challenger (wikilm approve)",
-                    outcome["model"],
-                    outcome["version"],
-                    timeout_s,
-                )
-            continue
-        decide = approve if answer.approve else reject
-        arguments = (paths, params) if answer.approve else (paths,)
-        decide(*arguments, outcome["model"], outcome["version"], answer.reviewer, answer.comment)
-        outcome["status"] = "approved" if answer.approve else "rejected"
-
-
-def _decided_elsewhere(paths: Paths, outcome: dict) -> bool:
-    """Whether a reviewer decided on the version with ``wikilm approve``/``reject`` meanwhile.
-
-    The outcome then reports that decision rather than a stale "awaiting approval".
-    """
-    from components.registry import APPROVAL_TAG, Registry, RegistryError
-
-    try:
-        version = Registry(paths).version(outcome["model"], outcome["version"])
-    except RegistryError:  # gone from the registry: nothing was decided on it
-        return False
-    state = version.tags.get(APPROVAL_TAG)
-    if state in (None, "pending"):
-        return False
-    get_run_logger().info(
-        "%s v%s was %s with the wikilm command", outcome["model"], outcome["version"], state
-    )
-    outcome["status"] = state
-    return True
 
 
 @flow(name="wikilm-pipeline", log_prints=True, persist_result=False)

@@ -20,6 +20,7 @@ from components.registry import (
     CLASSIFIER,
     LM,
     MOVES,
+    WAITING_RUN_TAG,
     Registry,
     RegistryError,
     current_user,
@@ -76,8 +77,10 @@ def approve_command(args: argparse.Namespace) -> int:
     from components.promotion import approve
 
     params, paths = _context(args)
-    approve(paths, params, args.model, args.version, args.reviewer or current_user(), args.comment)
+    reviewer = args.reviewer or current_user()
+    approve(paths, params, args.model, args.version, reviewer, args.comment)
     print(f"{args.model} v{args.version} approved: now {CHAMPION}")
+    _resume_waiting_run(paths, args, approved=True, reviewer=reviewer)
     return 0
 
 
@@ -86,9 +89,23 @@ def reject_command(args: argparse.Namespace) -> int:
     from components.promotion import reject
 
     _, paths = _context(args)
-    reject(paths, args.model, args.version, args.reviewer or current_user(), args.comment)
+    reviewer = args.reviewer or current_user()
+    reject(paths, args.model, args.version, reviewer, args.comment)
     print(f"{args.model} v{args.version} rejected")
+    _resume_waiting_run(paths, args, approved=False, reviewer=reviewer)
     return 0
+
+
+def _resume_waiting_run(
+    paths: Paths, args: argparse.Namespace, approved: bool, reviewer: str
+) -> None:
+    """End the pause of a Prefect flow run waiting for this decision, if one is."""
+    run_id = Registry(paths).version(args.model, args.version).tags.get(WAITING_RUN_TAG)
+    if run_id:
+        from flows.approval import ApprovalForm, resume_waiting_run
+
+        answer = ApprovalForm(approve=approved, reviewer=reviewer, comment=args.comment)
+        print(resume_waiting_run(run_id, answer))
 
 
 def promote_command(args: argparse.Namespace) -> int:

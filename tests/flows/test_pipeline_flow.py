@@ -132,22 +132,24 @@ def test_prefect_yaml_deploys_the_same_flow():
     assert set(deployment["parameters"]) <= set(wikilm_pipeline.parameters.properties)
 
 
-def test_an_unanswered_approval_form_leaves_the_challenger_pending(tmp_path):
+def test_an_unanswered_approval_form_leaves_the_challenger_pending(exported_workspace, monkeypatch):
     from prefect import flow
 
-    from components.config import Paths, PathsParams
-    from flows.pipeline_flow import await_approval
-    from tests.conftest import make_params
+    from components.registry import APPROVAL_TAG, WAITING_RUN_TAG, Registry
+    from flows.approval import await_approval
 
-    outcomes = [{"model": "wikilm-classifier", "version": "7", "status": "awaiting approval"}]
+    paths = exported_workspace
+    params, outcomes = _pending_classifier(paths, monkeypatch)
 
     @flow
     def waiting() -> list[dict]:
-        params = make_params(promote={"approval": "manual"})
-        await_approval(params, Paths.resolve(PathsParams(), tmp_path), outcomes, timeout_s=2)
+        await_approval(params, paths, outcomes, timeout_s=2)
         return outcomes
 
     assert waiting()[0]["status"] == "awaiting approval"
+    tags = Registry(paths).version("wikilm-classifier", outcomes[0]["version"]).tags
+    assert tags[APPROVAL_TAG] == "pending"
+    assert WAITING_RUN_TAG not in tags  # no run waits for it any more
 
 
 def _pending_classifier(paths, monkeypatch) -> tuple:
@@ -175,7 +177,7 @@ def test_a_decision_taken_with_the_command_is_reported_without_pausing(
     from prefect import flow
 
     from components.promotion import approve
-    from flows.pipeline_flow import await_approval
+    from flows.approval import await_approval
 
     paths = exported_workspace
     params, outcomes = _pending_classifier(paths, monkeypatch)
@@ -225,7 +227,6 @@ def test_a_latest_run_with_no_new_dump_retrains_nothing(tmp_path, dump_mirror, m
 
 def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, monkeypatch):
     import threading
-    import time
     from uuid import UUID
 
     from prefect import flow
@@ -233,7 +234,7 @@ def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, m
     from prefect.runtime import flow_run
 
     from components.registry import CHAMPION, Registry
-    from flows.pipeline_flow import await_approval
+    from flows.approval import await_approval
 
     paths = exported_workspace
     params, outcomes = _pending_classifier(paths, monkeypatch)
@@ -246,13 +247,10 @@ def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, m
         return outcomes
 
     def reviewer() -> None:  # what the Prefect UI does when the form is submitted
-        while not run_ids:
-            time.sleep(0.2)
+        run_id = _paused(run_ids)
         with get_client(sync_client=True) as client:
-            while not client.read_flow_run(UUID(run_ids[0])).state.is_paused():
-                time.sleep(0.2)
             form = {"approve": True, "reviewer": "ana", "comment": "looked at the errors"}
-            client.resume_flow_run(UUID(run_ids[0]), run_input=form)
+            client.resume_flow_run(UUID(run_id), run_input=form)
 
     thread = threading.Thread(target=reviewer, daemon=True)
     thread.start()
@@ -261,3 +259,84 @@ def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, m
     champion = Registry(paths).alias("wikilm-classifier", CHAMPION)
     assert str(champion.version) == outcomes[0]["version"]
     assert Registry(paths).history("wikilm-classifier")[-1].actor == "ana"
+
+
+def _paused(run_ids: list[str]) -> str:
+    """Wait until the flow run recorded in ``run_ids`` is paused; its id."""
+    import time
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    while not run_ids:
+        time.sleep(0.2)
+    with get_client(sync_client=True) as client:
+        while not client.read_flow_run(UUID(run_ids[0])).state.is_paused():
+            time.sleep(0.2)
+    return run_ids[0]
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_the_command_ends_the_pause_of_the_run_waiting_for_it(
+    exported_workspace, monkeypatch, capsys, decision
+):
+    import threading
+    import time
+
+    from prefect import flow
+    from prefect.runtime import flow_run
+
+    from components.registry import WAITING_RUN_TAG, Registry
+    from flows.approval import await_approval
+    from flows.cli import main
+
+    paths = exported_workspace
+    params, outcomes = _pending_classifier(paths, monkeypatch)
+    params_file = paths.root / "params.yaml"
+    params_file.write_text("promote:\n  approval: manual\n")
+    run_ids: list[str] = []
+    tags: list[dict] = []
+
+    @flow
+    def waiting() -> list[dict]:
+        run_ids.append(flow_run.id)
+        started = time.perf_counter()
+        await_approval(params, paths, outcomes, timeout_s=300)
+        assert time.perf_counter() - started < 120  # the command ended the pause
+        return outcomes
+
+    def reviewer() -> None:
+        _paused(run_ids)
+        tags.append(Registry(paths).version("wikilm-classifier", "1").tags)
+        command = [decision, "wikilm-classifier", "1", "--reviewer", "ana", "--comment", "seen"]
+        assert main([*command, "--params", str(params_file)]) == 0
+
+    thread = threading.Thread(target=reviewer, daemon=True)
+    thread.start()
+    expected = "approved" if decision == "approve" else "rejected"
+    assert waiting()[0]["status"] == expected
+    thread.join(timeout=30)
+    assert tags[0][WAITING_RUN_TAG] == run_ids[0]  # the version named the run waiting for it
+    assert f"flow run {run_ids[0]} waiting for it goes on" in capsys.readouterr().out
+    version = Registry(paths).version("wikilm-classifier", "1")
+    assert WAITING_RUN_TAG not in version.tags
+    assert [e.action for e in Registry(paths).history("wikilm-classifier")].count(expected) == 1
+
+
+def test_a_decision_for_a_run_no_longer_waiting_is_kept(exported_workspace, monkeypatch, capsys):
+    import uuid
+
+    from components.registry import APPROVAL_TAG, WAITING_RUN_TAG, Registry
+    from flows.cli import main
+
+    paths = exported_workspace
+    _pending_classifier(paths, monkeypatch)
+    params_file = paths.root / "params.yaml"
+    params_file.write_text("promote:\n  approval: manual\n")
+    gone = str(uuid.uuid4())  # a run that crashed while paused left its id behind
+    Registry(paths).client.set_model_version_tag("wikilm-classifier", "1", WAITING_RUN_TAG, gone)
+    command = ["approve", "wikilm-classifier", "1", "--reviewer", "ana", "--comment", "seen"]
+    assert main([*command, "--params", str(params_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"flow run {gone} waiting for it was not resumed: this Prefect server does not" in out
+    assert Registry(paths).version("wikilm-classifier", "1").tags[APPROVAL_TAG] == "approved"

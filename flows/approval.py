@@ -1,0 +1,125 @@
+"""Manual approval in the Prefect flow, and the ``wikilm approve``/``reject`` side of it.
+
+With ``promote.approval: manual`` the flow pauses once per version awaiting approval, with a
+typed form for the Prefect UI. A reviewer may instead decide with the ``wikilm`` command: the
+version carries the id of the flow run waiting for it (tag ``wikilm.approval.flow_run``), so
+the command resumes that run, which then reports the decision at once instead of waiting for
+its timeout. The registry's approval tag is the decision's one record; the form's answer is
+applied only when nobody decided with the command meanwhile.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect import get_run_logger
+from prefect.exceptions import FlowPauseTimeout
+from prefect.flow_runs import pause_flow_run
+from prefect.input import RunInput
+from prefect.runtime import flow_run
+
+from components.config import Params, Paths
+from components.registry import APPROVAL_TAG, WAITING_RUN_TAG, Registry, RegistryError
+
+
+class ApprovalForm(RunInput):
+    """What a reviewer fills in, in the Prefect UI, to decide on a challenger."""
+
+    approve: bool
+    reviewer: str
+    comment: str
+
+
+def await_approval(params: Params, paths: Paths, outcomes: list[dict], timeout_s: int) -> None:
+    """Pause for the Prefect approval form for each version waiting; apply the answer.
+
+    Without an answer before the timeout the version stays ``challenger``, pending: the
+    ``wikilm approve`` command works as well, and ends the pause when it is used during it.
+    """
+    logger = get_run_logger()
+    for outcome in (o for o in outcomes if o["status"] == "awaiting approval"):
+        if _decided_elsewhere(paths, outcome):
+            continue
+        logger.info("waiting for a reviewer: %s v%s", outcome["model"], outcome["version"])
+        answer = _pause(paths, outcome, timeout_s)
+        if _decided_elsewhere(paths, outcome):
+            continue
+        if answer is None:
+            logger.warning(
+                "no decision on %s v%s within %d s: it stays challenger (wikilm approve)",
+                outcome["model"],
+                outcome["version"],
+                timeout_s,
+            )
+            continue
+        _apply(params, paths, outcome, answer)
+
+
+def _pause(paths: Paths, outcome: dict, timeout_s: int) -> ApprovalForm | None:
+    """The form's answer, or None at the timeout; the version names this run meanwhile."""
+    client = Registry(paths).client
+    model, version = outcome["model"], outcome["version"]
+    client.set_model_version_tag(model, version, WAITING_RUN_TAG, str(flow_run.id))
+    try:
+        return pause_flow_run(wait_for_input=ApprovalForm, timeout=timeout_s, poll_interval=2)
+    except FlowPauseTimeout:
+        return None
+    finally:
+        client.delete_model_version_tag(model, version, WAITING_RUN_TAG)
+
+
+def _apply(params: Params, paths: Paths, outcome: dict, answer: ApprovalForm) -> None:
+    from components.promotion import approve, reject
+
+    model, version = outcome["model"], outcome["version"]
+    if answer.approve:
+        approve(paths, params, model, version, answer.reviewer, answer.comment)
+    else:
+        reject(paths, model, version, answer.reviewer, answer.comment)
+    outcome["status"] = "approved" if answer.approve else "rejected"
+
+
+def _decided_elsewhere(paths: Paths, outcome: dict) -> bool:
+    """Whether a reviewer decided on the version with ``wikilm approve``/``reject`` meanwhile.
+
+    The outcome then reports that decision rather than a stale "awaiting approval".
+    """
+    try:
+        version = Registry(paths).version(outcome["model"], outcome["version"])
+    except RegistryError:  # gone from the registry: nothing was decided on it
+        return False
+    state = version.tags.get(APPROVAL_TAG)
+    if state in (None, "pending"):
+        return False
+    get_run_logger().info(
+        "%s v%s was %s with the wikilm command", outcome["model"], outcome["version"], state
+    )
+    outcome["status"] = state
+    return True
+
+
+def resume_waiting_run(run_id: str, answer: ApprovalForm) -> str:
+    """Resume the flow run paused for a version with the decision taken on it.
+
+    Called after the decision is recorded: a run that cannot be resumed (finished, timed
+    out, its Prefect server unreachable) changes nothing about it, so this never raises.
+
+    Returns:
+        What happened to the waiting run, for the reviewer.
+    """
+    from prefect.exceptions import NotPausedError, ObjectNotFound
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        resume_flow_run(UUID(run_id), run_input=answer.model_dump())
+    except ObjectNotFound:
+        reason = "this Prefect server does not know it"
+    except NotPausedError:
+        reason = "it is no longer paused"
+    except FlowPauseTimeout:
+        reason = "its pause has timed out"
+    except Exception as error:  # noqa: BLE001 - any failure leaves the decision as recorded
+        reason = f"{type(error).__name__}: {error}"
+    else:
+        return f"the Prefect flow run {run_id} waiting for it goes on"
+    return f"the Prefect flow run {run_id} waiting for it was not resumed: {reason}"
