@@ -85,6 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="plain `dvc repro` and the registry, without the Prefect flow",
     )
+    run.add_argument(
+        "--approval-timeout",
+        type=_positive_seconds,
+        default=3600,
+        metavar="SECONDS",
+        help=(
+            "with promote.approval: manual, how long the flow waits for a reviewer before "
+            "leaving the version challenger (default: %(default)s)"
+        ),
+    )
 
     add_commands(commands)
     commands.add_parser(
@@ -94,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="example: wikilm stages",
     )
     return parser
+
+
+def _positive_seconds(text: str) -> int:
+    """An argparse type: a whole number of seconds above zero."""
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds above 0")
+    return seconds
 
 
 def print_summary(params_file: Path) -> int:
@@ -122,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         return execute(args.name, args.params, verbose=args.verbose)
     try:
         if args.command == "run":
-            return run_pipeline(args.params, args.force, prefect=not args.no_prefect)
+            return run_pipeline(args.params, args.force, not args.no_prefect, args.approval_timeout)
         if args.command == "summary":
             return print_summary(args.params)
         return args.handler(args)
@@ -145,7 +166,9 @@ def print_champions(paths: Paths) -> None:
         print(f"{model:<18} champion v{champion.version} ({shown})")  # noqa: T201
 
 
-def run_pipeline(params_file: Path, force: bool = False, prefect: bool = True) -> int:
+def run_pipeline(
+    params_file: Path, force: bool = False, prefect: bool = True, approval_timeout_s: int = 3600
+) -> int:
     """``wikilm run``: the pipeline (under Prefect unless asked not to), then the summary."""
     configure_logging()
     params = load_params(params_file)
@@ -155,7 +178,10 @@ def run_pipeline(params_file: Path, force: bool = False, prefect: bool = True) -
         from flows.pipeline_flow import wikilm_pipeline
 
         dvc_stages(paths.root)  # a missing or misordered dvc.yaml fails before Prefect starts
-        outcomes = wikilm_pipeline(params_file=str(params_file), force=force)["promotion"]
+        result = wikilm_pipeline(
+            params_file=str(params_file), force=force, approval_timeout_s=approval_timeout_s
+        )
+        outcomes = result["promotion"]
     else:
         outcomes = [
             {"model": o.model, "version": o.version, "status": o.status}

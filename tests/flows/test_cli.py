@@ -130,6 +130,15 @@ def test_every_command_has_help_with_an_example(capsys, command):
     assert f"example: wikilm {command}" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "soon"])
+def test_run_refuses_an_approval_timeout_that_is_not_positive_seconds(capsys, value):
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", "--approval-timeout", value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--approval-timeout: '{value}' is not a whole number of seconds above 0" in err
+
+
 def test_run_under_prefect_without_dvc_yaml_fails_before_starting_a_server(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text("{}\n")
     assert main(["run", "--params", str(tmp_path / "params.yaml")]) == 1

@@ -71,6 +71,20 @@ def test_the_flow_runs_stages_through_dvc_and_reports_cached_ones(toy):
     assert "up to date" in done.stdout
 
 
+def test_wikilm_run_gives_the_flow_its_approval_timeout(toy, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    from flows.cli import main
+
+    monkeypatch.chdir(toy.parent)
+    assert main(["run", "--params", str(toy), "--approval-timeout", "45"]) == 0
+    with get_client(sync_client=True) as client:
+        (latest,) = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)
+    assert latest.parameters["approval_timeout_s"] == 45
+    assert latest.state.is_completed()
+
+
 def test_a_failing_stage_fails_the_flow(tmp_path, monkeypatch):
     monkeypatch.setenv("WIKILM_TRACKING", "off")
     params = _project(
