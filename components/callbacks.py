@@ -120,7 +120,9 @@ class LossCurve(pl.Callback):
         last = self.rows["train"][-1]["step"] if self.rows["train"] else 0
         if step % self.every == 0 and step != last and outputs is not None:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            self.rows["train"].append({"step": step, "loss": float(loss)})
+            # Lightning hands over the loss divided by the accumulation count: undo that.
+            loss = float(loss) * trainer.accumulate_grad_batches
+            self.rows["train"].append({"step": step, "loss": loss})
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         """Record the validation metrics the module logged."""
@@ -174,3 +176,48 @@ class RngState(pl.Callback):
         torch.set_rng_state(state_dict["cpu"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class StepCheckpoint(pl.Callback):
+    """Saves the resumable checkpoint every ``every`` optimizer steps.
+
+    Lightning validates after the batch hooks of a step, so a checkpoint taken at the end of
+    a step that validates would resume past that validation, and the curve would lose its
+    point. The save of such a step waits for its validation (or for the end of training).
+    """
+
+    def __init__(self, path: Path, every: int, validate_every: int) -> None:
+        self.path = path
+        self.every = every
+        self.validate_every = validate_every
+        self._saved_step = 0
+        self._pending = False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *_: Any) -> None:
+        """Save at due steps, unless the step's validation comes next."""
+        step = trainer.global_step
+        if step % self.every or step == self._saved_step:
+            return
+        if step % self.validate_every == 0:
+            self._pending = True
+        else:
+            self._save(trainer)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """The save that waited for this step's validation."""
+        if self._pending and not trainer.sanity_checking:
+            self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """A save still waiting (a validation that never came) is done now."""
+        if self._pending:
+            self._save(trainer)
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        # Written aside, then renamed: a kill while writing leaves the last checkpoint whole.
+        partial = self.path.with_name(self.path.name + ".partial")
+        trainer.save_checkpoint(partial)  # every rank calls it; the strategy writes once
+        if trainer.is_global_zero:
+            partial.replace(self.path)
+        self._saved_step = trainer.global_step
+        self._pending = False

@@ -21,11 +21,10 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pydantic import BaseModel, ConfigDict
-from pytorch_lightning.callbacks import ModelCheckpoint
 
 from components.artifacts import atomic_dir, build_meta, file_digest, read_meta, write_json
-from components.callbacks import LossCurve, RngState, Throughput
-from components.checkpoints import CHECKPOINT_FILE, ResumePoint, fingerprint
+from components.callbacks import LossCurve, RngState, StepCheckpoint, Throughput
+from components.checkpoints import ResumePoint, fingerprint
 from components.config import Params, Paths, PretrainParams
 from components.distributed import is_global_zero
 from components.lm_module import LanguageModel, OptimConfig, language_metrics
@@ -147,13 +146,7 @@ def _callbacks(cfg: PretrainParams, point: ResumePoint, model: GPT) -> dict[str,
         "throughput": Throughput(tokens_per_device_step, model.flops_per_token(), cfg.log_every),
         "probe": FirstBatchProbe(),
         "rng": RngState(),
-        "checkpoint": ModelCheckpoint(
-            dirpath=point.folder,
-            filename=CHECKPOINT_FILE.removesuffix(".ckpt"),
-            every_n_train_steps=cfg.checkpoint_every,
-            save_top_k=1,
-            enable_version_counter=False,
-        ),
+        "checkpoint": StepCheckpoint(point.checkpoint, cfg.checkpoint_every, cfg.val_every),
     }
 
 

@@ -1,3 +1,4 @@
+import csv
 import json
 import math
 import os
@@ -62,6 +63,15 @@ def test_pretrain_learns_and_writes_a_loadable_model(trained_workspace):
     assert not paths.checkpoint_dir("pretrain").exists()
 
 
+def test_the_train_curve_is_the_loss_per_token_whatever_the_accumulation(trained_workspace):
+    paths = trained_workspace
+    run(_params(grad_accum=2, batch_size=4, max_steps=10), paths)
+    (train,) = [r for r in _curve(paths.plots_dir("pretrain") / "train.csv") if r["step"] == "10"]
+    (val,) = _curve(paths.plots_dir("pretrain") / "val.csv")
+    # Not halved by the two accumulated micro-batches: about the validation loss.
+    assert 0.8 < float(train["loss"]) / float(val["loss"]) < 1.25
+
+
 def test_checkpoints_of_other_params_or_data_are_discarded(trained_workspace):
     paths = trained_workspace
     point = resume_point(_params(), paths)
@@ -117,10 +127,12 @@ def test_sigkill_then_rerun_resumes_to_the_same_loss_in_the_same_run(trained_wor
     sections = {
         "model": TINY_MODEL,
         "trainer": CPU_TRAINER,
-        "pretrain": {**PRETRAIN, "max_steps": 200, "checkpoint_every": 5, "val_every": 50},
+        # The first checkpoint comes with a validation: the kill follows both.
+        "pretrain": {**PRETRAIN, "max_steps": 200, "checkpoint_every": 25, "val_every": 25},
     }
     straight = _pretrain(_project(root, **sections), WIKILM_TRACKING="off")
     (root / "metrics" / "pretrain.json").unlink()
+    straight_val = _curve(root / "plots" / "pretrain" / "val.csv")
 
     params = _project(root, **sections)
     checkpoint = trained_workspace.checkpoint_dir("pretrain") / "last.ckpt"
@@ -144,9 +156,18 @@ def test_sigkill_then_rerun_resumes_to_the_same_loss_in_the_same_run(trained_wor
     assert [r.info.run_id for r in runs] == [state["mlflow_run_id"]]
     assert runs[0].info.status == "FINISHED"
     assert runs[0].data.tags["wikilm.resumed"] == "1"
-    # The loss curve spans the whole run, before and after the kill.
+    # The loss curves span the whole run, before and after the kill.
     train = (root / "plots" / "pretrain" / "train.csv").read_text().splitlines()
     assert len(train) == 1 + 200 // 5
+    resumed_val = _curve(root / "plots" / "pretrain" / "val.csv")
+    assert [row["step"] for row in resumed_val] == [str(s) for s in range(25, 201, 25)]
+    for before, after in zip(straight_val, resumed_val, strict=True):
+        assert float(after["loss"]) == pytest.approx(float(before["loss"]), abs=1e-4)
+
+
+def _curve(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def test_ddp_on_two_cpu_processes(trained_workspace):
