@@ -168,14 +168,19 @@ class LanguageModel(pl.LightningModule):
         gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Clip by global norm directly.
+        """Clip by global norm directly, on unscaled gradients.
 
         Lightning's mixed-precision plugin refuses to clip for fused optimizers because they
-        unscale fp16 gradients internally; in bf16 and fp32 nothing is scaled, so plain
-        norm clipping is exact.
+        unscale fp16 gradients only inside their step; in bf16 and fp32 nothing is scaled.
+        Under fp16 loss scaling the gradients are unscaled here first (the scaler's step then
+        knows it), so the bound applies to the true gradients.
         """
-        if gradient_clip_val:
-            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+        if not gradient_clip_val:
+            return
+        scaler = getattr(self._trainer.precision_plugin, "scaler", None) if self._trainer else None
+        if scaler is not None and scaler.is_enabled():
+            scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
 
     def configure_optimizers(self) -> dict:
         """AdamW with a per-step cosine schedule."""

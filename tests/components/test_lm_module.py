@@ -49,6 +49,54 @@ def test_gradient_clipping_bounds_the_global_norm():
     assert norm.item() == pytest.approx(1.0, rel=1e-4)
 
 
+class _ClipWatch(LanguageModel):
+    """Records, at each clipping, the true gradient norm and the norm left after clipping."""
+
+    def __init__(self) -> None:
+        super().__init__(TINY, OptimConfig(warmup_steps=1, max_steps=3))
+        self.norms: list[tuple[float, float]] = []
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, **kwargs):
+        scale = self.trainer.precision_plugin.scaler.get_scale()
+        true = _grad_norm(self) / scale
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, **kwargs)
+        self.norms.append((true, _grad_norm(self)))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        # Fused, as on a GPU: such an optimizer unscales fp16 gradients only in its step.
+        return torch.optim.AdamW(self.parameters(), lr=1e-3, fused=True)
+
+
+def _grad_norm(module: torch.nn.Module) -> float:
+    norms = torch.stack([p.grad.norm() for p in module.parameters()])
+    return torch.linalg.vector_norm(norms).item()
+
+
+def test_clipping_under_fp16_loss_scaling_bounds_the_true_gradients():
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    torch.manual_seed(0)
+    sequence = torch.randint(0, 64, (4, 17))
+    loader = torch.utils.data.DataLoader([(sequence[:, :-1], sequence[:, 1:])] * 3, batch_size=None)
+    module = _ClipWatch()
+    scaling = MixedPrecision("16-mixed", "cpu", torch.amp.GradScaler("cpu", init_scale=2.0**16))
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=3,
+        gradient_clip_val=100.0,  # far above the true norms: nothing is clipped
+        plugins=[scaling],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, train_dataloaders=loader)
+    assert len(module.norms) == 3
+    for true, clipped in module.norms:
+        assert true < 100.0
+        assert clipped == pytest.approx(true, rel=1e-3)  # unscaled, and left as they were
+
+
 def test_fit_learns_a_repeating_sequence():
     torch.manual_seed(0)
     sequence = torch.arange(17) % 8
