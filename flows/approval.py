@@ -63,19 +63,38 @@ def _pause(paths: Paths, outcome: dict, timeout_s: int) -> ApprovalForm | None:
     try:
         return pause_flow_run(wait_for_input=ApprovalForm, timeout=timeout_s, poll_interval=2)
     except FlowPauseTimeout:
+        _running_again()
         return None
     finally:
         client.delete_model_version_tag(model, version, WAITING_RUN_TAG)
 
 
+def _running_again() -> None:
+    """Put the run back to Running after an unanswered pause.
+
+    Prefect leaves it Paused: the next pause would be refused ("not currently running") and
+    the run could not complete.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.states import Running
+
+    with get_client(sync_client=True) as prefect:
+        prefect.set_flow_run_state(flow_run.id, Running(), force=True)
+
+
 def _apply(params: Params, paths: Paths, outcome: dict, answer: ApprovalForm) -> None:
+    """Apply the form's answer; a refused one (four-eyes, a stale gate) leaves it pending."""
     from components.promotion import approve, reject
 
     model, version = outcome["model"], outcome["version"]
-    if answer.approve:
-        approve(paths, params, model, version, answer.reviewer, answer.comment)
-    else:
-        reject(paths, model, version, answer.reviewer, answer.comment)
+    try:
+        if answer.approve:
+            approve(paths, params, model, version, answer.reviewer, answer.comment)
+        else:
+            reject(paths, model, version, answer.reviewer, answer.comment)
+    except RegistryError as refused:
+        get_run_logger().warning("%s v%s: the answer was refused: %s", model, version, refused)
+        return
     outcome["status"] = "approved" if answer.approve else "rejected"
 
 

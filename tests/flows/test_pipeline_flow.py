@@ -146,28 +146,72 @@ def test_prefect_yaml_deploys_the_same_flow():
     assert set(deployment["parameters"]) <= set(wikilm_pipeline.parameters.properties)
 
 
-def test_an_unanswered_approval_form_leaves_the_challenger_pending(exported_workspace, monkeypatch):
+def test_unanswered_approval_forms_leave_both_challengers_pending(exported_workspace, monkeypatch):
     from prefect import flow
 
     from components.registry import APPROVAL_TAG, WAITING_RUN_TAG, Registry
     from flows.approval import await_approval
 
     paths = exported_workspace
-    params, outcomes = _pending_classifier(paths, monkeypatch)
+    params, outcomes = _pending(paths, monkeypatch, ("wikilm-classifier", "wikilm-lm"))
 
     @flow
     def waiting() -> list[dict]:
         await_approval(params, paths, outcomes, timeout_s=2)
         return outcomes
 
+    # The second pause follows a timed-out one, and the run still completes.
+    assert [o["status"] for o in waiting()] == ["awaiting approval"] * 2
+    for outcome in outcomes:
+        tags = Registry(paths).version(outcome["model"], outcome["version"]).tags
+        assert tags[APPROVAL_TAG] == "pending"
+        assert WAITING_RUN_TAG not in tags  # no run waits for it any more
+
+
+def test_a_refused_answer_leaves_the_version_pending_and_the_run_going(
+    exported_workspace, monkeypatch
+):
+    import threading
+    from uuid import UUID
+
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+
+    from components.registry import APPROVAL_TAG, Registry
+    from flows.approval import await_approval
+
+    paths = exported_workspace
+    params, outcomes = _pending_classifier(paths, monkeypatch)
+    run_ids: list[str] = []
+
+    @flow
+    def waiting() -> list[dict]:
+        run_ids.append(flow_run.id)
+        await_approval(params, paths, outcomes, timeout_s=120)
+        return outcomes
+
+    def trainer_approves_own_run() -> None:  # refused by the four-eyes rule
+        run_id = _paused(run_ids)
+        with get_client(sync_client=True) as client:
+            form = {"approve": True, "reviewer": "trainer-bot", "comment": "mine is fine"}
+            client.resume_flow_run(UUID(run_id), run_input=form)
+
+    thread = threading.Thread(target=trainer_approves_own_run, daemon=True)
+    thread.start()
     assert waiting()[0]["status"] == "awaiting approval"
+    thread.join(timeout=30)
     tags = Registry(paths).version("wikilm-classifier", outcomes[0]["version"]).tags
     assert tags[APPROVAL_TAG] == "pending"
-    assert WAITING_RUN_TAG not in tags  # no run waits for it any more
 
 
 def _pending_classifier(paths, monkeypatch) -> tuple:
     """Register the exported models for manual approval; the classifier's outcome row."""
+    return _pending(paths, monkeypatch, ("wikilm-classifier",))
+
+
+def _pending(paths, monkeypatch, models: tuple[str, ...]) -> tuple:
+    """Register the exported models for manual approval; the outcome rows of ``models``."""
     from components.promotion import register_and_gate
     from tests.conftest import make_params
 
@@ -178,7 +222,7 @@ def _pending_classifier(paths, monkeypatch) -> tuple:
     outcomes = [
         {"model": o.model, "version": o.version, "status": o.status}
         for o in register_and_gate(params, paths)
-        if o.model == "wikilm-classifier"
+        if o.model in models
     ]
     return params, outcomes
 
