@@ -20,6 +20,7 @@ from components.cli import configure_logging, execute
 from components.config import Paths, load_params
 from components.errors import WikilmError
 from components.stages import STAGE_MODULES
+from flows.dag import check_pipeline_params
 from flows.pipeline import repro
 from flows.registry_commands import add_commands
 from flows.summary import stage_line
@@ -77,7 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--params",
         type=Path,
         default=Path("params.yaml"),
-        help="params file; the pipeline runs in its folder (default: %(default)s)",
+        help=(
+            "the project's params.yaml; the pipeline runs in its folder, whose dvc.yaml "
+            "stages read it (default: %(default)s)"
+        ),
     )
     run.add_argument("--force", action="store_true", help="rerun every stage, even if cached")
     run.add_argument(
@@ -171,6 +175,7 @@ def run_pipeline(
 ) -> int:
     """``wikilm run``: the pipeline (under Prefect unless asked not to), then the summary."""
     configure_logging()
+    check_pipeline_params(params_file)
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, params_file.resolve().parent)
     if prefect:

@@ -6,7 +6,27 @@ from pathlib import Path
 
 import yaml
 
-from components.errors import ArtifactError
+from components.errors import ArtifactError, ConfigError
+
+# The one params file dvc.yaml's stages read: the one in the project's folder.
+PIPELINE_PARAMS = "params.yaml"
+
+
+def check_pipeline_params(params_file: Path) -> None:
+    """Refuse a params file that the pipeline's stages would not read.
+
+    Raises:
+        ConfigError: the file is not named params.yaml (DVC and every stage read the
+            params.yaml next to dvc.yaml, so its settings would be silently ignored).
+    """
+    if params_file.name != PIPELINE_PARAMS:
+        raise ConfigError(
+            [
+                f"the pipeline's stages read {params_file.parent / PIPELINE_PARAMS}, not this "
+                "file; edit that one, or try values with `dvc exp run -S key=value`"
+            ],
+            str(params_file),
+        )
 
 
 def dvc_stages(root: Path) -> list[str]:

@@ -28,7 +28,7 @@ from components.config import Paths, load_params
 from components.errors import WikilmError
 from components.tracking import pipeline_run
 from flows.approval import await_approval
-from flows.dag import dvc_stages
+from flows.dag import PIPELINE_PARAMS, check_pipeline_params, dvc_stages
 from flows.pipeline import record_outcome, this_environment
 from flows.summary import stage_line
 
@@ -70,7 +70,7 @@ def run_stage(stage: str, root: str, force: bool = False) -> StageReport:
     if done.returncode:
         raise WikilmError(f"stage {stage} failed (dvc exit code {done.returncode})")
     status = "skipped" if SKIPPED_MARK in done.stdout else "ran"
-    paths = Paths.resolve(load_params(Path(root) / "params.yaml").paths, Path(root))
+    paths = Paths.resolve(load_params(Path(root) / PIPELINE_PARAMS).paths, Path(root))
     return StageReport(
         stage, status, round(time.perf_counter() - started, 1), _summary(stage, paths)
     )
@@ -133,6 +133,7 @@ def wikilm_pipeline(
 ) -> dict:
     """Every dvc.yaml stage through DVC, then register, gate, approval and promotion."""
     params_path = Path(params_file).resolve()
+    check_pipeline_params(params_path)
     params = load_params(params_path)
     paths = Paths.resolve(params.paths, params_path.parent)
     reports: list[StageReport] = []

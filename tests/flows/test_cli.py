@@ -139,6 +139,19 @@ def test_run_refuses_an_approval_timeout_that_is_not_positive_seconds(capsys, va
     assert f"--approval-timeout: '{value}' is not a whole number of seconds above 0" in err
 
 
+@pytest.mark.parametrize("prefect", [[], ["--no-prefect"]])
+def test_run_refuses_a_params_file_the_stages_would_not_read(tmp_path, capsys, prefect):
+    other = tmp_path / "experiment.yaml"
+    other.write_text("clean:\n  min_words: 80\n")
+    assert main(["run", *prefect, "--params", str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"error: run: invalid configuration in {other}: the pipeline's stages read "
+        f"{tmp_path / 'params.yaml'}, not this file; edit that one, or try values with "
+        "`dvc exp run -S key=value`"
+    )
+
+
 def test_run_under_prefect_without_dvc_yaml_fails_before_starting_a_server(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text("{}\n")
     assert main(["run", "--params", str(tmp_path / "params.yaml")]) == 1
