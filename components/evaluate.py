@@ -86,8 +86,8 @@ def language_scores(nll: float, tokens: int, n_bytes: int) -> LanguageScores:
 
 def windows(ids: np.ndarray, block_size: int, max_tokens: int) -> np.ndarray:
     """Non-overlapping windows of block_size + 1 ids covering at most ``max_tokens`` targets."""
-    count = min(max_tokens, len(ids) - 1) // block_size
-    if count == 0:
+    count = min(max_tokens, len(ids) - 1) // block_size  # negative for no ids at all
+    if count <= 0:
         raise SourceError(f"{len(ids)} tokens cannot fill one window of {block_size + 1}")
     starts = np.arange(count) * block_size
     return ids[starts[:, None] + np.arange(block_size + 1)].astype(np.int64)  # (N, T + 1)

@@ -32,7 +32,7 @@ from components.model import GPT, GPTConfig, padded_vocab
 from components.model_io import TOKENIZER_FILE, save_weights
 from components.token_data import TokenDataModule, WindowSpec, evaluation_batches
 from components.tracking import active_tracker
-from components.training import make_trainer, resolve_precision
+from components.training import make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +239,7 @@ def _result(
         val_bits_per_byte=round(metrics["bits_per_byte"], 6),
         tokens_per_s=round(rate, 1) if rate else None,
         mfu=round(mfu, 4) if mfu is not None else None,
-        precision=resolve_precision(params.trainer),
+        precision=str(trainer.precision),  # what ran: Lightning may substitute one
         world_size=trainer.world_size,
         resumed_from_step=throughput.start_step,
         first_batch_windows=probe.windows,

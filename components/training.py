@@ -75,7 +75,9 @@ def make_trainer(cfg: TrainerParams, callbacks: list[pl.Callback], **options: An
     interactive = sys.stderr.isatty()
     try:
         return _trainer(cfg, callbacks, interactive, **options)
-    except MisconfigurationException as error:  # e.g. accelerator: gpu on a machine without
+    # Lightning refuses settings this machine cannot run (accelerator: gpu without a GPU,
+    # strategy: fsdp on CPUs) with either exception.
+    except (MisconfigurationException, ValueError) as error:
         raise ConfigError([f"trainer: {error}"]) from None
 
 

@@ -84,8 +84,9 @@ def test_windows_do_not_overlap_and_respect_the_token_budget():
     chunks = windows(ids, block_size=8, max_tokens=40)
     assert chunks.shape == (5, 9)
     assert chunks[1, 0] == chunks[0, -1]  # each window's first input is the last target before
-    with pytest.raises(SourceError, match="cannot fill one window"):
-        windows(np.arange(5), block_size=8, max_tokens=100)
+    for too_short in (np.arange(5), np.arange(1), np.arange(0)):  # an empty text: no tokens
+        with pytest.raises(SourceError, match="cannot fill one window"):
+            windows(too_short, block_size=8, max_tokens=100)
 
 
 def test_target_bytes_count_text_not_special_tokens(token_corpus):

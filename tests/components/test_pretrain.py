@@ -194,9 +194,26 @@ def test_ddp_on_two_cpu_processes(trained_workspace):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without")
-def test_a_gpu_accelerator_without_a_gpu_is_a_config_error():
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"accelerator": "gpu"}, "trainer: No supported gpu backend found"),
+        ({"strategy": "fsdp"}, "trainer: The strategy `fsdp` requires a GPU accelerator"),
+    ],
+)
+def test_settings_that_need_a_gpu_are_config_errors_without_one(setting, message):
     from components.config import TrainerParams
     from components.training import make_trainer
 
-    with pytest.raises(ConfigError, match="trainer: No supported gpu backend found"):
-        make_trainer(TrainerParams(accelerator="gpu"), [])
+    with pytest.raises(ConfigError, match=message):
+        make_trainer(TrainerParams(**setting), [])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="Lightning substitutes bf16 on CPUs only")
+def test_the_precision_reported_is_the_one_that_ran(trained_workspace):
+    params = make_params(
+        model=TINY_MODEL,
+        trainer={**CPU_TRAINER, "precision": "16-mixed"},
+        pretrain={**PRETRAIN, "max_steps": 4, "val_every": 2, "checkpoint_every": 2},
+    )
+    assert run(params, trained_workspace).precision == "bf16-mixed"
