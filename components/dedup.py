@@ -39,9 +39,12 @@ _UINT32_MAX = np.iinfo(np.uint32).max
 _BLOCK = 8192
 _MAX_CACHED_WORDS = 1 << 20
 # Memory the indexes take per document kept (datasketch 2.0, CPython 3.11, measured on
-# 100,000 documents): the exact index's digest, and the near index's entry in each band.
+# 100,000 documents): the exact index's digest, the near index's entry in each band, and
+# the signature kept to check the index's candidates (numpy's array header, then 4 bytes a
+# value).
 EXACT_INDEX_BYTES = 140
 NEAR_INDEX_BYTES_PER_BAND = 410
+SIGNATURE_HEADER_BYTES = 112
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +131,10 @@ def signatures(
     return [signature(shingle_hashes(words, shingle_words), permutations) for words in word_lists]
 
 
-def index_bytes(documents: int, bands: int) -> int:
+def index_bytes(documents: int, bands: int, num_perm: int) -> int:
     """Memory the indexes need once ``documents`` are kept (``bands``: 0 without near dedup)."""
-    return documents * (EXACT_INDEX_BYTES + bands * NEAR_INDEX_BYTES_PER_BAND)
+    near = bands * NEAR_INDEX_BYTES_PER_BAND + SIGNATURE_HEADER_BYTES + 4 * num_perm
+    return documents * (EXACT_INDEX_BYTES + (near if bands else 0))
 
 
 class Deduplicator:
@@ -146,7 +150,7 @@ class Deduplicator:
         self._hashes: set[str] = set()
         self.permutations = Permutations.of(cfg) if cfg.near else None
         self._index: tuple[MinHashLSH, Callable[..., LeanMinHash]] | None = None
-        self._count = 0
+        self._signatures: list[np.ndarray] = []  # of the kept documents, by LSH key
 
     def prepare(self) -> None:
         """Build the near-duplicate index now, so that bad parameters fail before any work.
@@ -180,7 +184,7 @@ class Deduplicator:
         """Warn when the indexes could take more than half of this machine's memory."""
         import psutil  # main process only, like datasketch
 
-        needed = index_bytes(self.documents, bands)
+        needed = index_bytes(self.documents, bands, self.cfg.num_perm)
         total = psutil.virtual_memory().total
         if needed > total / 2:
             log.warning(
@@ -201,9 +205,18 @@ class Deduplicator:
         if self.cfg.near and signature is not None:
             lsh, wrap = self._near_index()
             minhash = wrap(hashvalues=signature)
-            if lsh.query(minhash):
+            # LSH candidates share a band only: keep those whose estimate is below threshold.
+            if any(self._similar(signature, int(key)) for key in lsh.query(minhash)):
                 return "near_duplicate"
-            lsh.insert(str(self._count), minhash, check_duplication=False)
+            lsh.insert(str(len(self._signatures)), minhash, check_duplication=False)
+            self._signatures.append(signature)
         self._hashes.add(text_hash)
-        self._count += 1
         return None
+
+    def _similar(self, signature: np.ndarray, kept: int) -> bool:
+        """Whether the similarity to kept document ``kept`` reaches the threshold.
+
+        The share of equal MinHash values estimates the Jaccard similarity.
+        """
+        equal = np.count_nonzero(signature == self._signatures[kept])
+        return equal >= self.cfg.threshold * signature.size

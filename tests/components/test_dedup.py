@@ -204,7 +204,21 @@ def test_index_memory_per_document_is_as_documented(near):
         tracemalloc.stop()
     bands = dedup._near_index()[0].b if near else 0
     # Hash tables grow by doubling, so the cost per document moves with the count.
-    assert 0.6 < grown / index_bytes(count, bands) < 1.6
+    assert 0.6 < grown / index_bytes(count, bands, dedup.cfg.num_perm) < 1.6
+
+
+@pytest.mark.parametrize(("equal_share", "reason"), [(0.6, None), (0.9, "near_duplicate")])
+def test_an_lsh_candidate_is_a_duplicate_only_at_the_threshold(equal_share, reason):
+    dedup = Deduplicator(DedupParams(threshold=0.8))
+    lsh = dedup._near_index()[0]
+    rng = np.random.default_rng(0)
+    kept = rng.integers(0, 2**32, dedup.cfg.num_perm, dtype=np.uint32)
+    assert dedup.check("a" * 40, kept) is None
+    # Equal in the first band (an LSH candidate), then in ``equal_share`` of all values.
+    other = rng.integers(0, 2**32, dedup.cfg.num_perm, dtype=np.uint32)
+    equal = max(lsh.r, int(equal_share * dedup.cfg.num_perm))
+    other[:equal] = kept[:equal]
+    assert dedup.check("b" * 40, other) == reason
 
 
 def test_an_index_too_large_for_the_machine_is_announced(caplog):
