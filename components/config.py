@@ -150,6 +150,15 @@ class IngestParams(Section):
                 raise ValueError(f"a {algo} digest has {expected} hex digits")
         return checksum
 
+    @model_validator(mode="after")
+    def _check_latest_checksum(self) -> Self:
+        if self.source == "latest" and self.checksum:
+            raise ValueError(
+                "checksum: source 'latest' is checked against the sha1 the mirror publishes "
+                "for its newest dump; remove checksum, or name the dump's URL as source"
+            )
+        return self
+
 
 class RepetitionParams(Section):
     """Gopher repetition thresholds (Rae et al. 2021, table A1): max fractions allowed."""

@@ -44,6 +44,10 @@ def test_repository_params_yaml_is_valid_and_explicit():
         ({"clean": {"language": "xx"}}, "clean.language: stopwordsiso has no stop-word list"),
         ({"ingest": {"checksum": "sha1:abc"}}, "ingest.checksum: a sha1 digest has 40 hex digits"),
         ({"ingest": {"checksum": "crc:00"}}, "ingest.checksum: String should match pattern"),
+        (
+            {"ingest": {"source": "latest", "checksum": "sha1:" + "0" * 40}},
+            "ingest.checksum: source 'latest' is checked against the sha1 the mirror publishes",
+        ),
         ({"validate": {"min_chars": 10, "max_chars": 5}}, "validate.min_chars: must not exceed"),
         ({"tokenize": {"special_tokens": []}}, "tokenize.special_tokens: the first entry"),
         ({"tokenize": {"special_tokens": ["<a>", "<a>"]}}, "tokenize.special_tokens: entries must"),
