@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import re
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from components.readahead import ReadAhead
 
 _BZ2_MAGIC = b"BZh"
 _GZIP_MAGIC = b"\x1f\x8b"
+_EXPAT_POSITION = re.compile(r": line \d+, column \d+$")
 # Namespace keys whose links render nothing in article text: Media, File, Category.
 HIDDEN_NAMESPACE_KEYS = frozenset({-2, 6, 14})
 
@@ -136,9 +138,11 @@ class DumpReader:
         line, column = error.position
         if "no element found" in str(error) and not self._root_seen:
             return SourceError(f"{self.path} is empty: no XML in it")
-        # expat counts columns from 0; editors count from 1.
+        # expat counts columns from 0; editors count from 1. Its message ends with its own
+        # position ("mismatched tag: line 54, column 4"), left out for this one.
         where = f"line {line}, column {column + 1}"
-        return SourceError(f"{self.path}: malformed XML at {where}: {error}")
+        reason = _EXPAT_POSITION.sub("", str(error))
+        return SourceError(f"{self.path}: malformed XML at {where}: {reason}")
 
     def _parse(self, stream: IO[bytes]) -> Iterator[Page]:
         root = None

@@ -191,6 +191,7 @@ def test_malformed_xml_names_line_and_column(tmp_path, compression):
     with pytest.raises(SourceError, match=rf"malformed XML at line {line}, column \d+") as caught:
         _read(path)
     assert str(caught.value).startswith(str(path))
+    assert str(caught.value).endswith(": mismatched tag")  # one position, not expat's too
     assert "\n" not in str(caught.value)
 
 
