@@ -34,6 +34,12 @@ class SourceError(WikilmError):
     """A dump or dataset cannot be found, fetched, decompressed or parsed."""
 
 
+class Unreachable(SourceError):
+    """A server did not answer, or stopped answering: the same run may work later."""
+
+    exit_code = 75  # EX_TEMPFAIL (sysexits.h): what schedulers treat as worth a retry
+
+
 class ArtifactError(WikilmError):
     """An upstream artifact is missing, of the wrong version, or inconsistent."""
 

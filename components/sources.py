@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from components.artifacts import file_digest
-from components.errors import SourceError
+from components.errors import SourceError, Unreachable
 from components.progress import progress
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def latest_dump(mirror: str, wiki: str, timeout: float = 60.0) -> tuple[str, str
         with urllib.request.urlopen(listing, timeout=timeout) as response:  # noqa: S310
             text = response.read().decode("utf-8", errors="replace")
     except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as error:
-        raise SourceError(f"cannot read the latest dump listing {listing}: {error}") from None
+        raise Unreachable(f"cannot read the latest dump listing {listing}: {error}") from None
     name = LATEST_FILE.format(wiki=wiki)
     for line in text.splitlines():
         digest, _, file = line.strip().partition("  ")
@@ -156,7 +156,7 @@ def download(url: str, folder: Path, checksum: str | None, timeout: float) -> Pa
                     f"cannot download {url}: HTTP {error.code} {error.reason}"
                 ) from None
             if attempt == _ATTEMPTS:
-                raise SourceError(
+                raise Unreachable(
                     f"cannot download {url} after {attempt} attempts: {error}"
                 ) from None
             log.warning("download interrupted (%s); resuming (attempt %d)", error, attempt + 1)

@@ -15,6 +15,7 @@ retrains only when that differs from the dump last ingested.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -23,18 +24,51 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.states import State
 
 from components.config import Paths, load_params
-from components.errors import WikilmError
+from components.errors import Unreachable, WikilmError
 from components.tracking import pipeline_run
 from flows.approval import await_approval
 from flows.dag import PIPELINE_PARAMS, check_pipeline_params, dvc_stages
 from flows.pipeline import record_outcome, this_environment
 from flows.summary import stage_line
 
-# Stages whose failures may be transient (a dump download): retried with backoff.
+# Stages whose failures may be transient (a dump download): retried with backoff, when
+# the stage says so with its exit code (components.errors.Unreachable).
 RETRIED_STAGES = {"ingest": [30, 120]}
 SKIPPED_MARK = "didn't change, skipping"
+# How DVC reports a stage command's failure, and how a stage reports its own error.
+_DVC_EXIT = re.compile(r"failed to run: .*, exited with (-?\d+)")
+_STAGE_ERROR = re.compile(r"^error: .*", re.M)
+
+
+class StageFailed(WikilmError):
+    """A stage run through DVC failed; ``transient`` when a retry may succeed."""
+
+    def __init__(self, message: str, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def stage_failure(stage: str, output: str, returncode: int) -> StageFailed:
+    """The failure of a stage from DVC's output: the stage's own error line, when it has one."""
+    errors = _STAGE_ERROR.findall(output)
+    exit_code = _DVC_EXIT.search(output)
+    code = int(exit_code.group(1)) if exit_code else None
+    reason = errors[-1] if errors else f"dvc exit code {returncode}"
+    return StageFailed(f"stage {stage} failed: {reason}", code == Unreachable.exit_code)
+
+
+def _retry_if_transient(task: object, task_run: object, state: State) -> bool:
+    """Prefect's retry condition: only failures that a later attempt may not repeat."""
+    try:
+        state.result()
+    except StageFailed as failure:
+        return failure.transient
+    except Exception:  # noqa: BLE001 - anything else (a crash of DVC itself): retry
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -68,7 +102,7 @@ def run_stage(stage: str, root: str, force: bool = False) -> StageReport:
         if line.strip():
             logger.info(line)
     if done.returncode:
-        raise WikilmError(f"stage {stage} failed (dvc exit code {done.returncode})")
+        raise stage_failure(stage, done.stdout + done.stderr, done.returncode)
     status = "skipped" if SKIPPED_MARK in done.stdout else "ran"
     paths = Paths.resolve(load_params(Path(root) / PIPELINE_PARAMS).paths, Path(root))
     return StageReport(
@@ -152,6 +186,7 @@ def wikilm_pipeline(
                 name=stage,
                 retries=len(RETRIED_STAGES.get(stage, [])),
                 retry_delay_seconds=RETRIED_STAGES.get(stage, 0),
+                retry_condition_fn=_retry_if_transient,
             )
             # A new dump behind the same "latest" name is invisible to DVC: force ingest.
             reports.append(step(stage, str(paths.root), force or (new_dump and stage == "ingest")))

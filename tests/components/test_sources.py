@@ -4,7 +4,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from components.errors import SourceError
+from components.errors import SourceError, Unreachable
 from components.sources import BUILTIN, builtin_path, latest_dump, resolve
 
 BODY = bytes(range(256)) * 1024  # 256 KiB, every byte value
@@ -205,7 +205,7 @@ def test_http_404_names_the_url(tmp_path, serve):
 
 def test_server_error_is_retried_then_reported(tmp_path, serve):
     server = serve(status=503)
-    with pytest.raises(SourceError, match="after 3 attempts") as caught:
+    with pytest.raises(Unreachable, match="after 3 attempts") as caught:
         resolve(server.url, tmp_path, tmp_path / "dl")
     assert server.url in str(caught.value)
     assert len(server.ranges) == 3
@@ -237,5 +237,5 @@ def test_latest_for_an_unlisted_wiki_is_a_clear_error(tmp_path, mirror):
     (latest.parent.parent / "dewiki" / "latest" / "dewiki-latest-sha1sums.txt").write_text("")
     with pytest.raises(SourceError, match="does not list dewiki-latest-pages-articles"):
         latest_dump(url, "dewiki")
-    with pytest.raises(SourceError, match="cannot read the latest dump listing"):
+    with pytest.raises(Unreachable, match="cannot read the latest dump listing"):
         latest_dump(url, "frwiki")

@@ -94,6 +94,43 @@ def test_a_failing_stage_fails_the_flow(tmp_path, monkeypatch):
         wikilm_pipeline(params_file=str(params))
 
 
+def test_a_stage_failing_on_bad_input_fails_once_with_its_own_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("WIKILM_TRACKING", "off")
+    fail = (
+        "python -c \"import sys; open('attempts', 'a').write('x'); "
+        "sys.exit('error: ingest: ingest.source: file not found: dumps/typo.xml.bz2')\""
+    )
+    params = _project(tmp_path / "typo", {"ingest": _stage(fail, ["x"])})
+    message = "stage ingest failed: error: ingest: ingest.source: file not found: dumps/typo"
+    with pytest.raises(WikilmError, match=message):
+        wikilm_pipeline(params_file=str(params))
+    assert (params.parent / "attempts").read_text() == "x"  # not retried: it would fail again
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "transient"), [(75, True), (1, False), (2, False), (None, True)]
+)
+def test_only_transient_stage_failures_are_retried(exit_code, transient):
+    from prefect.states import Failed
+
+    from flows.pipeline_flow import _retry_if_transient, stage_failure
+
+    if exit_code is None:  # DVC itself failed, before running the stage
+        failure = RuntimeError("dvc crashed")
+    else:
+        output = (
+            "error: ingest: cannot download https://mirror/x.bz2 after 5 attempts: timed out\n"
+            f"ERROR: failed to reproduce 'ingest': failed to run: python -m components ingest, "
+            f"exited with {exit_code}\n"
+        )
+        failure = stage_failure("ingest", output, 255)
+        assert str(failure) == (
+            "stage ingest failed: error: ingest: cannot download https://mirror/x.bz2 after 5 "
+            "attempts: timed out"
+        )
+    assert _retry_if_transient(None, None, Failed(data=failure)) is transient
+
+
 def test_the_flow_summary_is_published_as_an_artifact(toy):
     from prefect.client.orchestration import get_client
 
