@@ -57,7 +57,10 @@ _HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.M)
 # (their text is kept), magic words, and stray (unbalanced) wikitext brackets. Each is removed
 # on its own: str.replace and patterns with a literal first character let the search skip
 # ahead, where one alternation of them all tried every branch at every character.
-_QUOTES = ("'''''", "''''", "'''", "''")
+_QUOTE_RUN = re.compile(r"''+")
+# A bold run glued to words on both sides (l'''Express, Titanic'''s): where a line has odd
+# numbers of bold and italic runs, MediaWiki reads one bold run as an apostrophe and italics.
+_GLUED_BOLD = re.compile(r"(?<=\w)'''(?=\w)")
 _TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^<>]*/?>|<[rR][eE][fF]\b[^>]*")
 _MAGIC_WORD = re.compile(r"__[A-Za-z]+__")
 _STRAY_BRACKETS = ("{{", "}}", "[[", "]]", "{|", "|}")
@@ -214,6 +217,7 @@ _SYMBOLS = {
     "spaced ndash": " \u2013 ",
     "nbsp": " ",
     "'": "'",
+    "'s": "'s",
     # Placeholders until the end: MediaWiki splits a template's arguments before it expands
     # {{!}} and {{=}}, so they must not split or name the arguments of an outer template.
     "!": "\x01",
@@ -283,14 +287,42 @@ def _render_inline(text: str) -> str:
     """Formatting, lists, HTML tags, magic words and entities -> plain characters."""
     text = _BREAK.sub(" ", text)
     text = _LINE_MARKUP.sub("", text)
-    for quotes in _QUOTES:
-        text = text.replace(quotes, "")
+    if "''" in text:
+        text = _strip_quotes(text)
     text = _TAG.sub("", text)
     if "__" in text:
         text = _MAGIC_WORD.sub("", text)
     for bracket in _STRAY_BRACKETS:
         text = text.replace(bracket, "")
     return html.unescape(text) if "&" in text else text
+
+
+def _strip_quotes(text: str) -> str:
+    """Remove bold and italic quote runs, keeping the apostrophes MediaWiki shows.
+
+    Four quotes are an apostrophe and bold, more than five are apostrophes and bold italics;
+    and a line with odd numbers of bold and italic runs reads one glued bold run as an
+    apostrophe and italics (MediaWiki's doQuotes).
+    """
+    if _GLUED_BOLD.search(text):  # rare: only then is each line's parity needed
+        text = "\n".join(map(_odd_bold_as_apostrophe, text.split("\n")))
+    return _QUOTE_RUN.sub(_quote_run, text)
+
+
+def _odd_bold_as_apostrophe(line: str) -> str:
+    runs = [len(run) for run in _QUOTE_RUN.findall(line)]
+    bold = sum(n in (3, 4) or n >= 5 for n in runs)
+    italic = sum(n == 2 or n >= 5 for n in runs)
+    if bold % 2 and italic % 2:
+        return _GLUED_BOLD.sub("'", line, count=1)
+    return line
+
+
+def _quote_run(match: re.Match[str]) -> str:
+    size = len(match.group())
+    if size == 4:
+        return "'"
+    return "'" * (size - 5) if size > 5 else ""
 
 
 def _tidy(text: str) -> str:

@@ -139,6 +139,12 @@ LINKS = (
 LAYOUT = (
     ("plain", "Just text.", "Just text."),
     ("bold-italic", "'''Bold''' and ''italic'' and '''''both'''''.", "Bold and italic and both."),
+    # MediaWiki's apostrophes among quote runs: four quotes, odd bold/italic counts, {{'s}}.
+    ("apostrophe-then-bold", "'''Stas''''s house", "Stas's house"),
+    ("italic-then-possessive", "''Titanic'''s box office", "Titanic's box office"),
+    ("elision-before-italic", "Le journal l'''Express'' est", "Le journal l'Express est"),
+    ("possessive-template", "''Eagle''{{'s}} footpads", "Eagle's footpads"),
+    ("glued-bold-kept-even", "'''Haus'''tür and ''x''", "Haustür and x"),
     ("heading", "Intro.\n== History ==\nOld.", "Intro.\n\nHistory\n\nOld."),
     ("heading-no-spaces", "Intro.\n==History==\nOld.", "Intro.\n\nHistory\n\nOld."),
     ("heading-with-link", "Intro.\n== [[Early life|Youth]] ==\nOld.", "Intro.\n\nYouth\n\nOld."),
