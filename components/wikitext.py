@@ -37,7 +37,9 @@ _DROP_TAGS = (
     "templatedata|syntaxhighlight|source|hiero|inputbox|categorytree|indicator"
 )
 _SELF_CLOSING = re.compile(rf"<(?:{_DROP_TAGS})\b[^>]*/>", re.I)
-_DROP_BLOCK = re.compile(rf"<({_DROP_TAGS})\b[^>]*>.*?</\1\s*>", re.I | re.S)
+# The content stops at the next opening of the same tag: an unclosed <ref> fails there, not
+# at the text's end (which made many unclosed tags cost quadratic time).
+_DROP_BLOCK = re.compile(rf"<({_DROP_TAGS})\b[^>]*>(?:[^<]++|<(?!/?\1\b))*+</\1\s*>", re.I)
 _UNCLOSED_REF = re.compile(r"<ref\b[^>]*>", re.I)
 _QUALIFIER = re.compile(r"\s*\([^()]*\)$")
 # Possessive loops (Python 3.11+): runs of plain characters are consumed whole and never
@@ -48,9 +50,12 @@ _TABLE = re.compile(r"\{\|(?:(?!\{\||\|\}).)*?\|\}", re.S)
 # MediaWiki's default $wgUrlProtocols (the common ones), and protocol-relative //host links.
 _URL_SCHEMES = "https?:|s?ftp:|mailto:|news:|irc:|ircs:|gopher:|telnet:|git:|svn:|//"
 # The label may hold internal links ([http://x.org The [[Foo|bar]] page]): they are rendered
-# later, with the other links.
+# later, with the other links. As in MediaWiki, it ends at the line's end and cannot hold
+# another external link, so an unclosed bracket stays literal; and a failed match stops
+# there, where one running on to the text's end made unclosed links cost quadratic time.
 _EXTERNAL_LINK = re.compile(
-    rf"\[(?:{_URL_SCHEMES})[^\s\]]*\s*((?:[^\[\]]++|\[\[[^\[\]]*+\]\]|\[(?!\[))*+)\]"
+    rf"\[(?:{_URL_SCHEMES})[^\s\]]*[ \t]*"
+    rf"((?:[^\[\]\n]++|\[\[[^\[\]\n]*+\]\]|\[(?!\[|{_URL_SCHEMES}))*+)\]"
 )
 _HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.M)
 # Inline markup: bold/italic quotes (longest run first, as the parser reads them), HTML tags

@@ -78,6 +78,7 @@ TAGS_AND_COMMENTS = (
     ("ref-named-quoted", 'Fact.<ref name="a b" /> More.', "Fact. More."),
     ("ref-with-attributes", "Fact.<ref group=n name=y>x</ref> More.", "Fact. More."),
     ("ref-unclosed", "Fact.<ref>never closed More.", "Fact.never closed More."),
+    ("ref-unclosed-then-closed", "A<ref name=a> B<ref>x</ref> C.", "A B C."),
     ("references", "Text.\n== Notes ==\n<references />", "Text."),
     ("comment", "A<!-- hidden -->B", "AB"),
     ("comment-multiline", "A<!-- one\ntwo -->B", "AB"),
@@ -95,6 +96,16 @@ TAGS_AND_COMMENTS = (
 )
 
 LINKS = (
+    (
+        "external-unclosed-stays-literal",
+        "See [http://a.com the first site. Then [http://b.com Site B] and more.",
+        "See [http://a.com the first site. Then Site B and more.",
+    ),
+    (
+        "external-label-ends-with-its-line",
+        "[http://a.com one\ntwo] three",
+        "[http://a.com one\n\ntwo] three",
+    ),
     ("link", "A [[Target]] here.", "A Target here."),
     ("link-label", "A [[Target page|label]] here.", "A label here."),
     ("link-trail", "Many [[cat]]s.", "Many cats."),
