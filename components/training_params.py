@@ -180,7 +180,12 @@ class ExportParams(Section):
 
     opset: int = Field(18, ge=18, le=23)
     parity_tolerance: float = Field(1e-4, gt=0, description="max |logit difference| allowed")
-    verify_batch: int = Field(8, ge=1, description="held-out windows/texts compared")
+    verify_batch: int = Field(
+        8,
+        ge=1,
+        description="held-out LM windows compared; the classifier is compared on its test "
+        "split (at most 512 texts), the texts its int8 accuracy is measured on",
+    )
     # Batch 1 is required: the promotion gate's latency rule reads it.
     latency_batch_sizes: list[PositiveInt] = Field([1, 32], min_length=1)
     latency_seq_len: int = Field(128, ge=1, description="cut to the model's block_size")
