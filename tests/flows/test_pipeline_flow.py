@@ -208,36 +208,13 @@ def test_unanswered_approval_forms_leave_both_challengers_pending(exported_works
 def test_a_refused_answer_leaves_the_version_pending_and_the_run_going(
     exported_workspace, monkeypatch
 ):
-    import threading
-    from uuid import UUID
-
-    from prefect import flow
-    from prefect.client.orchestration import get_client
-    from prefect.runtime import flow_run
-
     from components.registry import APPROVAL_TAG, Registry
-    from flows.approval import await_approval
 
     paths = exported_workspace
     params, outcomes = _pending_classifier(paths, monkeypatch)
-    run_ids: list[str] = []
-
-    @flow
-    def waiting() -> list[dict]:
-        run_ids.append(flow_run.id)
-        await_approval(params, paths, outcomes, timeout_s=120)
-        return outcomes
-
-    def trainer_approves_own_run() -> None:  # refused by the four-eyes rule
-        run_id = _paused(run_ids)
-        with get_client(sync_client=True) as client:
-            form = {"approve": True, "reviewer": "trainer-bot", "comment": "mine is fine"}
-            client.resume_flow_run(UUID(run_id), run_input=form)
-
-    thread = threading.Thread(target=trainer_approves_own_run, daemon=True)
-    thread.start()
-    assert waiting()[0]["status"] == "awaiting approval"
-    thread.join(timeout=30)
+    # The trainer approving its own run: refused by the four-eyes rule.
+    form = {"approve": True, "reviewer": "trainer-bot", "comment": "mine is fine"}
+    assert _answer_in_the_form(params, paths, outcomes, form)[0]["status"] == "awaiting approval"
     tags = Registry(paths).version("wikilm-classifier", outcomes[0]["version"]).tags
     assert tags[APPROVAL_TAG] == "pending"
 
@@ -321,6 +298,19 @@ def test_a_latest_run_with_no_new_dump_retrains_nothing(tmp_path, dump_mirror, m
 
 
 def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, monkeypatch):
+    from components.registry import CHAMPION, Registry
+
+    paths = exported_workspace
+    params, outcomes = _pending_classifier(paths, monkeypatch)
+    form = {"approve": True, "reviewer": "ana", "comment": "looked at the errors"}
+    assert _answer_in_the_form(params, paths, outcomes, form)[0]["status"] == "approved"
+    champion = Registry(paths).alias("wikilm-classifier", CHAMPION)
+    assert str(champion.version) == outcomes[0]["version"]
+    assert Registry(paths).history("wikilm-classifier")[-1].actor == "ana"
+
+
+def _answer_in_the_form(params, paths, outcomes: list[dict], form: dict) -> list[dict]:
+    """Run a flow awaiting approval while a reviewer submits ``form``, as the Prefect UI does."""
     import threading
     from uuid import UUID
 
@@ -328,11 +318,8 @@ def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, m
     from prefect.client.orchestration import get_client
     from prefect.runtime import flow_run
 
-    from components.registry import CHAMPION, Registry
     from flows.approval import await_approval
 
-    paths = exported_workspace
-    params, outcomes = _pending_classifier(paths, monkeypatch)
     run_ids: list[str] = []
 
     @flow
@@ -341,19 +328,16 @@ def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, m
         await_approval(params, paths, outcomes, timeout_s=120)
         return outcomes
 
-    def reviewer() -> None:  # what the Prefect UI does when the form is submitted
+    def reviewer() -> None:
         run_id = _paused(run_ids)
         with get_client(sync_client=True) as client:
-            form = {"approve": True, "reviewer": "ana", "comment": "looked at the errors"}
             client.resume_flow_run(UUID(run_id), run_input=form)
 
     thread = threading.Thread(target=reviewer, daemon=True)
     thread.start()
-    assert waiting()[0]["status"] == "approved"
+    result = waiting()
     thread.join(timeout=30)
-    champion = Registry(paths).alias("wikilm-classifier", CHAMPION)
-    assert str(champion.version) == outcomes[0]["version"]
-    assert Registry(paths).history("wikilm-classifier")[-1].actor == "ana"
+    return result
 
 
 def _paused(run_ids: list[str]) -> str:
