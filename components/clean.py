@@ -24,7 +24,7 @@ from components.config import CleanParams, Params, Paths
 from components.dedup import Deduplicator, Permutations, signatures
 from components.documents import REJECTED_SCHEMA, Document, ShardWriter, count_rows, iter_batches
 from components.filters import TextView, first_failure, quality_filters, repetition_filters
-from components.parallel import import_in_background, ordered_map, worker_count
+from components.parallel import ordered_map, worker_count
 from components.progress import progress
 from components.stopwords import removable_stop_words
 from components.textstats import hash_words
@@ -132,10 +132,9 @@ def run(params: Params, paths: Paths) -> CleanResult:
     cfg = params.clean
     read_meta(paths.ingest, "ingest")
     started = time.perf_counter()
-    import_in_background("pandas")  # for the Parquet writer: pyarrow loads it on first use
     documents = count_rows(paths.ingest)
     dedup = Deduplicator(cfg.dedup, documents)
-    dedup.prepare()  # loads datasketch while the fork server loads the workers' modules
+    dedup.prepare()  # loads datasketch in the background while the workers start
     docs, words = Counter(), Counter()
     words_out = 0
     assess = partial(assess_batch, cfg=cfg, permutations=dedup.permutations)
@@ -157,6 +156,7 @@ def run(params: Params, paths: Paths) -> CleanResult:
                     kept.write((a.output or a.document).to_row())
                     words_out += a.words_out
             bar.update(len(assessments))
+        dedup.prepare().result()  # a bad index setting fails even if no document reached it
         kept.close()
         rejected.close()
         result = _result(docs, words, words_out, time.perf_counter() - started)

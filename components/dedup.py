@@ -10,8 +10,8 @@ with datasketch's own permutations. Workers apply them to a whole document at on
 the values equal ``MinHash(scheme="affine32", hashfunc=<identity>).update_batch(hashes)``
 (a test checks), without its Python call per shingle, which used to cost more than every
 quality rule together. Only the main process imports datasketch (it pulls in scipy, a second
-of start-up), for the LSH index, which it builds before any work so that a threshold the
-index cannot serve fails first.
+of start-up), for the LSH index. It builds the index in a background thread while the
+workers start, and a threshold the index cannot serve fails before any document is decided.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
@@ -150,35 +151,50 @@ class Deduplicator:
         self._hashes: set[str] = set()
         self.permutations = Permutations.of(cfg) if cfg.near else None
         self._index: tuple[MinHashLSH, Callable[..., LeanMinHash]] | None = None
+        self._build: Future[None] | None = None
         self._signatures: list[np.ndarray] = []  # of the kept documents, by LSH key
 
-    def prepare(self) -> None:
-        """Build the near-duplicate index now, so that bad parameters fail before any work.
+    def prepare(self) -> Future[None]:
+        """Start building the near-duplicate index in a background thread.
 
-        Raises:
+        Importing datasketch takes a second (it loads scipy): started before the workers,
+        the build overlaps with their first batches. A threshold the index cannot serve is
+        raised by the returned future and by the first :meth:`check`, before any document
+        is decided.
+
+        Raises (through the future):
             ConfigError: datasketch finds no LSH banding for the threshold and num_perm.
         """
-        if self.cfg.near:
-            self._near_index()
+        if self._build is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="lsh-index")
+            self._build = pool.submit(self._build_index)
+            pool.shutdown(wait=False)  # the build goes on; the pool takes no more work
+        return self._build
 
     def _near_index(self) -> tuple[MinHashLSH, Callable[..., LeanMinHash]]:
-        """The LSH index and a signature wrapper, built at first use."""
+        """The LSH index and a signature wrapper (waits for :meth:`prepare`'s build)."""
         if self._index is None:
-            from datasketch import LeanMinHash, MinHashLSH
-
-            try:
-                lsh = MinHashLSH(threshold=self.cfg.threshold, num_perm=self.cfg.num_perm)
-            except ValueError as error:
-                raise ConfigError(
-                    [
-                        f"clean.dedup.threshold: {self.cfg.threshold} with clean.dedup.num_perm "
-                        f"{self.cfg.num_perm} gives no usable LSH index ({error}); raise "
-                        "num_perm or lower the threshold"
-                    ]
-                ) from None
-            self._warn_if_too_large(lsh.b)
-            self._index = lsh, partial(LeanMinHash, seed=self.cfg.seed, scheme=SCHEME)
+            self.prepare().result()
+        assert self._index is not None
         return self._index
+
+    def _build_index(self) -> None:
+        if not self.cfg.near:
+            return
+        from datasketch import LeanMinHash, MinHashLSH
+
+        try:
+            lsh = MinHashLSH(threshold=self.cfg.threshold, num_perm=self.cfg.num_perm)
+        except ValueError as error:
+            raise ConfigError(
+                [
+                    f"clean.dedup.threshold: {self.cfg.threshold} with clean.dedup.num_perm "
+                    f"{self.cfg.num_perm} gives no usable LSH index ({error}); raise "
+                    "num_perm or lower the threshold"
+                ]
+            ) from None
+        self._warn_if_too_large(lsh.b)
+        self._index = lsh, partial(LeanMinHash, seed=self.cfg.seed, scheme=SCHEME)
 
     def _warn_if_too_large(self, bands: int) -> None:
         """Warn when the indexes could take more than half of this machine's memory."""

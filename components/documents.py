@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -108,7 +109,11 @@ class ShardWriter:
             path = self.folder / f"part-{self.shards:05d}.parquet"
             self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
             self.shards += 1
-        self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
+        columns = [
+            arrow_column([row.get(name) for row in self._buffer], self.schema.field(name).type)
+            for name in self.schema.names
+        ]
+        self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
         self._shard_rows_written += len(self._buffer)
         self.rows_written += len(self._buffer)
         self._buffer.clear()
@@ -119,6 +124,31 @@ class ShardWriter:
             self._writer.close()
             self._writer = None
             self._shard_rows_written = 0
+
+
+def arrow_column(values: list[Any], type_: pa.DataType) -> pa.Array:
+    """An Arrow string or integer array of ``values`` (None is null), built from buffers.
+
+    ``pa.array`` on Python objects imports pandas to probe them: 0.85 s at the start of a
+    stage that never uses it. Buffers built here skip that probe.
+    """
+    valid = np.fromiter((v is not None for v in values), bool, len(values))
+    nulls = len(values) - int(np.count_nonzero(valid))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    if pa.types.is_string(type_):
+        encoded = [b"" if v is None else v.encode("utf-8") for v in values]
+        offsets = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, encoded), np.int64, len(values)), out=offsets[1:])
+        data = [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+        # 64-bit offsets first: a cast to the 32-bit schema type says so if they overflow.
+        array = pa.Array.from_buffers(pa.large_string(), len(values), data, nulls)
+        return array.cast(type_)
+    if pa.types.is_integer(type_):
+        kind = "u" if pa.types.is_unsigned_integer(type_) else "i"
+        dtype = np.dtype(f"{kind}{type_.bit_width // 8}")
+        raw = np.fromiter((0 if v is None else v for v in values), dtype, len(values))
+        return pa.Array.from_buffers(type_, len(values), [bitmap, pa.py_buffer(raw)], nulls)
+    raise TypeError(f"no Arrow column builder for {type_}")
 
 
 def shard_paths(folder: Path) -> list[Path]:

@@ -20,7 +20,7 @@ from components.artifacts import atomic_dir, build_meta, file_digest, write_json
 from components.config import IngestParams, Params, Paths
 from components.documents import ShardWriter
 from components.errors import SourceError
-from components.parallel import import_in_background, ordered_map, worker_count
+from components.parallel import ordered_map, worker_count
 from components.progress import progress
 from components.wikitext import HIDDEN_LINK_NAMESPACES, Options, is_disambiguation, to_text
 from components.wikixml import DumpReader, Page
@@ -164,7 +164,6 @@ def run(params: Params, paths: Paths) -> IngestResult:
         latest=(cfg.mirror, cfg.wiki),
     )
     log.info("ingesting %s (%s)", source.name, source.path)
-    import_in_background("pandas")  # loaded by pyarrow when the first rows are written
     reader = DumpReader(source.path)
     outcomes: Counter[str] = Counter()
     text_chars = 0

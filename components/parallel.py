@@ -7,11 +7,9 @@ in memory. Keeping at most ``window`` tasks in flight keeps memory constant.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import multiprocessing
 import os
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -50,28 +48,6 @@ def prestart(module: str) -> None:
 
     _context(module)
     forkserver.ensure_running()
-
-
-def import_in_background(*modules: str) -> threading.Thread:
-    """Import ``modules`` in a daemon thread, while this process feeds and waits on workers.
-
-    For slow imports that only the main process needs, and only once results come back: a
-    second or more (datasketch loads scipy; pyarrow loads pandas at its first conversion of
-    Python objects). Started first, they run while the workers compute the first batches
-    instead of delaying the results. Python's import locks make a later ``import`` of the
-    same module wait for this one.
-    """
-
-    def load() -> None:
-        for module in modules:
-            try:
-                importlib.import_module(module)
-            except ImportError as error:  # the code that needs it reports it properly
-                log.debug("background import of %s failed: %s", module, error)
-
-    thread = threading.Thread(target=load, name="import-in-background", daemon=True)
-    thread.start()
-    return thread
 
 
 def ordered_map(

@@ -231,8 +231,12 @@ def test_an_index_too_large_for_the_machine_is_announced(caplog):
 
 
 @pytest.mark.parametrize(("threshold", "num_perm"), [(0.9, 16), (0.95, 32)])
-def test_a_threshold_the_index_cannot_serve_is_a_config_error_before_any_check(threshold, num_perm):
+def test_a_threshold_the_index_cannot_serve_is_a_config_error_before_any_decision(
+    threshold, num_perm
+):
     dedup = Deduplicator(DedupParams(threshold=threshold, num_perm=num_perm))
     with pytest.raises(ConfigError, match=r"clean\.dedup\.threshold: .* raise num_perm"):
-        dedup.prepare()
-    Deduplicator(DedupParams(threshold=threshold, near=False)).prepare()  # no index, no error
+        dedup.prepare().result()
+    with pytest.raises(ConfigError, match=r"clean\.dedup\.threshold"):
+        dedup.check("a" * 40, np.zeros(num_perm, dtype=np.uint32))
+    Deduplicator(DedupParams(threshold=threshold, near=False)).prepare().result()  # no index

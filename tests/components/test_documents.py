@@ -1,9 +1,14 @@
+import subprocess
+import sys
+
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from components.documents import (
     Document,
     ShardWriter,
+    arrow_column,
     count_rows,
     iter_batches,
     iter_documents,
@@ -15,6 +20,41 @@ from components.errors import ArtifactError
 
 def _row(i: int, text: str = "x") -> dict:
     return {"id": i, "title": f"T{i}", "revision_id": i * 10, "timestamp": None, "text": text}
+
+
+@pytest.mark.parametrize(
+    ("values", "type_"),
+    [
+        (["", "h\u00e4l\u00e9 \U0001f600", None, "x" * 5000], pa.string()),
+        ([None, None], pa.string()),
+        ([], pa.string()),
+        ([0, None, -5, 2**40], pa.int64()),
+        ([7, 1], pa.int32()),
+        ([None], pa.int64()),
+    ],
+)
+def test_arrow_columns_keep_values_and_nulls(values, type_):
+    column = arrow_column(values, type_)
+    column.validate(full=True)
+    assert column.type == type_
+    assert column.to_pylist() == values
+
+
+def test_an_integer_too_large_for_its_column_is_refused():
+    with pytest.raises(OverflowError):
+        arrow_column([2**70], pa.int64())
+
+
+def test_writing_shards_leaves_pandas_unloaded(tmp_path):
+    """Writing shards needs no pandas, whose import costs a stage a second of start-up."""
+    code = (
+        "import sys; from pathlib import Path; "
+        "from components.documents import Document, write_documents; "
+        f"write_documents(Path({str(tmp_path)!r}), [Document(1, 'T', 'text', {{}})]); "
+        "assert 'pandas' not in sys.modules, 'pandas was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert count_rows(tmp_path) == 1
 
 
 @pytest.mark.parametrize(

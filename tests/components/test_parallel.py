@@ -1,8 +1,6 @@
-"""The order-preserving process map and background imports."""
+"""The order-preserving process map."""
 
-import sys
-
-from components.parallel import import_in_background, ordered_map
+from components.parallel import ordered_map
 
 
 def _square(x: int) -> int:
@@ -25,11 +23,3 @@ def test_ordered_map_keeps_input_order_and_pulls_input_lazily():
 
 def test_one_worker_maps_in_this_process():
     assert list(ordered_map(_square, range(5), workers=1)) == [0, 1, 4, 9, 16]
-
-
-def test_import_in_background_loads_modules_and_tolerates_missing_ones():
-    sys.modules.pop("colorsys", None)
-    thread = import_in_background("no_such_module_here", "colorsys")
-    thread.join(timeout=30)
-    assert not thread.is_alive()
-    assert "colorsys" in sys.modules
