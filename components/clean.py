@@ -35,7 +35,9 @@ log = logging.getLogger(__name__)
 _SPACES = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
 _HAS_WORD = re.compile(r"\w")
 _WORD = re.compile(r"\w+")
+# Work comes to the workers in pieces of about 0.2 s: both stay busy to the last piece.
 _BATCH_DOCS = 128
+_BATCH_CHARS = 1_000_000
 
 
 class CleanResult(BaseModel):
@@ -138,7 +140,7 @@ def run(params: Params, paths: Paths) -> CleanResult:
     docs, words = Counter(), Counter()
     words_out = 0
     assess = partial(assess_batch, cfg=cfg, permutations=dedup.permutations)
-    batches = iter_batches(paths.ingest, _BATCH_DOCS)
+    batches = iter_batches(paths.ingest, _BATCH_DOCS, _BATCH_CHARS)
     with (
         atomic_dir(paths.clean) as out,
         progress(total=documents, unit="doc", desc="clean") as bar,

@@ -190,11 +190,31 @@ def read_batches(path: Path, **options: Any) -> Iterator[pa.RecordBatch]:
         raise _unreadable(path, error) from None
 
 
-def iter_batches(folder: Path, batch_rows: int = 1024) -> Iterator[list[Document]]:
-    """Yield documents in shard order, ``batch_rows`` at a time."""
+def iter_batches(
+    folder: Path, batch_rows: int = 1024, batch_chars: int | None = None
+) -> Iterator[list[Document]]:
+    """Yield documents in shard order, ``batch_rows`` at a time.
+
+    With ``batch_chars``, a batch also holds at most that many characters of text (a longer
+    document makes a batch of its own): parallel work then comes in even pieces.
+    """
     for path in shard_paths(folder):
         for batch in read_batches(path, batch_size=batch_rows):
-            yield [Document.from_row(row) for row in batch.to_pylist()]
+            documents = [Document.from_row(row) for row in batch.to_pylist()]
+            yield from _split_by_chars(documents, batch_chars) if batch_chars else [documents]
+
+
+def _split_by_chars(documents: list[Document], limit: int) -> Iterator[list[Document]]:
+    part: list[Document] = []
+    chars = 0
+    for doc in documents:
+        if part and chars + len(doc.text) > limit:
+            yield part
+            part, chars = [], 0
+        part.append(doc)
+        chars += len(doc.text)
+    if part:
+        yield part
 
 
 def iter_documents(folder: Path) -> Iterator[Document]:

@@ -87,6 +87,23 @@ def test_documents_round_trip_with_metadata(tmp_path):
     assert [len(b) for b in iter_batches(tmp_path, batch_rows=1)] == [1]
 
 
+@pytest.mark.parametrize(
+    ("lengths", "batch_chars", "sizes"),
+    [
+        ([3, 3, 3, 3], 6, [2, 2]),
+        ([3, 3, 3, 3], 7, [2, 2]),
+        ([10, 1, 1], 5, [1, 2]),  # a document longer than the bound is a batch of its own
+        ([1, 1, 1, 1, 1], 100, [4, 1]),  # batch_rows still bounds the batch
+    ],
+)
+def test_batches_are_bounded_by_text_size(tmp_path, lengths, batch_chars, sizes):
+    docs = [Document(i, f"T{i}", "x" * n) for i, n in enumerate(lengths)]
+    write_documents(tmp_path, docs)
+    batches = list(iter_batches(tmp_path, batch_rows=4, batch_chars=batch_chars))
+    assert [len(b) for b in batches] == sizes
+    assert [d for b in batches for d in b] == docs
+
+
 def test_missing_shards_is_an_actionable_error(tmp_path):
     with pytest.raises(ArtifactError, match="rerun the stage"):
         count_rows(tmp_path)
