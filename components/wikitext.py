@@ -57,7 +57,11 @@ _EXTERNAL_LINK = re.compile(
     rf"\[(?:{_URL_SCHEMES})[^\s\]]*[ \t]*"
     rf"((?:[^\[\]\n]++|\[\[[^\[\]\n]*+\]\]|\[(?!\[|{_URL_SCHEMES}))*+)\]"
 )
-_HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.M)
+# Patterns that start with a literal character let the search skip ahead to it; anchors and
+# look-behinds come after that character ("=(?<=^=)", "\n..."): one that starts with "^" is
+# tried at every character, which made each of these passes 4 to 7 times slower.
+# A heading: its level is one more than the length of group 1.
+_HEADING = re.compile(r"=(?<=^=)(={0,5})\s*(.+?)\s*=\1\s*$", re.M)
 # Inline markup: bold/italic quotes (longest run first, as the parser reads them), HTML tags
 # (their text is kept), magic words, and stray (unbalanced) wikitext brackets. Each is removed
 # on its own: str.replace and patterns with a literal first character let the search skip
@@ -65,12 +69,15 @@ _HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.M)
 _QUOTE_RUN = re.compile(r"''+")
 # A bold run glued to words on both sides (l'''Express, Titanic'''s): where a line has odd
 # numbers of bold and italic runs, MediaWiki reads one bold run as an apostrophe and italics.
-_GLUED_BOLD = re.compile(r"(?<=\w)'''(?=\w)")
+# The look-behind comes after the quotes: the search then skips ahead to each run of quotes
+# instead of trying the look-behind at every character (30x faster).
+_GLUED_BOLD = re.compile(r"'''(?<=\w''')(?=\w)")
 _TAG = re.compile(r"</?[a-zA-Z][a-zA-Z0-9]*\b[^<>]*/?>|<[rR][eE][fF]\b[^>]*")
 _MAGIC_WORD = re.compile(r"__[A-Za-z]+__")
 _STRAY_BRACKETS = ("{{", "}}", "[[", "]]", "{|", "|}")
 # Line starts removed in one pass: list/indent markers, horizontal rules, table-row leftovers.
-_LINE_MARKUP = re.compile(r"^(?:[*#:;]+[ \t]*|-{4,}[ \t]*$|[ \t]*[|!].*$)", re.M)
+# Matched with the newline before them (see _HEADING), in a text that starts with one.
+_LINE_MARKUP = re.compile(r"\n(?:[*#:;]+[ \t]*|-{4,}[ \t]*(?=\n|$)|[ \t]*[|!][^\n]*)")
 _BREAK = re.compile(r"</?br\s*/?>", re.I)  # </br> is a common typo
 # Spaces other than the plain one, replaced with str.replace before runs are collapsed.
 _OTHER_SPACES = ("\t", "\u00a0", "\u2009", "\u202f")
@@ -84,6 +91,7 @@ _OPEN_PAREN_PUNCT = re.compile(r"\(\s*[,;:]\s*")
 # Last resort for the promise that no markup token survives (the validate suite checks it):
 # tokens spelled with entities (``&#123;&#123;``) or brought together by the removals above.
 _LEFTOVER = re.compile(r"\{\{|\}\}|\[\[|\{\||</?ref(?:\s[^<>]*)?/?>|<(?=ref)", re.I)
+_LEFTOVER_STARTS = ("{{", "}}", "[[", "{|", "<")
 _HEADING_MARK = "\x00"
 _DISAMBIGUATION = re.compile(
     r"\{\{\s*(?:disambig(?:uation)?|dab|disamb|hndis|geodis|set index|"
@@ -285,13 +293,13 @@ _PROSE: dict[str, Callable[[list[str]], str]] = {
 
 def _mark_heading(match: re.Match[str]) -> str:
     """Turn a heading into a marked line so that empty sections can be dropped later."""
-    return f"{_HEADING_MARK}{len(match.group(1))}{_HEADING_MARK}{match.group(2)}"
+    return f"{_HEADING_MARK}{len(match.group(1)) + 1}{_HEADING_MARK}{match.group(2)}"
 
 
 def _render_inline(text: str) -> str:
     """Formatting, lists, HTML tags, magic words and entities -> plain characters."""
     text = _BREAK.sub(" ", text)
-    text = _LINE_MARKUP.sub("", text)
+    text = _LINE_MARKUP.sub("\n", "\n" + text)[1:]
     if "''" in text:
         text = _strip_quotes(text)
     text = _TAG.sub("", text)
@@ -336,7 +344,8 @@ def _tidy(text: str) -> str:
     # Parentheses emptied by removed templates go first, so the spaces around them collapse.
     text = _EMPTY_PARENS.sub("", text)
     text = _OPEN_PAREN_PUNCT.sub("(", text)
-    text = _innermost_first(_LEFTOVER, lambda _: "", text)
+    if any(token in text for token in _LEFTOVER_STARTS):  # rare: skip the slow search
+        text = _innermost_first(_LEFTOVER, lambda _: "", text)
     for space in _OTHER_SPACES:
         if space in text:
             text = text.replace(space, " ")
