@@ -118,10 +118,20 @@ def run_wikilm(params: Path) -> tuple[Measured, Measured]:
     MLflow tracking is off: a fixed cost per stage that has nothing to do with the dump and
     that WikiExtractor does not pay.
     """
-    env = {**os.environ, "WIKILM_TRACKING": "off"}
+    env = {**tool_environment(), "WIKILM_TRACKING": "off"}
     ingest = measure([PYTHON, "-m", "components", "ingest", "--params", str(params)], env)
     clean = measure([PYTHON, "-m", "components", "clean", "--params", str(params)], env)
     return ingest, clean
+
+
+def tool_environment() -> dict[str, str]:
+    """This environment, with Python's bytecode cache on for both tools.
+
+    pip compiled WikiExtractor's modules when it installed them; wikilm's own modules (an
+    editable install) are compiled at their first run and cached, unless
+    PYTHONDONTWRITEBYTECODE forbids it: then every stage would compile them again.
+    """
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def run_wikiextractor(dump: Path, out: Path, processes: int) -> Measured:
@@ -138,7 +148,7 @@ def run_wikiextractor(dump: Path, out: Path, processes: int) -> Measured:
         str(processes),
         "-q",
     ]
-    return measure(command)
+    return measure(command, tool_environment())
 
 
 def wikilm_output_text(folder: Path) -> list[str]:
