@@ -12,7 +12,7 @@ from components.artifacts import build_meta, dir_digest, write_json
 from components.clean import CleanResult, normalize, remove_stop_words, run
 from components.cli import run_stage
 from components.documents import Document, iter_documents, shard_paths, write_documents
-from components.errors import ArtifactError
+from components.errors import ArtifactError, ConfigError
 from components.stopwords import GOPHER_STOP_WORDS, removable_stop_words
 from components.textstats import lower_words
 from tests.conftest import make_params
@@ -211,6 +211,16 @@ def test_two_workers_give_the_same_output_as_one(workspace):
         200: "near_duplicate",
         140: "too_few_words",
     }
+
+
+# With min_words 10,000 no document reaches the index; the setting fails all the same.
+@pytest.mark.parametrize("min_words", [1, 10_000])
+def test_a_threshold_the_index_cannot_serve_fails_with_no_output(workspace, min_words):
+    _ingested(workspace, [Document(1, "A", _article(1))])
+    bad_index = {"threshold": 0.95, "num_perm": 32}
+    with pytest.raises(ConfigError, match=r"clean\.dedup\.threshold"):
+        _clean(workspace, min_words=min_words, dedup=bad_index)
+    assert not workspace.clean.exists()
 
 
 def test_missing_ingest_output_is_an_artifact_error(workspace):
