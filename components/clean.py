@@ -27,7 +27,6 @@ from components.filters import TextView, first_failure, quality_filters, repetit
 from components.parallel import ordered_map, worker_count
 from components.progress import progress
 from components.stopwords import removable_stop_words
-from components.textstats import hash_words
 
 log = logging.getLogger(__name__)
 
@@ -108,9 +107,9 @@ def assess_batch(
         if reason is None and cfg.remove_stopwords:
             text = remove_stop_words(view.text, removable_stop_words(cfg.language))
             output, output_words = replace(cleaned, text=text), len(text.split())
-        digest = hash_words(view.lower_words)
+        digest = view.arrays.digest()
         results.append(
-            Assessment(cleaned, len(view.words), reason, digest, None, output, output_words)
+            Assessment(cleaned, view.word_count, reason, digest, None, output, output_words)
         )
         views.append(view)
     if permutations is None:
@@ -123,7 +122,7 @@ def _with_signatures(
 ) -> list[Assessment]:
     """Add MinHash signatures to the documents the filters kept."""
     kept = [i for i, a in enumerate(results) if a.reason is None]
-    sigs = signatures([views[i].lower_words for i in kept], shingle_words, perms)
+    sigs = signatures([views[i].lower_words.hashes for i in kept], shingle_words, perms)
     for index, signature in zip(kept, sigs, strict=True):
         results[index] = replace(results[index], signature=signature)
     return results

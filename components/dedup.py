@@ -17,7 +17,6 @@ workers start, and a threshold the index cannot serve fails before any document 
 from __future__ import annotations
 
 import logging
-import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,7 +37,6 @@ _UINT32_MAX = np.iinfo(np.uint32).max
 # Shingles per block when permuting: the temporary stays at 4 MB (128 x 8192 x 4 bytes)
 # whatever a document's length.
 _BLOCK = 8192
-_MAX_CACHED_WORDS = 1 << 20
 # Memory the indexes take per document kept (datasketch 2.0, CPython 3.11, measured on
 # 100,000 documents): the exact index's digest, the near index's entry in each band, and
 # the signature kept to check the index's candidates (numpy's array header, then 4 bytes a
@@ -48,19 +46,6 @@ NEAR_INDEX_BYTES_PER_BAND = 410
 SIGNATURE_HEADER_BYTES = 112
 
 log = logging.getLogger(__name__)
-
-
-class _WordHashes(dict):
-    """CRC32 of each word seen by this process (natural text reuses a small vocabulary)."""
-
-    def __missing__(self, word: str) -> int:
-        if len(self) >= _MAX_CACHED_WORDS:
-            self.clear()
-        value = self[word] = zlib.crc32(word.encode())
-        return value
-
-
-_WORD_HASHES = _WordHashes()
 
 
 @dataclass(frozen=True)
@@ -83,17 +68,19 @@ class Permutations:
         return cls(a, b)
 
 
-def shingle_hashes(words: list[str], size: int) -> np.ndarray:
+def shingle_hashes(word_hashes: np.ndarray, size: int) -> np.ndarray:
     """Distinct 32-bit hashes of the word ``size``-grams (of all words when fewer).
 
-    Word hashes are CRC32 (deterministic across processes and runs, unlike ``hash``), combined
-    in numpy into one hash per shingle.
+    ``word_hashes`` are 64-bit word hashes that are the same in every process and run
+    (:mod:`components.wordarrays`, unlike ``hash``), combined in numpy into one hash per
+    shingle.
     """
-    codes = np.fromiter(map(_WORD_HASHES.__getitem__, words), np.uint64, len(words))
-    span = max(len(words) - size + 1, 1)
+    codes = word_hashes.astype(np.uint64, copy=False)
+    words = codes.size
+    span = max(words - size + 1, 1)
     hashes = codes[:span].copy()
     with np.errstate(over="ignore"):  # wrapping arithmetic is intended: a hash
-        for offset in range(1, min(size, len(words))):
+        for offset in range(1, min(size, words)):
             hashes = hashes * _PRIME + codes[offset : offset + span]
     folded = np.sort(((hashes >> np.uint64(32)) ^ hashes).astype(np.uint32))
     # Distinct values from the sorted array: np.unique's hash table is 10x slower here.
@@ -126,10 +113,10 @@ def signature(hashes: np.ndarray, permutations: Permutations) -> np.ndarray:
 
 
 def signatures(
-    word_lists: list[list[str]], shingle_words: int, permutations: Permutations
+    word_hashes: list[np.ndarray], shingle_words: int, permutations: Permutations
 ) -> list[np.ndarray]:
-    """MinHash signature of each document's words."""
-    return [signature(shingle_hashes(words, shingle_words), permutations) for words in word_lists]
+    """MinHash signature of each document, from its word hashes."""
+    return [signature(shingle_hashes(h, shingle_words), permutations) for h in word_hashes]
 
 
 def index_bytes(documents: int, bands: int, num_perm: int) -> int:

@@ -24,7 +24,8 @@ from components.documents import Document, iter_batches
 from components.errors import ValidationFailed
 from components.parallel import ordered_map, worker_count
 from components.stopwords import stop_words
-from components.textstats import lower_words, markup_leftovers, stop_word_ratio, text_hash
+from components.textstats import markup_leftovers, stop_word_ratio
+from components.wordarrays import TextArrays
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,8 @@ class ValidateResult(BaseModel):
 
 def document_stats(doc: Document, stops: frozenset[str]) -> dict[str, Any]:
     """The statistics row the suites look at, for one document."""
-    words = lower_words(doc.text)
+    arrays = TextArrays(doc.text)
+    words = arrays.lower_words
     return {
         "id": doc.id,
         "title": doc.title,
@@ -80,7 +82,7 @@ def document_stats(doc: Document, stops: frozenset[str]) -> dict[str, Any]:
         "n_words": len(words),
         "stop_word_ratio": stop_word_ratio(words, stops),
         "markup_leftovers": markup_leftovers(doc.text),
-        "text_hash": text_hash(doc.text),
+        "text_hash": arrays.digest(),
     }
 
 

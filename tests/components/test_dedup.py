@@ -23,7 +23,8 @@ from components.dedup import (
     signatures,
 )
 from components.errors import ConfigError
-from components.textstats import lower_words, text_hash
+from components.textstats import text_hash
+from components.wordarrays import TextArrays, hash_strings
 
 ROOT = Path(__file__).resolve().parents[2]
 VOCABULARY = [f"w{i}" for i in range(500)]
@@ -44,20 +45,23 @@ def _edited(text, edits):
 def _check(dedup, text):
     if not dedup.cfg.near:
         return dedup.check(text_hash(text), None)
-    (signature,) = signatures([lower_words(text)], dedup.cfg.shingle_words, dedup.permutations)
+    words = TextArrays(text).lower_words.hashes
+    (signature,) = signatures([words], dedup.cfg.shingle_words, dedup.permutations)
     return dedup.check(text_hash(text), signature)
 
 
-def _in_fresh_processes(words, size, hash_seeds):
-    """Shingle hashes (and ``hash`` of the first word) from interpreters run side by side."""
+def _in_fresh_processes(text, size, hash_seeds):
+    """Shingle hashes of ``text`` (and its ``hash``) from interpreters run side by side."""
     code = (
         "import json, sys; from components.dedup import shingle_hashes; "
-        "words, size = json.loads(sys.argv[1]); "
-        "print(json.dumps([shingle_hashes(words, size).tolist(), hash(words[0])]))"
+        "from components.wordarrays import TextArrays; "
+        "text, size = json.loads(sys.argv[1]); "
+        "words = TextArrays(text).lower_words.hashes; "
+        "print(json.dumps([shingle_hashes(words, size).tolist(), hash(text)]))"
     )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps([words, size])],
+            [sys.executable, "-c", code, json.dumps([text, size])],
             stdout=subprocess.PIPE,
             text=True,
             cwd=ROOT,
@@ -71,17 +75,19 @@ def _in_fresh_processes(words, size, hash_seeds):
 
 
 def test_shingle_hashes_are_the_same_in_every_process():
-    words = lower_words(_text(1, 40))
-    (first, str_hash_1), (second, str_hash_2) = _in_fresh_processes(words, 5, (1, 2))
+    text = _text(1, 40) + " Überstraße naïve"  # ASCII and not
+    (first, str_hash_1), (second, str_hash_2) = _in_fresh_processes(text, 5, (1, 2))
     assert str_hash_1 != str_hash_2  # str hashes really differ between these processes ...
+    words = TextArrays(text).lower_words.hashes
     assert first == second == shingle_hashes(words, 5).tolist()  # ... shingle hashes do not
 
 
 def test_shingle_hashes_are_order_sensitive():
-    assert shingle_hashes(["a", "b"], 2).tolist() != shingle_hashes(["b", "a"], 2).tolist()
-    abc = set(shingle_hashes(["a", "b", "c"], 2).tolist())
-    assert abc.isdisjoint(shingle_hashes(["b", "a", "c"], 2).tolist())
-    words = lower_words(_text(2, 40))
+    ab, ba = hash_strings(["a", "b"]), hash_strings(["b", "a"])
+    assert shingle_hashes(ab, 2).tolist() != shingle_hashes(ba, 2).tolist()
+    abc = set(shingle_hashes(hash_strings(["a", "b", "c"]), 2).tolist())
+    assert abc.isdisjoint(shingle_hashes(hash_strings(["b", "a", "c"]), 2).tolist())
+    words = TextArrays(_text(2, 40)).lower_words.hashes
     forward = set(shingle_hashes(words, 5).tolist())
     assert forward.isdisjoint(shingle_hashes(words[::-1], 5).tolist())
 
@@ -98,7 +104,7 @@ def test_shingle_hashes_are_order_sensitive():
     ids=["distinct", "repeated", "short-text", "unigrams", "no-words"],
 )
 def test_shingle_counts(words, size, count):
-    hashes = shingle_hashes(words, size)
+    hashes = shingle_hashes(hash_strings(words), size)
     assert len(hashes) == count == len(set(hashes.tolist()))
     assert hashes.dtype == np.uint32
 

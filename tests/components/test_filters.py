@@ -386,13 +386,15 @@ def test_ngram_fractions_match_a_reference(seed):
     vocabulary = ["a", "bb", "ccc", "dddd", "the", "river", "of", "x", "eeeeeee"]
     vocabulary = vocabulary[: rng.randint(2, len(vocabulary))]
     words = [rng.choice(vocabulary) for _ in range(rng.randint(1, 150))]
-    view = TextView(" ".join(words))
-    for n in range(2, 11):
-        assert top_ngram_char_fraction(view, n) == pytest.approx(
-            _reference_top(words, n), abs=1e-12, rel=0
-        )
-        assert duplicate_ngram_char_fraction(view, n) == pytest.approx(
-            _reference_duplicate(words, n), abs=1e-12, rel=0
+    view, backwards = TextView(" ".join(words)), TextView(" ".join(words))
+    for n in range(1, 11):
+        top, duplicate = _reference_top(words, n), _reference_duplicate(words, n)
+        assert top_ngram_char_fraction(view, n) == pytest.approx(top, abs=1e-12, rel=0)
+        assert duplicate_ngram_char_fraction(view, n) == pytest.approx(duplicate, abs=1e-12, rel=0)
+        # A level is the same whichever level its view started counting at.
+        m = 11 - n
+        assert top_ngram_char_fraction(backwards, m) == pytest.approx(
+            _reference_top(words, m), abs=1e-12, rel=0
         )
 
 
@@ -421,12 +423,16 @@ def test_language_problems_are_config_errors(clean, key):
 
 
 @pytest.mark.parametrize("size", [0, 1, 2, 50, 5000])
-def test_ngram_level_counts_as_numpy_unique_does(size):
-    hashes = np.random.default_rng(size).integers(0, max(size // 4, 1), size).astype(np.uint64)
-    level = NgramLevel.of(np.arange(size), hashes)
-    _, first, inverse, counts = np.unique(
-        hashes, return_index=True, return_inverse=True, return_counts=True
-    )
-    assert level.first.tolist() == first.tolist()
-    assert level.inverse.tolist() == inverse.tolist()
-    assert level.counts.tolist() == counts.tolist()
+def test_ngram_level_finds_counts_first_and_later_occurrences(size):
+    rng = np.random.default_rng(size)
+    pool = rng.integers(0, 2**64, max(size // 4, 1), dtype=np.uint64)  # 64-bit n-gram hashes
+    hashes = rng.choice(pool, size)
+    position = np.uint64((1 << size.bit_length()) - 1)
+    level, repeated = NgramLevel.of(np.arange(size), hashes, position)
+    values, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+    assert sorted(level.counts.tolist()) == sorted(counts.tolist())
+    assert sorted(level.first_starts.tolist()) == sorted(first.tolist())
+    later = sorted(set(range(size)) - set(first.tolist()))
+    assert sorted(level.repeat_starts.tolist()) == later
+    twice = np.isin(hashes, values[counts >= 2])
+    assert sorted((repeated & position).tolist()) == np.flatnonzero(twice).tolist()

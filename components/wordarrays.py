@@ -1,0 +1,215 @@
+r"""A text's words as numpy arrays: where each word starts and ends, and a 64-bit hash of it.
+
+The quality rules, the duplicate checks and the MinHash shingles need each word's length
+and identity, not the word itself. ``str.split`` makes a Python string of every word, and
+measuring or hashing them one at a time cost more than all the rules together. Here the
+text becomes an array of code points (one ``encode``), a table gives each code point its
+character class, and word boundaries, lengths and hashes come from a few numpy passes.
+
+Two kinds of words, with the definitions the stages use:
+
+- :attr:`TextArrays.words`: the white-space separated words of ``text.split()``;
+- :attr:`TextArrays.lower_words`: the runs of ``\w`` in ``text.lower()``, what
+  ``re.findall(r"\w+", text.lower())`` finds (case and punctuation do not count).
+
+Word hashes are polynomial hashes of the code points modulo 2**64, then mixed (MurmurHash3's
+64-bit finaliser). They are the same in every process and run, and distinct for distinct
+words short of a 64-bit collision; they are not built to resist crafted collisions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+
+import numpy as np
+
+# Character classes, as bit flags of one byte per code point.
+SPACE = 1  # str.isspace(): what str.split() splits on
+WORD = 2  # matches \w
+LETTER = 4  # \w but neither a decimal digit nor "_": what makes a word alphabetic
+COMPLEX_LOWER = 8  # str.lower() gives several characters, or depends on context (capital sigma)
+KNOWN = 128  # classified (the table is filled as characters first appear)
+
+_WORD_CHAR = re.compile(r"\w")
+_DIGIT_OR_UNDERSCORE = re.compile(r"[\d_]")
+_CAPITAL_SIGMA = 0x3A3  # lowers to a final sigma at the end of a word, to sigma elsewhere
+_CLASSES = np.zeros(sys.maxunicode + 1, dtype=np.uint8)
+_LOWER = np.arange(sys.maxunicode + 1, dtype=np.uint32)
+
+_BASE = 0x9E3779B97F4A7C15  # odd, so that it has an inverse modulo 2**64
+_BASE_INVERSE = pow(_BASE, -1, 1 << 64)
+_U64 = np.uint64
+
+
+def _learn(code_points: Iterable[int]) -> None:
+    """Classify these code points into the class and lower-case tables."""
+    for code in code_points:
+        char = chr(code)
+        flags = KNOWN | (SPACE if char.isspace() else 0)
+        if _WORD_CHAR.match(char):
+            flags |= WORD if _DIGIT_OR_UNDERSCORE.match(char) else WORD | LETTER
+        lower = char.lower()
+        if len(lower) == 1 and code != _CAPITAL_SIGMA:
+            _LOWER[code] = ord(lower)
+        else:
+            flags |= COMPLEX_LOWER
+        _CLASSES[code] = flags
+
+
+_learn(range(128))
+
+
+def code_points(text: str) -> np.ndarray:
+    """The text's code points: uint8 for ASCII text, else uint32."""
+    if text.isascii():
+        return np.frombuffer(text.encode("ascii"), dtype=np.uint8)
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+
+
+def classes(points: np.ndarray) -> np.ndarray:
+    """The class flags of each code point (classifying those not seen before)."""
+    found = _CLASSES[points]
+    if found.size and found.min() < KNOWN:
+        _learn(np.unique(points[found < KNOWN]).tolist())
+        found = _CLASSES[points]
+    return found
+
+
+class _Powers:
+    """``base**i``, ``base**-i`` and ``sum(base**j for j < i)`` modulo 2**64, grown on demand."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self.power = self.inverse = self.prefix_sum = np.ones(0, dtype=_U64)
+
+    def at_least(self, size: int) -> _Powers:
+        if size > self.size:
+            self.size = max(size, 2 * self.size, 1 << 16)
+            # uint64 products and sums wrap: the modulo 2**64 of the hash is the hardware's.
+            self.power = np.cumprod(np.full(self.size, _BASE, dtype=_U64)) * _U64(_BASE_INVERSE)
+            self.inverse = np.cumprod(np.full(self.size, _BASE_INVERSE, dtype=_U64)) * _U64(_BASE)
+            self.prefix_sum = np.concatenate(([_U64(0)], np.cumsum(self.power)[:-1]))
+        return self
+
+
+_POWERS = _Powers()
+
+
+def _mix64(values: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser: every input bit affects every output bit."""
+    values = values ^ (values >> _U64(33))
+    values = values * _U64(0xFF51AFD7ED558CCD)
+    values = values ^ (values >> _U64(33))
+    values = values * _U64(0xC4CEB9FE1A85EC53)
+    return values ^ (values >> _U64(33))
+
+
+def span_hashes(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """64-bit hash of each span ``points[start:end]``, equal for equal code point sequences.
+
+    ``sum((c + 1) * base**(j - start))`` over the span, from prefix sums: each code point
+    counts with its offset in the span, so that equal words hash alike wherever they are.
+    """
+    size = points.size
+    powers = _POWERS.at_least(size + 1)
+    prefix = np.zeros(size + 1, dtype=_U64)
+    np.cumsum(np.multiply(points, powers.power[:size], dtype=_U64), out=prefix[1:])
+    sums = prefix[ends] - prefix[starts] + powers.prefix_sum[ends] - powers.prefix_sum[starts]
+    return _mix64(sums * powers.inverse[starts])
+
+
+def hash_strings(strings: Iterable[str]) -> np.ndarray:
+    """The hash :func:`span_hashes` gives each whole string, in order."""
+    strings = list(strings)
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    ends = np.cumsum(lengths)
+    return span_hashes(code_points("".join(strings)), ends - lengths, ends)
+
+
+def runs(inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end offsets of the runs of True in a boolean array."""
+    edges = np.flatnonzero(np.diff(inside, prepend=False, append=False))
+    return edges[0::2], edges[1::2]
+
+
+@dataclass(frozen=True)
+class Words:
+    """Words as spans of code points (``starts``, ``ends``) with a hash of each."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    hashes: np.ndarray
+
+    def __len__(self) -> int:
+        return self.starts.size
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Characters in each word."""
+        return self.ends - self.starts
+
+    @classmethod
+    def where(cls, points: np.ndarray, inside: np.ndarray) -> Words:
+        """The runs of ``inside`` as words of ``points``."""
+        starts, ends = runs(inside)
+        return cls(starts, ends, span_hashes(points, starts, ends))
+
+    def among(self, sorted_hashes: np.ndarray) -> np.ndarray:
+        """For each word, whether its hash is among ``sorted_hashes`` (see :func:`hash_set`)."""
+        if sorted_hashes.size == 0:
+            return np.zeros(len(self), dtype=bool)
+        at = np.searchsorted(sorted_hashes, self.hashes).clip(max=sorted_hashes.size - 1)
+        return sorted_hashes[at] == self.hashes
+
+
+class TextArrays:
+    """One text's code points and classes, and the words the stages count on them."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.points = code_points(text)
+        self.classes = classes(self.points)
+
+    @cached_property
+    def words(self) -> Words:
+        """White-space separated words (``text.split()``)."""
+        return Words.where(self.points, (self.classes & SPACE) == 0)
+
+    @cached_property
+    def lower_words(self) -> Words:
+        r"""Runs of word characters in the lower-cased text (``re.findall(r"\w+", ...)``)."""
+        if self.points.dtype == np.uint8:  # ASCII: bytes.lower() is exact and fastest
+            lowered = np.frombuffer(self.points.tobytes().lower(), dtype=np.uint8)
+        elif (self.classes & COMPLEX_LOWER).any():
+            lowered = code_points(self.text.lower())
+        else:
+            lowered = _LOWER[self.points]
+        return Words.where(lowered, (classes(lowered) & WORD) != 0)
+
+    def letterless_words(self) -> int:
+        """White-space separated words without a letter (only digits, punctuation, symbols)."""
+        words = self.words
+        if len(words) == 0:
+            return 0
+        letters = ((self.classes & LETTER) != 0).view(np.uint8)
+        return int(np.count_nonzero(np.maximum.reduceat(letters, words.starts) == 0))
+
+    def digest(self) -> str:
+        """Hash of the lower-cased word sequence (equal for exact duplicates).
+
+        Texts that differ only in case, punctuation and white space get the same digest.
+        """
+        return hashlib.sha1(self.lower_words.hashes.tobytes()).hexdigest()
+
+
+@lru_cache(maxsize=16)
+def hash_set(strings: frozenset[str]) -> np.ndarray:
+    """Sorted distinct hashes of ``strings`` (a word list), for :meth:`Words.among`."""
+    hashes = np.unique(hash_strings(sorted(strings)))
+    hashes.flags.writeable = False  # shared by every caller
+    return hashes
