@@ -19,7 +19,7 @@ from components.config import Params, Paths, load_params
 from components.distributed import is_global_zero
 from components.errors import WikilmError
 from components.parallel import prestart, worker_count
-from components.stages import EXTRA_SECTIONS, PARALLEL_STAGES, STAGE_MODULES, load_stage
+from components.stages import EXTRA_SECTIONS, STAGE_MODULES, WORKER_MODULES, load_stage
 from components.tracking import flatten, numeric, stage_run
 
 log = logging.getLogger("components")
@@ -106,9 +106,9 @@ def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, root or params_file.resolve().parent)
     started = time.perf_counter()
-    if stage in PARALLEL_STAGES and worker_count(params.section(stage).workers) > 1:
-        # The worker server imports the stage module while this process does the same.
-        prestart(STAGE_MODULES[stage])
+    if stage in WORKER_MODULES and worker_count(params.section(stage).workers) > 1:
+        # The worker server imports its module while this process imports the stage's.
+        prestart(WORKER_MODULES[stage])
     module = load_stage(stage)
     quiet_libraries()
     # A resumable stage continues the MLflow run of its interrupted execution.

@@ -1,8 +1,9 @@
 """Stage ``ingest``: a MediaWiki XML dump -> Parquet shards of plain-text articles.
 
 The main process streams pages out of the (compressed) XML; worker processes render
-wikitext to text in batches. Only namespace-0, non-redirect wikitext pages become
-documents; every other page is counted under a stable snake_case outcome.
+wikitext to text in batches (:mod:`components.render`). Only namespace-0, non-redirect
+wikitext pages become documents; every other page is counted under a stable snake_case
+outcome.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from components.documents import ShardWriter
 from components.errors import SourceError
 from components.parallel import ordered_map, worker_count
 from components.progress import progress
-from components.wikitext import HIDDEN_LINK_NAMESPACES, Options, is_disambiguation, to_text
+from components.render import KEPT, render_batch
+from components.wikitext import HIDDEN_LINK_NAMESPACES, Options
 from components.wikixml import DumpReader, Page
 
 log = logging.getLogger(__name__)
 
-KEPT = "kept"
 _BATCH_PAGES = 64
 _BATCH_CHARS = 2_000_000
 
@@ -60,40 +61,6 @@ def classify(page: Page) -> str | None:
     if page.model != "wikitext":
         return "not_wikitext"
     return None
-
-
-def render_batch(
-    item: tuple[list[Page], Options], keep_disambiguation: bool, min_chars: int
-) -> list[tuple[str, dict | None]]:
-    """Render a batch of article pages: ``(outcome, row)`` per page, in order.
-
-    Runs in worker processes. ``row`` is a document row for kept pages, else None. A page
-    whose rendering fails is reported, not raised, so one bad page never stops a dump.
-    """
-    pages, options = item
-    results: list[tuple[str, dict | None]] = []
-    for page in pages:
-        if not keep_disambiguation and is_disambiguation(page.title, page.text):
-            results.append(("disambiguation", None))
-            continue
-        try:
-            text = to_text(page.text, options)
-        except Exception as error:  # noqa: BLE001 - per-record boundary: count and go on
-            log.warning("page %d (%s) could not be rendered: %r", page.id, page.title, error)
-            results.append(("render_error", None))
-            continue
-        if len(text) < min_chars:
-            results.append(("empty_text", None))
-            continue
-        row = {
-            "id": page.id,
-            "title": page.title,
-            "revision_id": page.revision_id,
-            "timestamp": page.timestamp,
-            "text": text,
-        }
-        results.append((KEPT, row))
-    return results
 
 
 def _pages_to_render(reader: DumpReader, outcomes: Counter[str]) -> Iterator[Page]:

@@ -26,8 +26,13 @@ EXTRA_SECTIONS: dict[str, tuple[str, ...]] = {
     "finetune": ("trainer",),
 }
 
-# Stages that fan out to worker processes (components.parallel).
-PARALLEL_STAGES = frozenset({"ingest", "clean", "validate"})
+# Stages that fan out to worker processes (components.parallel), and the module of the
+# function their workers run: the fork server preloads it while the stage starts.
+WORKER_MODULES: dict[str, str] = {
+    "ingest": "components.render",
+    "clean": "components.clean",
+    "validate": "components.validate",
+}
 
 
 def load_stage(name: str) -> ModuleType:

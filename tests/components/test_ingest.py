@@ -7,7 +7,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from components import ingest
+from components import ingest, render
 from components.errors import SourceError
 from components.textstats import MARKUP_TOKENS
 from components.wikitext import to_text
@@ -164,7 +164,7 @@ def test_page_that_fails_to_render_is_counted(workspace, tiny_dump, monkeypatch)
             raise RecursionError("too deep")
         return to_text(wikitext, options)
 
-    monkeypatch.setattr(ingest, "to_text", flaky)
+    monkeypatch.setattr(render, "to_text", flaky)
     result = _ingest(workspace, tiny_dump)
     assert result.outcomes == {**SAMPLE_OUTCOMES, "kept": 2, "render_error": 1}
     assert [r["title"] for r in _rows(workspace)] == ["Alpha", "Epsilon"]

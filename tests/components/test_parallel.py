@@ -1,6 +1,15 @@
 """The order-preserving process map."""
 
+import subprocess
+import sys
+
+import pytest
+
+from components.clean import assess_batch
 from components.parallel import ordered_map
+from components.render import render_batch
+from components.stages import WORKER_MODULES
+from components.validate import batch_stats
 
 
 def _square(x: int) -> int:
@@ -23,3 +32,20 @@ def test_ordered_map_keeps_input_order_and_pulls_input_lazily():
 
 def test_one_worker_maps_in_this_process():
     assert list(ordered_map(_square, range(5), workers=1)) == [0, 1, 4, 9, 16]
+
+
+@pytest.mark.parametrize(
+    ("stage", "function"),
+    [("ingest", render_batch), ("clean", assess_batch), ("validate", batch_stats)],
+)
+def test_the_fork_server_preloads_the_module_the_workers_run(stage, function):
+    assert WORKER_MODULES[stage] == function.__module__
+
+
+def test_ingest_workers_start_without_the_stages_heavy_imports():
+    code = (
+        "import sys, components.render; "
+        "heavy = {'pydantic', 'pyarrow', 'numpy'} & {m.split('.')[0] for m in sys.modules}; "
+        "assert not heavy, f'imported {heavy}'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
