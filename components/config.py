@@ -28,7 +28,7 @@ from components.training_params import (
     check_model_fit,
 )
 
-MAX_NGRAM = 10  # the longest n-gram the repetition filters compute
+MAX_NGRAM = 10  # the longest word n-gram a repetition rule may look at
 
 
 class PathsParams(Section):
@@ -49,7 +49,7 @@ class PathsParams(Section):
     # outputs before running it, and a killed run must find its last checkpoint.
     checkpoints: str = "checkpoints"
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,7 @@ class Params(Section):
     export: ExportParams = ExportParams()
     promote: PromoteParams = PromoteParams()
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> Self:

@@ -11,12 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.config import MAX_NGRAM, CleanParams
 from components.stopwords import stop_words
 from components.wordarrays import TextArrays, Words, hash_set
+
+if TYPE_CHECKING:
+    from components.config import CleanParams
 
 BULLETS = ("\u2022", "\u2023", "\u25e6", "\u2043", "-", "*", "\u2013", "\u2014")
 ELLIPSES = ("...", "\u2026")
@@ -49,7 +52,7 @@ class TextView:
     """
 
     text: str
-    _levels: dict[int, NgramLevel] = field(default_factory=dict, init=False, repr=False)
+    _ngrams: NgramChain | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def arrays(self) -> TextArrays:
@@ -82,33 +85,51 @@ class TextView:
         return [p for p in self.text.split("\n\n") if p.strip()]
 
     def ngram_level(self, n: int) -> NgramLevel:
-        """The n-grams (1 <= n <= 10) that occur twice or more (see :class:`NgramLevel`)."""
-        if n not in self._levels:
-            self._levels = self._count_ngrams(n)
-        return self._levels[n]
+        """The word n-grams that occur twice or more (see :class:`NgramLevel`)."""
+        if self._ngrams is None or n < self._ngrams.first:
+            self._ngrams = NgramChain.starting_at(self.arrays.words.hashes, n)
+        return self._ngrams.level(n)
 
-    def _count_ngrams(self, first: int) -> dict[int, NgramLevel]:
-        """Levels ``first`` to 10: every ``first``-gram, then only what can still repeat.
 
-        An n-gram can repeat only if its (n-1)-gram prefix repeats, so each level after the
-        first looks only at the survivors of the previous one: one full sort per document,
-        then small ones. A level holds the same repeats whichever level the chain starts at.
-        """
-        ids = self.arrays.words.hashes
+class NgramChain:
+    """A document's n-gram levels from size ``first`` up, each counted when first asked for.
+
+    An n-gram can repeat only if its (n-1)-gram prefix repeats, so each level after the
+    first looks only at the survivors of the previous one: one full sort per document,
+    then small ones. A level holds the same repeats whichever size the chain starts at.
+    """
+
+    def __init__(self, ids: np.ndarray, first: int, starts: np.ndarray, hashes: np.ndarray):
+        self.ids, self.first = ids, first
+        self.position = np.uint64((1 << int(ids.size).bit_length()) - 1)  # see NgramLevel.of
+        self.levels: dict[int, NgramLevel] = {}
+        self._next, self._starts, self._hashes = first, starts, hashes
+
+    @classmethod
+    def starting_at(cls, ids: np.ndarray, first: int) -> NgramChain:
+        """The chain of the words with hashes ``ids``, from every ``first``-gram."""
         starts = np.arange(max(ids.size - first + 1, 0))
-        position = np.uint64((1 << int(ids.size).bit_length()) - 1)
-        levels = {}
         with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is intended: a hash
             hashes = ids[starts] * _MIX
             for offset in range(1, first):
                 hashes = _mix(hashes) + ids[starts + offset]
-            for n in range(first, MAX_NGRAM + 1):
-                levels[n], keys = NgramLevel.of(starts, hashes, position)
-                starts = (keys & position).astype(np.int64)
-                room = starts + n < ids.size
-                starts = starts[room]
-                hashes = _mix(keys[room] & ~position) + ids[starts + n]
-        return levels
+        return cls(ids, first, starts, hashes)
+
+    def level(self, n: int) -> NgramLevel:
+        """Level ``n`` (at least ``first``), counting the levels up to it if not done yet."""
+        while n not in self.levels:
+            self._count_next()
+        return self.levels[n]
+
+    def _count_next(self) -> None:
+        n, position = self._next, self.position
+        self.levels[n], keys = NgramLevel.of(self._starts, self._hashes, position)
+        starts = (keys & position).astype(np.int64)
+        room = starts + n < self.ids.size  # for one more word
+        starts = starts[room]
+        with np.errstate(over="ignore"):
+            self._hashes = _mix(keys[room] & ~position) + self.ids[starts + n]
+        self._next, self._starts = n + 1, starts
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 class Section(BaseModel):
     """Base of every section: immutable, and unknown keys are errors, not silently ignored."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 def _key_path(loc: tuple[str | int, ...]) -> str:

@@ -30,7 +30,7 @@ EXTRA_SECTIONS: dict[str, tuple[str, ...]] = {
 # function their workers run: the fork server preloads it while the stage starts.
 WORKER_MODULES: dict[str, str] = {
     "ingest": "components.render",
-    "clean": "components.clean",
+    "clean": "components.assess",
     "validate": "components.validate",
 }
 

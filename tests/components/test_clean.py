@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from components.artifacts import build_meta, dir_digest, write_json
-from components.clean import CleanResult, normalize, remove_stop_words, run
+from components.assess import normalize, remove_stop_words
+from components.clean import CleanResult, run
 from components.cli import run_stage
 from components.documents import Document, iter_documents, shard_paths, write_documents
 from components.errors import ArtifactError, ConfigError

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from components.clean import assess_batch
+from components.assess import assess_batch
 from components.parallel import ordered_map
 from components.render import render_batch
 from components.stages import WORKER_MODULES
@@ -42,10 +42,17 @@ def test_the_fork_server_preloads_the_module_the_workers_run(stage, function):
     assert WORKER_MODULES[stage] == function.__module__
 
 
-def test_ingest_workers_start_without_the_stages_heavy_imports():
+@pytest.mark.parametrize(
+    ("module", "heavy"),
+    [
+        ("components.render", {"pydantic", "pyarrow", "numpy", "tqdm"}),
+        ("components.assess", {"tqdm", "datasketch", "pandas", "scipy"}),
+    ],
+)
+def test_workers_start_without_the_stages_heavy_imports(module, heavy):
     code = (
-        "import sys, components.render; "
-        "heavy = {'pydantic', 'pyarrow', 'numpy'} & {m.split('.')[0] for m in sys.modules}; "
-        "assert not heavy, f'imported {heavy}'"
+        f"import sys, {module}; "
+        f"loaded = {heavy!r} & set(sys.modules); "
+        "assert not loaded, f'imported {loaded}'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
