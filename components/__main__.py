@@ -1,9 +1,7 @@
-"""Allow ``python -m components <stage>``."""
+"""Allow ``python -m components <stage>`` (the command DVC runs for each stage)."""
 
-import sys
-
-from components.cli import main
+from components.cli import exit_process, main
 
 # Guarded: spawned worker processes import this module under another name.
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

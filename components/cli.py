@@ -8,11 +8,15 @@ and a non-zero exit code; nothing else is printed on failure.
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
+import os
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 from components.artifacts import META_FILE, write_json
 from components.config import Params, Paths, load_params
@@ -142,6 +146,23 @@ def execute(stage: str, params_file: Path, root: Path | None = None, verbose: bo
         print(f"error: {stage}: interrupted; no output was written", file=sys.stderr)  # noqa: T201
         return 130
     return 0
+
+
+def exit_process(code: int) -> NoReturn:
+    """End the process with ``code``, skipping the interpreter's teardown when that is safe.
+
+    Freeing a stage's modules one by one (numpy, pyarrow, pydantic, scipy) at exit costs 0.1
+    to 0.3 s per stage. Exit handlers still run (MLflow, multiprocessing, logging), and
+    standard streams are flushed; only while another non-daemon thread is alive does this
+    take the normal exit, which waits for it.
+    """
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # what a normal exit runs first, before the teardown skipped here
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
