@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 _SPACES = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
 _HAS_WORD = re.compile(r"\w")
 _WORD = re.compile(r"\w+")
+# What str.split() splits on besides " " and "\n": ASCII ones, and the others as characters.
+_OTHER_ASCII_SPACES = b"\t\x0b\x0c\r\x1c\x1d\x1e\x1f"
+_OTHER_SPACES = frozenset(
+    "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+_ASCII = bytes(range(128))
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +63,33 @@ def normalize(text: str) -> str:
     """NFC, single spaces, no blank or symbol-only lines; paragraphs split by a blank line."""
     if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
+    if _is_tidy(text):
+        return text
     # str.split() collapses every run of Unicode white space and strips the ends, in C:
     # twice as fast as a regular expression over every character.
     lines = (" ".join(line.split()) for line in text.split("\n"))
     return "\n\n".join(line for line in lines if _HAS_WORD.search(line))
+
+
+def _is_tidy(text: str) -> bool:
+    """Whether :func:`normalize` would leave ``text`` as it is (ingest writes text so).
+
+    Lines separated by one blank line, each with a word character, single plain spaces
+    inside and none at either end: checked with byte searches, where normalising splits
+    every line into words and joins them again.
+    """
+    data = text.encode("utf-8", "surrogatepass")
+    if data[:1] in (b" ", b"\n") or data[-1:] in (b" ", b"\n"):
+        return False
+    if any(run in data for run in (b"\n\n\n", b"  ", b" \n", b"\n ")):
+        return False
+    if data.count(b"\n") != 2 * data.count(b"\n\n"):  # a line break that is not a blank line
+        return False
+    if len(data.translate(None, _OTHER_ASCII_SPACES)) != len(data):
+        return False
+    if not _OTHER_SPACES.isdisjoint(data.translate(None, _ASCII).decode("utf-8", "surrogatepass")):
+        return False
+    return all(map(_HAS_WORD.search, text.split("\n\n")))
 
 
 def remove_stop_words(text: str, stops: frozenset[str]) -> str:

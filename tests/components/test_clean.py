@@ -4,6 +4,8 @@ import json
 import random
 import re
 import string
+import sys
+import unicodedata
 from itertools import islice
 
 import pyarrow.parquet as pq
@@ -150,6 +152,27 @@ def test_meta_records_stage_params_and_input_digest(workspace):
 def test_normalize(text, expected):
     assert normalize(text) == expected
     assert normalize(expected) == expected
+
+
+def _reference_normalize(text):
+    text = unicodedata.normalize("NFC", text)
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    return "\n\n".join(line for line in lines if re.search(r"\w", line))
+
+
+def test_normalize_equals_its_definition_on_random_text():
+    rng = random.Random(11)
+    spaces = [c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()]
+    alphabet = [*"ab é.—!", "\u0301", "\ud800", *spaces] + ["\n\n", " "] * 10
+    tidy = 0
+    for _ in range(4000):
+        words = ["".join(rng.choices(alphabet, k=rng.randint(1, 4))) for _ in range(8)]
+        text = "".join(rng.choice((" ", "\n\n", "")) + word for word in words)
+        expected = _reference_normalize(text)
+        assert normalize(text) == expected, repr(text)
+        assert normalize(expected) is expected, repr(expected)  # as ingest writes it: as is
+        tidy += expected != text
+    assert tidy > 1000  # the random texts did need normalising
 
 
 def test_remove_stop_words_keeps_paragraphs_that_still_have_words():
