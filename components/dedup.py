@@ -1,9 +1,9 @@
 """Exact and near-duplicate detection.
 
-Exact duplicates share :func:`components.textstats.text_hash` (equal up to case, punctuation
-and white space). Near duplicates are found with MinHash signatures over word shingles and a
-MinHash LSH index (datasketch): a document whose estimated Jaccard similarity to an earlier
-kept document reaches the threshold is dropped, so the first occurrence is the one kept.
+Exact duplicates share :meth:`components.wordarrays.TextArrays.digest` (equal up to case,
+punctuation and white space). Near duplicates are found with MinHash signatures over word
+shingles and a MinHash LSH index (datasketch): a document whose estimated Jaccard similarity
+to an earlier kept document reaches the threshold is dropped, so the first occurrence is kept.
 
 Signatures use datasketch's ``affine32`` permutation scheme (its recommended one since 2.0)
 with datasketch's own permutations. Workers apply them to a whole document at once in numpy:

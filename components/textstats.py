@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from components.wordarrays import TextArrays, Words, hash_set
+from components.wordarrays import Words, hash_set
 
 # Wikitext that must never survive into plain text (checked by the validate suite).
 MARKUP_TOKENS = ("{{", "}}", "[[", "<ref", "{|")
@@ -21,8 +21,3 @@ def stop_word_ratio(words: Words, stop_words: frozenset[str]) -> float:
     if not len(words):
         return 0.0
     return float(words.among(hash_set(stop_words)).mean())
-
-
-def text_hash(text: str) -> str:
-    """Hash of the text up to case, punctuation and white space: equal for exact duplicates."""
-    return TextArrays(text).digest()

@@ -23,7 +23,6 @@ from components.dedup import (
     signatures,
 )
 from components.errors import ConfigError
-from components.textstats import text_hash
 from components.wordarrays import TextArrays, hash_strings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,10 +43,10 @@ def _edited(text, edits):
 
 def _check(dedup, text):
     if not dedup.cfg.near:
-        return dedup.check(text_hash(text), None)
+        return dedup.check(TextArrays(text).digest(), None)
     words = TextArrays(text).lower_words.hashes
     (signature,) = signatures([words], dedup.cfg.shingle_words, dedup.permutations)
-    return dedup.check(text_hash(text), signature)
+    return dedup.check(TextArrays(text).digest(), signature)
 
 
 def _in_fresh_processes(text, size, hash_seeds):

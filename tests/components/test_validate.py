@@ -6,8 +6,8 @@ from components.artifacts import build_meta, write_json
 from components.documents import Document, write_documents
 from components.errors import ArtifactError, ValidationFailed
 from components.stopwords import GOPHER_STOP_WORDS
-from components.textstats import text_hash
 from components.validate import corpus_stats, document_stats, run
+from components.wordarrays import TextArrays
 from tests.conftest import make_params
 
 PROSE = (
@@ -171,7 +171,7 @@ def test_missing_upstream_is_an_artifact_error_and_writes_nothing(workspace, cor
         ),
         ("{{x}} [[y]] <ref>z {| t", {"markup_leftovers": 5, "n_words": 5}),
         ("", {"n_chars": 0, "n_words": 0, "stop_word_ratio": 0.0, "markup_leftovers": 0}),
-        ("Hello, WORLD!", {"n_words": 2, "text_hash": text_hash("hello world")}),
+        ("Hello, WORLD!", {"n_words": 2, "text_hash": TextArrays("hello world").digest()}),
     ],
     ids=["prose", "markup", "empty", "hash-ignores-case-and-punctuation"],
 )
