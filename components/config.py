@@ -49,7 +49,7 @@ class PathsParams(Section):
     # outputs before running it, and a killed run must find its last checkpoint.
     checkpoints: str = "checkpoints"
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
 
 @dataclass(frozen=True)
@@ -294,7 +294,7 @@ class Params(Section):
     export: ExportParams = ExportParams()
     promote: PromoteParams = PromoteParams()
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
     @model_validator(mode="after")
     def _check_across_sections(self) -> Self:
