@@ -7,7 +7,6 @@ language and any export schema version (namespaces are stripped from tag names).
 
 from __future__ import annotations
 
-import bz2
 import gzip
 import re
 import xml.etree.ElementTree as ET
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from components.bz2stream import Bz2Stream
 from components.errors import SourceError
 from components.readahead import ReadAhead
 
@@ -75,12 +75,12 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-def _decompressor(path: Path, raw: CountingReader) -> IO[bytes]:
+def _decompressor(path: Path, raw: CountingReader) -> IO[bytes] | Bz2Stream:
     """Pick the decompressor from the file's magic bytes, not its name."""
     with path.open("rb") as probe:
         magic = probe.read(3)
     if magic.startswith(_BZ2_MAGIC):
-        return bz2.BZ2File(raw)  # reads every stream of a multistream file
+        return Bz2Stream(raw)  # reads every stream of a multistream file
     if magic.startswith(_GZIP_MAGIC):
         return gzip.GzipFile(fileobj=raw)
     return raw  # type: ignore[return-value]
