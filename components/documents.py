@@ -28,6 +28,7 @@ SCHEMA = pa.schema(
 )
 REJECTED_SCHEMA = SCHEMA.append(pa.field("reason", pa.string()))
 SHARD_GLOB = "part-*.parquet"
+_INT32_MAX = np.iinfo(np.int32).max
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +141,10 @@ def arrow_column(values: list[Any], type_: pa.DataType) -> pa.Array:
         offsets = np.zeros(len(values) + 1, dtype=np.int64)
         np.cumsum(np.fromiter(map(len, encoded), np.int64, len(values)), out=offsets[1:])
         data = [bitmap, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
-        # 64-bit offsets first: a cast to the 32-bit schema type says so if they overflow.
+        if offsets[-1] <= _INT32_MAX:  # built as is: a cast would import pyarrow.compute
+            data[1] = pa.py_buffer(offsets.astype(np.int32))
+            return pa.Array.from_buffers(type_, len(values), data, nulls)
+        # Too long for 32-bit offsets: the cast to the schema type says so.
         array = pa.Array.from_buffers(pa.large_string(), len(values), data, nulls)
         return array.cast(type_)
     if pa.types.is_integer(type_):
