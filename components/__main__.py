@@ -1,7 +1,12 @@
 """Allow ``python -m components <stage>`` (the command DVC runs for each stage)."""
 
-from components.cli import exit_process, main
+import sys
+
+from components.early import start_workers_early
 
 # Guarded: spawned worker processes import this module under another name.
 if __name__ == "__main__":
+    start_workers_early(sys.argv[1:])  # before the imports below, which it overlaps with
+    from components.cli import exit_process, main
+
     exit_process(main())

@@ -1,0 +1,67 @@
+"""The worker server starts before the stage's imports only when the params file asks for it."""
+
+import subprocess
+import sys
+
+import pytest
+
+from components.early import params_path, requested_workers
+
+
+def _params(tmp_path, text):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["clean"], "params.yaml"),
+        (["clean", "--params", "a/b.yaml"], "a/b.yaml"),
+        (["--params=c.yaml", "ingest", "-v"], "c.yaml"),
+        (["ingest", "--root", "x", "--params", "d.yaml"], "d.yaml"),
+    ],
+)
+def test_the_params_file_is_found_as_the_cli_reads_it(argv, expected):
+    assert str(params_path(argv)) == expected
+
+
+@pytest.mark.parametrize(
+    ("stage", "text", "expected"),
+    [
+        ("ingest", "ingest:\n  workers: 2\n", ("ingest", 2)),
+        ("clean", "clean:\n  workers: 0\n", ("clean", 0)),
+        ("validate", "validate:\n  workers: 1\n", ("validate", 1)),
+        ("tokenize", "tokenize:\n  workers: 2\n", None),  # no worker server
+        ("clean", "ingest:\n  workers: 2\n", None),  # its section does not say
+        ("clean", "clean:\n  workers: two\n", None),  # left to validation to report
+        ("clean", "clean:\n  workers: -1\n", None),
+        ("clean", "clean:\n  workers: true\n", None),
+        ("clean", "- a list\n", None),
+        ("clean", "clean: [unclosed\n", None),
+    ],
+)
+def test_only_a_valid_workers_key_of_a_fanning_out_stage_counts(tmp_path, stage, text, expected):
+    assert requested_workers([stage, "--params", _params(tmp_path, text)]) == expected
+
+
+def test_a_missing_params_file_starts_nothing(tmp_path):
+    assert requested_workers(["clean", "--params", str(tmp_path / "absent.yaml")]) is None
+
+
+def _servers_started(params_file: str) -> str:
+    code = (
+        "import psutil; from components.early import start_workers_early; "
+        f"started = start_workers_early(['ingest', '--params', {params_file!r}]); "
+        "servers = [p for p in psutil.Process().children() "
+        "if 'forkserver' in ' '.join(p.cmdline())]; "
+        "print(started, len(servers))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def test_a_server_starts_for_two_workers_and_none_for_one(tmp_path):
+    assert _servers_started(_params(tmp_path, "ingest:\n  workers: 2\n")) == "True 1"
+    assert _servers_started(_params(tmp_path, "ingest:\n  workers: 1\n")) == "False 0"
