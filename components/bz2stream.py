@@ -35,8 +35,10 @@ class Bz2Stream:
             size = self._chunk
         while True:
             step = self._step(size)
-            if step is None or step:
-                return step or b""
+            if step is None:
+                return b""
+            if step:
+                return step
 
     read = read1
 

@@ -3,6 +3,7 @@ import gzip
 
 import pytest
 
+from components import wikixml
 from components.errors import SourceError
 from components.wikixml import DumpReader, Page
 from tests.dumps import WikiPage, dump_xml, sample_pages, write_dump
@@ -67,6 +68,20 @@ def test_format_is_detected_from_content_not_name(tmp_path):
     path = tmp_path / "really-gzip.xml.bz2"
     path.write_bytes(gzip.compress(dump_xml(sample_pages()).encode()))
     assert [p.title for p in _read(path)][:2] == ["Alpha", "Beta"]
+
+
+def test_bz2_dumps_are_read_in_megabyte_steps(tmp_path, monkeypatch):
+    """Not BZ2File's 8 KB ones, each of which waited for the parser's GIL (bz2stream.py)."""
+    asked = []
+    read = wikixml.CountingReader.read
+
+    def recording_read(self, size=-1):
+        asked.append(size)
+        return read(self, size)
+
+    monkeypatch.setattr(wikixml.CountingReader, "read", recording_read)
+    assert len(_read(write_dump(tmp_path / "d.xml.bz2", sample_pages(), "multistream"))) == 6
+    assert set(asked) == {1 << 20}
 
 
 def test_bytes_read_reaches_the_file_size(tmp_path):
