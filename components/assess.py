@@ -17,7 +17,7 @@ import numpy as np
 
 from components.dedup import Permutations, signatures
 from components.documents import Document
-from components.filters import TextView, first_failure, quality_filters, repetition_filters
+from components.filters import TextView, failures
 from components.stopwords import removable_stop_words
 
 if TYPE_CHECKING:
@@ -103,11 +103,9 @@ def assess_batch(
     documents: list[Document], cfg: CleanParams, permutations: Permutations | None = None
 ) -> list[Assessment]:
     """Normalise and filter a batch; signatures (with ``permutations``) for documents kept."""
-    filters = quality_filters(cfg) + repetition_filters(cfg)
-    results, views = [], []
-    for doc in documents:
-        view = TextView(normalize(doc.text))
-        reason = first_failure(view, filters)
+    views = [TextView(normalize(doc.text)) for doc in documents]
+    results = []
+    for doc, view, reason in zip(documents, views, failures(views, cfg), strict=True):
         cleaned = Document(doc.id, doc.title, view.text, doc.metadata)
         output = output_words = None
         if reason is None and cfg.remove_stopwords:
@@ -117,7 +115,6 @@ def assess_batch(
         results.append(
             Assessment(cleaned, view.word_count, reason, digest, None, output, output_words)
         )
-        views.append(view)
     if permutations is None:
         return results
     return _with_signatures(results, views, cfg.dedup.shingle_words, permutations)

@@ -1,25 +1,32 @@
 """Document quality filters: the Gopher quality and repetition rules, and FineWeb's line rules.
 
 Each filter is a predicate over a :class:`TextView` returning None (keep) or a stable
-snake_case reason (drop). Rules and default thresholds follow Rae et al. 2021 (Gopher,
-appendix A, table A1) and Penedo et al. 2024 (FineWeb: punctuated and short lines);
-repetition statistics are computed with numpy over word ids.
+snake_case reason (drop); the word n-gram rules are counted for a batch of documents at once
+(:mod:`components.ngrams`), and :func:`failures` applies them all in order. Rules and default
+thresholds follow Rae et al. 2021 (Gopher, appendix A, table A1) and Penedo et al. 2024
+(FineWeb: punctuated and short lines); statistics are computed with numpy over word ids.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from components.ngrams import (
+    NgramChain,
+    WordBatch,
+    duplicate_ngram_char_fractions,
+    top_ngram_char_fractions,
+)
 from components.stopwords import stop_words
 from components.wordarrays import TextArrays, Words, hash_set
 
 if TYPE_CHECKING:
-    from components.config import CleanParams
+    from components.config import CleanParams, RepetitionParams
 
 BULLETS = ("\u2022", "\u2023", "\u25e6", "\u2043", "-", "*", "\u2013", "\u2014")
 ELLIPSES = ("...", "\u2026")
@@ -40,7 +47,6 @@ LINE_END_PUNCTUATION = (
     "\u0964",
     "\u037e",
 )
-_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) for n-gram hashing
 
 
 @dataclass
@@ -52,7 +58,6 @@ class TextView:
     """
 
     text: str
-    _ngrams: NgramChain | None = field(default=None, init=False, repr=False)
 
     @cached_property
     def arrays(self) -> TextArrays:
@@ -84,99 +89,6 @@ class TextView:
         """Blocks separated by blank lines."""
         return [p for p in self.text.split("\n\n") if p.strip()]
 
-    def ngram_level(self, n: int) -> NgramLevel:
-        """The word n-grams that occur twice or more (see :class:`NgramLevel`)."""
-        if self._ngrams is None or n < self._ngrams.first:
-            self._ngrams = NgramChain.starting_at(self.arrays.words.hashes, n)
-        return self._ngrams.level(n)
-
-
-class NgramChain:
-    """A document's n-gram levels from size ``first`` up, each counted when first asked for.
-
-    An n-gram can repeat only if its (n-1)-gram prefix repeats, so each level after the
-    first looks only at the survivors of the previous one: one full sort per document,
-    then small ones. A level holds the same repeats whichever size the chain starts at.
-    """
-
-    def __init__(self, ids: np.ndarray, first: int, starts: np.ndarray, hashes: np.ndarray):
-        self.ids, self.first = ids, first
-        self.position = np.uint64((1 << int(ids.size).bit_length()) - 1)  # see NgramLevel.of
-        self.levels: dict[int, NgramLevel] = {}
-        self._next, self._starts, self._hashes = first, starts, hashes
-
-    @classmethod
-    def starting_at(cls, ids: np.ndarray, first: int) -> NgramChain:
-        """The chain of the words with hashes ``ids``, from every ``first``-gram."""
-        starts = np.arange(max(ids.size - first + 1, 0))
-        with np.errstate(over="ignore"):  # wrapping uint64 arithmetic is intended: a hash
-            hashes = ids[starts] * _MIX
-            for offset in range(1, first):
-                hashes = _mix(hashes) + ids[starts + offset]
-        return cls(ids, first, starts, hashes)
-
-    def level(self, n: int) -> NgramLevel:
-        """Level ``n`` (at least ``first``), counting the levels up to it if not done yet."""
-        while n not in self.levels:
-            self._count_next()
-        return self.levels[n]
-
-    def _count_next(self) -> None:
-        n, position = self._next, self.position
-        self.levels[n], keys = NgramLevel.of(self._starts, self._hashes, position)
-        starts = (keys & position).astype(np.int64)
-        room = starts + n < self.ids.size  # for one more word
-        starts = starts[room]
-        with np.errstate(over="ignore"):
-            self._hashes = _mix(keys[room] & ~position) + self.ids[starts + n]
-        self._next, self._starts = n + 1, starts
-
-
-@dataclass(frozen=True)
-class NgramLevel:
-    """Repetition facts about a document's n-grams of one size.
-
-    Attributes:
-        counts: for each distinct n-gram considered, how often it occurs.
-        first_starts: for each distinct n-gram, the word position of its first occurrence.
-        repeat_starts: word positions of the occurrences after the first (in no order).
-    """
-
-    counts: np.ndarray
-    first_starts: np.ndarray
-    repeat_starts: np.ndarray
-
-    @classmethod
-    def of(
-        cls, starts: np.ndarray, hashes: np.ndarray, position: np.uint64
-    ) -> tuple[NgramLevel, np.ndarray]:
-        """Count the n-grams at word positions ``starts`` with one sort of plain integers.
-
-        Each key holds an n-gram's hash in its high bits and its position in the low bits
-        that ``position`` masks: sorted, equal n-grams are adjacent and in text order, so the
-        first of each group is its first occurrence. That sort is three times faster than an
-        ``argsort``. Hashes keep 64 bits less the position's: at least 40 bits for documents
-        under 16M words.
-
-        Returns the level, and the keys of the n-grams that occur twice or more (those whose
-        next word may still make a repeated (n+1)-gram).
-        """
-        keys = np.sort((hashes & ~position) | starts.astype(np.uint64))
-        new_value = np.empty(keys.size, dtype=bool)
-        new_value[:1] = True
-        values = keys & ~position
-        np.not_equal(values[1:], values[:-1], out=new_value[1:])
-        group_starts = np.flatnonzero(new_value)
-        counts = np.diff(group_starts, append=keys.size)
-        positions = (keys & position).astype(np.int64)
-        level = cls(counts, positions[group_starts], positions[~new_value])
-        return level, keys[np.repeat(counts >= 2, counts)]
-
-
-def _mix(values: np.ndarray) -> np.ndarray:
-    """Scramble 64-bit hashes before adding the next word (order-sensitive n-gram hash)."""
-    return (values ^ (values >> np.uint64(29))) * _MIX
-
 
 Filter = Callable[[TextView], str | None]
 
@@ -193,32 +105,6 @@ def duplicate_stats(items: list[str]) -> tuple[float, float]:
             seen.add(item)
     total_chars = sum(map(len, items))
     return dup_items / max(len(items), 1), dup_chars / max(total_chars, 1)
-
-
-def top_ngram_char_fraction(view: TextView, n: int) -> float:
-    """Fraction of word characters inside the most frequent n-gram (counted if it repeats).
-
-    When several n-grams are equally frequent, the longest counts: the strictest reading of
-    Gopher's rule, and independent of hash order.
-    """
-    level = view.ngram_level(n)
-    if level.counts.size == 0 or level.counts.max() < 2:
-        return 0.0
-    starts = level.first_starts[level.counts == level.counts.max()]
-    edges = np.concatenate(([0], np.cumsum(view.word_lengths)))
-    longest = int((edges[starts + n] - edges[starts]).max())
-    return longest * int(level.counts.max()) / max(int(edges[-1]), 1)
-
-
-def duplicate_ngram_char_fraction(view: TextView, n: int) -> float:
-    """Fraction of word characters covered by n-grams that repeat an earlier n-gram."""
-    repeats = view.ngram_level(n).repeat_starts
-    if repeats.size == 0:
-        return 0.0
-    size = view.word_count + 1
-    cover = np.bincount(repeats, minlength=size) - np.bincount(repeats + n, minlength=size)
-    covered = np.cumsum(cover[:-1]) > 0
-    return int(view.word_lengths[covered].sum()) / max(int(view.word_lengths.sum()), 1)
 
 
 def quality_filters(cfg: CleanParams) -> list[Filter]:
@@ -282,7 +168,7 @@ def quality_filters(cfg: CleanParams) -> list[Filter]:
 
 
 def repetition_filters(cfg: CleanParams) -> list[Filter]:
-    """Gopher repetition rules over lines, paragraphs and word n-grams."""
+    """Gopher repetition rules over lines and paragraphs (for n-grams: :func:`ngram_failures`)."""
     rep = cfg.repetition
 
     def lines(v: TextView) -> str | None:
@@ -299,19 +185,45 @@ def repetition_filters(cfg: CleanParams) -> list[Filter]:
             "duplicate_paragraph_chars" if chars > rep.duplicate_paragraph_char_fraction else None
         )
 
-    def top_ngrams(v: TextView) -> str | None:
-        for n, limit in sorted(rep.top_ngram_char_fraction.items()):
-            if top_ngram_char_fraction(v, n) > limit:
-                return f"top_{n}gram_repetition"
-        return None
+    return [lines, paragraphs]
 
-    def duplicate_ngrams(v: TextView) -> str | None:
-        for n, limit in sorted(rep.duplicate_ngram_char_fraction.items()):
-            if duplicate_ngram_char_fraction(v, n) > limit:
-                return f"duplicate_{n}gram_repetition"
-        return None
 
-    return [lines, paragraphs, top_ngrams, duplicate_ngrams]
+def ngram_failures(views: list[TextView], rep: RepetitionParams) -> list[str | None]:
+    """Gopher's n-gram repetition rules for a batch: the reason each document fails, or None.
+
+    Top n-gram sizes are checked first, smallest first, then duplicate n-gram sizes.
+    """
+    rules = [
+        (n, limit, f"top_{n}gram_repetition", top_ngram_char_fractions)
+        for n, limit in sorted(rep.top_ngram_char_fraction.items())
+    ] + [
+        (n, limit, f"duplicate_{n}gram_repetition", duplicate_ngram_char_fractions)
+        for n, limit in sorted(rep.duplicate_ngram_char_fraction.items())
+    ]
+    reasons: list[str | None] = [None] * len(views)
+    if not views or not rules:
+        return reasons
+    words = WordBatch.of([v.arrays.words.hashes for v in views], [v.word_lengths for v in views])
+    chain = NgramChain(words, min(n for n, *_ in rules))
+    for n, limit, reason, fractions in rules:
+        for index in np.flatnonzero(fractions(chain, n) > limit).tolist():
+            reasons[index] = reasons[index] or reason
+    return reasons
+
+
+def failures(views: list[TextView], cfg: CleanParams) -> list[str | None]:
+    """Every rule over a batch: the reason each document is dropped, or None to keep it.
+
+    Each document goes through the per-document rules in order; the n-gram rules, counted
+    for the whole batch at once (:mod:`components.ngrams`), come last, for those that pass.
+    """
+    rules = quality_filters(cfg) + repetition_filters(cfg)
+    reasons = [first_failure(view, rules) for view in views]
+    passed = [i for i, reason in enumerate(reasons) if reason is None]
+    found = ngram_failures([views[i] for i in passed], cfg.repetition)
+    for index, reason in zip(passed, found, strict=True):
+        reasons[index] = reason
+    return reasons
 
 
 def first_failure(view: TextView, filters: list[Filter]) -> str | None:

@@ -2,24 +2,14 @@
 
 import random
 import string
-from collections import Counter
 from itertools import islice
 
-import numpy as np
 import pytest
 import stopwordsiso
 
 from components.config import CleanParams, RepetitionParams
 from components.errors import ConfigError
-from components.filters import (
-    NgramLevel,
-    TextView,
-    duplicate_ngram_char_fraction,
-    first_failure,
-    quality_filters,
-    repetition_filters,
-    top_ngram_char_fraction,
-)
+from components.filters import TextView, failures, first_failure, quality_filters
 from components.stopwords import GOPHER_STOP_WORDS, stop_words
 from tests.conftest import make_params
 
@@ -305,8 +295,7 @@ FAILING = [c for c in CASES if c[3] is not None]
 
 
 def _reason(text, overrides):
-    cfg = CleanParams(**overrides)
-    return first_failure(TextView(text), quality_filters(cfg) + repetition_filters(cfg))
+    return failures([TextView(text)], CleanParams(**overrides))[0]
 
 
 @pytest.mark.parametrize(
@@ -345,59 +334,6 @@ def test_common_english_words_outside_the_gopher_list_do_not_count():
     assert first_failure(TextView(with_gopher), rules) is None
 
 
-def _reference_top(words, n):
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    if not grams:
-        return 0.0
-    counts = Counter(grams)
-    count = max(counts.values())
-    if count < 2:
-        return 0.0
-    # Equally frequent n-grams: the longest counts (the implementation's documented choice).
-    longest = max(sum(map(len, gram)) for gram, c in counts.items() if c == count)
-    return longest * count / sum(map(len, words))
-
-
-def _reference_duplicate(words, n):
-    seen, covered = set(), [False] * len(words)
-    for i in range(len(words) - n + 1):
-        gram = tuple(words[i : i + n])
-        if gram in seen:
-            covered[i : i + n] = [True] * n
-        seen.add(gram)
-    return sum(len(w) for w, c in zip(words, covered, strict=True) if c) / sum(map(len, words))
-
-
-def test_ngram_fractions_by_hand():
-    words = ["a", "bb", "a", "bb", "a"]  # 7 word characters
-    view = TextView(" ".join(words))
-    assert top_ngram_char_fraction(view, 2) == pytest.approx(3 * 2 / 7)  # "a bb" twice
-    assert duplicate_ngram_char_fraction(view, 2) == pytest.approx(4 / 7)  # words 2, 3, 4
-    assert duplicate_ngram_char_fraction(view, 3) == pytest.approx(4 / 7)  # "a bb a" again
-    assert top_ngram_char_fraction(view, 4) == 0.0  # no 4-gram occurs twice
-    assert duplicate_ngram_char_fraction(view, 4) == 0.0
-    assert _reference_top(words, 2) == pytest.approx(6 / 7)
-    assert _reference_duplicate(words, 3) == pytest.approx(4 / 7)
-
-
-@pytest.mark.parametrize("seed", range(50))
-def test_ngram_fractions_match_a_reference(seed):
-    rng = random.Random(seed)
-    vocabulary = ["a", "bb", "ccc", "dddd", "the", "river", "of", "x", "eeeeeee"]
-    vocabulary = vocabulary[: rng.randint(2, len(vocabulary))]
-    words = [rng.choice(vocabulary) for _ in range(rng.randint(1, 150))]
-    view, backwards = TextView(" ".join(words)), TextView(" ".join(words))
-    for n in range(1, 11):
-        top, duplicate = _reference_top(words, n), _reference_duplicate(words, n)
-        assert top_ngram_char_fraction(view, n) == pytest.approx(top, abs=1e-12, rel=0)
-        assert duplicate_ngram_char_fraction(view, n) == pytest.approx(duplicate, abs=1e-12, rel=0)
-        # A level is the same whichever level its view started counting at.
-        m = 11 - n
-        assert top_ngram_char_fraction(backwards, m) == pytest.approx(
-            _reference_top(words, m), abs=1e-12, rel=0
-        )
-
-
 def test_stop_word_lists():
     assert stop_words("en") == {"the", "be", "to", "of", "and", "that", "have", "with"}
     assert stop_words("de") == frozenset(stopwordsiso.stopwords("de"))
@@ -422,17 +358,17 @@ def test_language_problems_are_config_errors(clean, key):
     assert key in str(caught.value)
 
 
-@pytest.mark.parametrize("size", [0, 1, 2, 50, 5000])
-def test_ngram_level_finds_counts_first_and_later_occurrences(size):
-    rng = np.random.default_rng(size)
-    pool = rng.integers(0, 2**64, max(size // 4, 1), dtype=np.uint64)  # 64-bit n-gram hashes
-    hashes = rng.choice(pool, size)
-    position = np.uint64((1 << size.bit_length()) - 1)
-    level, repeated = NgramLevel.of(np.arange(size), hashes, position)
-    values, first, counts = np.unique(hashes, return_index=True, return_counts=True)
-    assert sorted(level.counts.tolist()) == sorted(counts.tolist())
-    assert sorted(level.first_starts.tolist()) == sorted(first.tolist())
-    later = sorted(set(range(size)) - set(first.tolist()))
-    assert sorted(level.repeat_starts.tolist()) == later
-    twice = np.isin(hashes, values[counts >= 2])
-    assert sorted((repeated & position).tolist()) == np.flatnonzero(twice).tolist()
+def test_a_batch_gets_the_reasons_its_documents_get_alone():
+    """Rows of the table in one batch, with the n-gram rules counted for all of them at once."""
+    cfg = CleanParams()
+    stream = PROSE.replace("river", "stream")
+    # Documents repeating one another (the last three) are still counted apart.
+    texts = [c[1] for c in CASES] + [PROSE, stream, stream, CASES[-1][1]]
+    alone = [failures([TextView(text)], cfg)[0] for text in texts]
+    assert failures([TextView(text) for text in texts], cfg) == alone
+    assert {"too_few_words", "duplicate_10gram_repetition", "top_2gram_repetition"} <= set(alone)
+    assert alone.count(None) >= 3
+
+
+def test_an_empty_batch_has_no_reasons():
+    assert failures([], CleanParams()) == []
