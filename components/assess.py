@@ -34,6 +34,7 @@ _OTHER_SPACES = frozenset(
     "\u2028\u2029\u202f\u205f\u3000"
 )
 _ASCII = bytes(range(128))
+_NEWLINE, _SPACE = ord("\n"), ord(" ")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,20 +76,28 @@ def _is_tidy(text: str) -> bool:
     """Whether :func:`normalize` would leave ``text`` as it is (ingest writes text so).
 
     Lines separated by one blank line, each with a word character, single plain spaces
-    inside and none at either end: checked with byte searches, where normalising splits
-    every line into words and joins them again.
+    inside and none at either end: checked on the UTF-8 bytes with a few numpy passes,
+    where normalising splits every line into words and joins them again. (Byte searches
+    for each bad pair of white-space characters cost four times as much: spaces are
+    everywhere, and each one starts a comparison.)
     """
     data = text.encode("utf-8", "surrogatepass")
-    if data[:1] in (b" ", b"\n") or data[-1:] in (b" ", b"\n"):
-        return False
-    if any(run in data for run in (b"\n\n\n", b"  ", b" \n", b"\n ")):
-        return False
-    if data.count(b"\n") != 2 * data.count(b"\n\n"):  # a line break that is not a blank line
-        return False
     if len(data.translate(None, _OTHER_ASCII_SPACES)) != len(data):
         return False
     if not _OTHER_SPACES.isdisjoint(data.translate(None, _ASCII).decode("utf-8", "surrogatepass")):
         return False
+    codes = np.frombuffer(data, dtype=np.uint8)
+    newline = codes == _NEWLINE
+    white = newline | (codes == _SPACE)
+    if not codes.size or white[0] or white[-1]:
+        return False
+    breaks = newline[1:] & newline[:-1]  # where a blank line starts (two line breaks)
+    if np.count_nonzero(white[1:] & white[:-1]) != np.count_nonzero(breaks):
+        return False  # two spaces, or a space next to a line break
+    if (breaks[1:] & breaks[:-1]).any():
+        return False  # two blank lines in a row
+    if np.count_nonzero(newline) != 2 * np.count_nonzero(breaks):
+        return False  # a line break that is not a blank line
     return all(map(_HAS_WORD.search, text.split("\n\n")))
 
 
