@@ -194,10 +194,10 @@ class TextArrays:
     def letterless_words(self) -> int:
         """White-space separated words without a letter (only digits, punctuation, symbols)."""
         words = self.words
-        if len(words) == 0:
-            return 0
-        letters = ((self.classes & LETTER) != 0).view(np.uint8)
-        return int(np.count_nonzero(np.maximum.reduceat(letters, words.starts) == 0))
+        # Letters before each position: a word has none where the count does not change.
+        letters = np.zeros(self.classes.size + 1, dtype=np.int64)
+        np.cumsum((self.classes & LETTER) != 0, out=letters[1:])
+        return int(np.count_nonzero(letters[words.ends] == letters[words.starts]))
 
     def digest(self) -> str:
         """Hash of the lower-cased word sequence (equal for exact duplicates).
