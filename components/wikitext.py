@@ -86,7 +86,10 @@ _SPACE_RUN = re.compile(r"  +")
 # Punctuation that takes no space before it (runs of spaces are single by then), when it
 # ends a word: ".NET", ".300" and "!Kung" keep theirs.
 _SPACE_BEFORE_PUNCTUATION = re.compile(r" ([,.;:!?)\]]+)(?=[\s\"'\u201d\u2019]|$)", re.M)
-_EMPTY_PARENS = re.compile(r"\(\s*[,;:]?\s*\)|\[\s*\]")
+# Two patterns, each with a literal first character to skip ahead to: as one alternation
+# they were tried at every character (6x slower).
+_EMPTY_PARENS = re.compile(r"\(\s*[,;:]?\s*\)")
+_EMPTY_BRACKETS = re.compile(r"\[\s*\]")
 _OPEN_PAREN_PUNCT = re.compile(r"\(\s*[,;:]\s*")
 # Last resort for the promise that no markup token survives (the validate suite checks it):
 # tokens spelled with entities (``&#123;&#123;``) or brought together by the removals above.
@@ -342,7 +345,7 @@ def _tidy(text: str) -> str:
     """Normalise spaces and blank lines; drop headings of sections left empty."""
     text = text.replace("\x01", "|").replace("\x02", "=")  # {{!}} and {{=}}
     # Parentheses emptied by removed templates go first, so the spaces around them collapse.
-    text = _EMPTY_PARENS.sub("", text)
+    text = _EMPTY_BRACKETS.sub("", _EMPTY_PARENS.sub("", text))
     text = _OPEN_PAREN_PUNCT.sub("(", text)
     if any(token in text for token in _LEFTOVER_STARTS):  # rare: skip the slow search
         text = _innermost_first(_LEFTOVER, lambda _: "", text)
