@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from functools import partial
 
 from pydantic import BaseModel, ConfigDict
 
 from components.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
-from components.assess import assess_batch
+from components.assess import Assessment, assess_batch
 from components.config import Params, Paths
 from components.dedup import Deduplicator
 from components.documents import REJECTED_SCHEMA, ShardWriter, count_rows, iter_batches
@@ -52,31 +53,27 @@ def run(params: Params, paths: Paths) -> CleanResult:
     documents = count_rows(paths.ingest)
     dedup = Deduplicator(cfg.dedup, documents)
     dedup.prepare()  # loads datasketch in the background while the workers start
-    docs, words = Counter(), Counter()
-    words_out = 0
     assess = partial(assess_batch, cfg=cfg, permutations=dedup.permutations)
     batches = iter_batches(paths.ingest, _BATCH_DOCS, _BATCH_CHARS)
     with (
         atomic_dir(paths.clean) as out,
         progress(total=documents, unit="doc", desc="clean") as bar,
     ):
-        kept = ShardWriter(out)
-        rejected = ShardWriter(out / "rejected", REJECTED_SCHEMA)
+        tally = _Tally(ShardWriter(out), ShardWriter(out / "rejected", REJECTED_SCHEMA))
+        # Until the LSH index is built, assessed documents wait here in input order: the
+        # workers keep getting batches instead of idling while datasketch loads.
+        waiting: list[Assessment] = []
         for assessments in ordered_map(assess, batches, worker_count(cfg.workers)):
-            for a in assessments:
-                reason = a.reason or dedup.check(a.text_hash, a.signature)
-                docs[reason or "kept"] += 1
-                words[reason or "kept"] += a.words
-                if reason:
-                    rejected.write({**a.document.to_row(), "reason": reason})
-                else:
-                    kept.write((a.output or a.document).to_row())
-                    words_out += a.words_out
+            waiting += assessments
+            if dedup.ready():
+                tally.decide(waiting, dedup)
+                waiting = []
             bar.update(len(assessments))
         dedup.prepare().result()  # a bad index setting fails even if no document reached it
-        kept.close()
-        rejected.close()
-        result = _result(docs, words, words_out, time.perf_counter() - started)
+        tally.decide(waiting, dedup)
+        tally.kept.close()
+        tally.rejected.close()
+        result = tally.result(time.perf_counter() - started)
         inputs = {"ingest": dir_digest(paths.ingest)}
         write_json(
             out / "meta.json",
@@ -96,15 +93,37 @@ def run(params: Params, paths: Paths) -> CleanResult:
     return result
 
 
-def _result(docs: Counter[str], words: Counter[str], words_out: int, seconds: float) -> CleanResult:
-    """Counts by outcome; ``words`` counts each document's words before stop-word removal."""
-    rejected = {k: v for k, v in sorted(docs.items()) if k != "kept"}
-    return CleanResult(
-        documents_in=sum(docs.values()),
-        documents_out=docs["kept"],
-        words_in=sum(words.values()),
-        words_out=words_out,
-        rejected=rejected,
-        rejected_words={k: words[k] for k in rejected},
-        seconds=round(seconds, 3),
-    )
+@dataclass
+class _Tally:
+    """Writes each assessed document where it belongs and counts documents and words."""
+
+    kept: ShardWriter
+    rejected: ShardWriter
+    docs: Counter[str] = field(default_factory=Counter)
+    words: Counter[str] = field(default_factory=Counter)  # before stop-word removal
+    words_out: int = 0
+
+    def decide(self, assessments: list[Assessment], dedup: Deduplicator) -> None:
+        """Keep or reject each document, in input order (the first of duplicates is kept)."""
+        for a in assessments:
+            reason = a.reason or dedup.check(a.text_hash, a.signature)
+            self.docs[reason or "kept"] += 1
+            self.words[reason or "kept"] += a.words
+            if reason:
+                self.rejected.write({**a.document.to_row(), "reason": reason})
+            else:
+                self.kept.write((a.output or a.document).to_row())
+                self.words_out += a.words_out
+
+    def result(self, seconds: float) -> CleanResult:
+        """Counts by outcome."""
+        rejected = {k: v for k, v in sorted(self.docs.items()) if k != "kept"}
+        return CleanResult(
+            documents_in=sum(self.docs.values()),
+            documents_out=self.docs["kept"],
+            words_in=sum(self.words.values()),
+            words_out=self.words_out,
+            rejected=rejected,
+            rejected_words={k: self.words[k] for k in rejected},
+            seconds=round(seconds, 3),
+        )

@@ -158,6 +158,13 @@ class Deduplicator:
             pool.shutdown(wait=False)  # the build goes on; the pool takes no more work
         return self._build
 
+    def ready(self) -> bool:
+        """Whether :meth:`check` can answer without waiting for the index to be built.
+
+        Also true once the build failed: :meth:`check` then raises its error.
+        """
+        return self.prepare().done()
+
     def _near_index(self) -> tuple[MinHashLSH, Callable[..., LeanMinHash]]:
         """The LSH index and a signature wrapper (waits for :meth:`prepare`'s build)."""
         if self._index is None:

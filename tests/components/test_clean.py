@@ -13,8 +13,9 @@ import pytest
 
 from components.artifacts import build_meta, dir_digest, write_json
 from components.assess import normalize, remove_stop_words
-from components.clean import CleanResult, run
+from components.clean import CleanResult, _Tally, run
 from components.cli import run_stage
+from components.dedup import Deduplicator
 from components.documents import Document, iter_documents, shard_paths, write_documents
 from components.errors import ArtifactError, ConfigError
 from components.stopwords import GOPHER_STOP_WORDS, removable_stop_words
@@ -121,6 +122,30 @@ def test_result_counts_documents_and_words_by_reason(workspace):
     assert result.words_in == sum(words.values())
     assert result.words_in == result.words_out + sum(result.rejected_words.values())
     assert result.documents_in == result.documents_out + sum(result.rejected.values())
+
+
+def test_documents_wait_in_order_until_the_index_is_built(workspace, monkeypatch):
+    """While datasketch loads, assessed documents queue up; then each is decided in order."""
+    _ingested(workspace, MIXED)
+    monkeypatch.setattr("components.clean._BATCH_DOCS", 1)  # one document per batch
+    built, decide = Deduplicator.ready, _Tally.decide
+    asked, decided = [], []
+
+    def slow_to_build(self):
+        asked.append(True)
+        return len(asked) > 4 and built(self)  # not ready for the first four batches
+
+    def counted(self, assessments, dedup):
+        decided.append(len(assessments))
+        decide(self, assessments, dedup)
+
+    monkeypatch.setattr(Deduplicator, "ready", slow_to_build)
+    monkeypatch.setattr(_Tally, "decide", counted)
+    _clean(workspace)
+    assert decided == [5, 1, 1, 0]  # the first five together, once the index was there
+    assert [d.id for d in iter_documents(workspace.clean)] == [1, 2, 7]
+    rejected = _rows(workspace.clean / "rejected")
+    assert {r["id"]: r["reason"] for r in rejected} == EXPECTED_REASONS
 
 
 def test_meta_records_stage_params_and_input_digest(workspace):

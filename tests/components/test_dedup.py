@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import tracemalloc
 from pathlib import Path
 
@@ -242,6 +243,18 @@ def test_a_threshold_the_index_cannot_serve_is_a_config_error_before_any_decisio
     dedup = Deduplicator(DedupParams(threshold=threshold, num_perm=num_perm))
     with pytest.raises(ConfigError, match=r"clean\.dedup\.threshold: .* raise num_perm"):
         dedup.prepare().result()
+    assert dedup.ready()  # a failed build is over too: the next check raises its error
     with pytest.raises(ConfigError, match=r"clean\.dedup\.threshold"):
         dedup.check("a" * 40, np.zeros(num_perm, dtype=np.uint32))
     Deduplicator(DedupParams(threshold=threshold, near=False)).prepare().result()  # no index
+
+
+def test_ready_only_once_the_index_is_built(monkeypatch):
+    release, build = threading.Event(), Deduplicator._build_index
+    monkeypatch.setattr(Deduplicator, "_build_index", lambda self: release.wait(5) and build(self))
+    dedup = Deduplicator(DedupParams())
+    assert not dedup.ready()
+    release.set()
+    dedup.prepare().result()
+    assert dedup.ready()
+    assert _check(dedup, _text(6)) is None
