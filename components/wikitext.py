@@ -169,16 +169,19 @@ def _render_link(match: re.Match[str], hidden: frozenset[str]) -> str:
     return label.strip() + match.group(2)
 
 
-def _template_args(body: str) -> tuple[str, list[str]]:
-    """Split a template body into its normalised name and its positional arguments.
+def _template_name(body: str) -> str:
+    """A template's normalised name: what comes before its first ``|``."""
+    return body.partition("|")[0].strip().replace("_", " ").lower()
+
+
+def _template_args(body: str) -> list[str]:
+    """A template body's positional arguments.
 
     Numbered arguments (``{{nowrap|1=x = 5}}``, used when a value holds ``=``) take their
     position; other named arguments are left out.
     """
-    parts = body.split("|")
-    name = parts[0].strip().replace("_", " ").lower()
     positional, numbered = [], {}
-    for part in parts[1:]:
+    for part in body.split("|")[1:]:
         key, equals, value = part.partition("=")
         if not equals:
             positional.append(part.strip())
@@ -189,20 +192,23 @@ def _template_args(body: str) -> tuple[str, list[str]]:
         positional += [""] * (size - len(positional))
         for index, value in numbered.items():
             positional[index] = value
-    return name, positional
+    return positional
 
 
 def _render_template(match: re.Match[str]) -> str:
     """A template's visible prose, or nothing for every template that carries none."""
-    name, args = _template_args(match.group(1))
+    body = match.group(1)
+    name = _template_name(body)
     if name.startswith("formatnum:"):  # a parser function: {{formatnum:12345}} -> 12345
-        return match.group(1).split("|")[0].split(":", 1)[1].strip()
+        return body.split("|")[0].split(":", 1)[1].strip()
     if name in _SYMBOLS:
         return _SYMBOLS[name]
     if name.startswith("lang-") or name in _FIRST_ARG:
+        args = _template_args(body)
         return args[0] if args else ""
     render = _PROSE.get(name)
-    return render(args) if render else ""
+    # Most templates (infoboxes, citations) render nothing: their arguments are never split.
+    return render(_template_args(body)) if render else ""
 
 
 def _convert(args: list[str]) -> str:
