@@ -32,7 +32,9 @@ import numpy as np
 SPACE = 1  # str.isspace(): what str.split() splits on
 WORD = 2  # matches \w
 LETTER = 4  # \w but neither a decimal digit nor "_": what makes a word alphabetic
-COMPLEX_LOWER = 8  # str.lower() gives several characters, or depends on context (capital sigma)
+# str.lower() gives several characters, depends on context (capital sigma), or gives a
+# character that is a word character where this one is not (or the other way round).
+COMPLEX_LOWER = 8
 KNOWN = 128  # classified (the table is filled as characters first appear)
 
 _WORD_CHAR = re.compile(r"\w")
@@ -54,7 +56,8 @@ def _learn(code_points: Iterable[int]) -> None:
         if _WORD_CHAR.match(char):
             flags |= WORD if _DIGIT_OR_UNDERSCORE.match(char) else WORD | LETTER
         lower = char.lower()
-        if len(lower) == 1 and code != _CAPITAL_SIGMA:
+        same_class = bool(_WORD_CHAR.match(lower)) == bool(flags & WORD)
+        if len(lower) == 1 and code != _CAPITAL_SIGMA and same_class:
             _LOWER[code] = ord(lower)
         else:
             flags |= COMPLEX_LOWER
@@ -191,9 +194,11 @@ class TextArrays:
             lowered = np.frombuffer(self.points.tobytes().lower(), dtype=np.uint8)
         elif (self.classes & COMPLEX_LOWER).any():
             lowered = code_points(self.text.lower())
+            return Words.where(lowered, (classes(lowered) & WORD) != 0)
         else:
             lowered = _LOWER[self.points]
-        return Words.where(lowered, (classes(lowered) & WORD) != 0)
+        # Lower-casing these characters one for one keeps each a word character or not.
+        return Words.where(lowered, (self.classes & WORD) != 0)
 
     def letterless_words(self) -> int:
         """White-space separated words without a letter (only digits, punctuation, symbols)."""
