@@ -1,4 +1,4 @@
-"""Start a stage's worker server first thing, before the stage's own imports.
+"""Set up a fanning-out stage's processes first thing, before the stage's own imports.
 
 The fork server of a stage that fans out (:data:`components.stages.WORKER_MODULES`) imports
 the workers' module once, and workers fork from it only when that is done. Started after
@@ -8,10 +8,13 @@ first batch was ready: 0.1 s of every parallel stage. Started here it overlaps w
 This runs before params are validated, so it only reads the stage's ``workers`` key as
 written. Without one (or with an unreadable file) it starts nothing and leaves the decision
 to :func:`components.cli.run_stage`, which makes it again from the validated params.
+
+It also gives numpy's OpenBLAS one thread in these stages (:func:`single_blas_thread`).
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import yaml
@@ -22,9 +25,28 @@ from components.stages import WORKER_MODULES
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it
 
 
+def fanning_out_stage(argv: list[str]) -> str | None:
+    """The stage named in ``argv`` if it fans out to worker processes."""
+    return next((arg for arg in argv if arg in WORKER_MODULES), None)
+
+
+def single_blas_thread(argv: list[str]) -> bool:
+    """Give OpenBLAS one thread in a fanning-out stage, unless the environment sets a count.
+
+    These stages do element-wise numpy work only, never linear algebra. OpenBLAS starts a
+    thread per core when numpy (or scipy, which has its own copy) is imported, and they spin
+    for a while: 0.1 CPU seconds in each such process, taken from the stage's workers. Set
+    before anything imports numpy, and inherited by the worker server.
+    """
+    if fanning_out_stage(argv) is None:
+        return False
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return True
+
+
 def requested_workers(argv: list[str]) -> tuple[str, int] | None:
     """The stage named in ``argv`` if it fans out, and the workers its params file sets."""
-    stage = next((arg for arg in argv if arg in WORKER_MODULES), None)
+    stage = fanning_out_stage(argv)
     if stage is None:
         return None
     try:

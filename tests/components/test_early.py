@@ -1,11 +1,16 @@
-"""The worker server starts before the stage's imports only when the params file asks for it."""
+"""What ``python -m components`` sets up before a fanning-out stage's imports.
 
+The worker server starts early only when the params file asks for workers, and OpenBLAS
+gets one thread.
+"""
+
+import os
 import subprocess
 import sys
 
 import pytest
 
-from components.early import params_path, requested_workers
+from components.early import params_path, requested_workers, single_blas_thread
 
 
 def _params(tmp_path, text):
@@ -65,3 +70,34 @@ def _servers_started(params_file: str) -> str:
 def test_a_server_starts_for_two_workers_and_none_for_one(tmp_path):
     assert _servers_started(_params(tmp_path, "ingest:\n  workers: 2\n")) == "True 1"
     assert _servers_started(_params(tmp_path, "ingest:\n  workers: 1\n")) == "False 0"
+
+
+def _threads_once_numpy_is_imported(stage: str, environment: dict[str, str]) -> tuple[str, int]:
+    code = (
+        "import os, psutil; from components.early import single_blas_thread; "
+        f"single_blas_thread([{stage!r}, '--params', 'p.yaml']); import numpy; "
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'), psutil.Process().num_threads())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"} | environment
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    setting, threads = done.stdout.split()
+    return setting, int(threads)
+
+
+def test_fanning_out_stages_import_numpy_without_blas_threads():
+    assert _threads_once_numpy_is_imported("clean", {}) == ("1", 1)
+    assert _threads_once_numpy_is_imported("ingest", {}) == ("1", 1)
+    # Stages that may do linear algebra keep OpenBLAS's own choice (a thread per core).
+    assert _threads_once_numpy_is_imported("pretrain", {})[0] == "None"
+
+
+def test_a_blas_thread_count_set_by_the_user_is_kept(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert single_blas_thread(["clean"])
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "2"
+    assert _threads_once_numpy_is_imported("clean", {"OPENBLAS_NUM_THREADS": "2"})[0] == "2"
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    assert not single_blas_thread(["tokenize"])
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
