@@ -17,7 +17,7 @@ from functools import partial
 from pydantic import BaseModel, ConfigDict
 
 from components import sources
-from components.artifacts import atomic_dir, build_meta, file_digest, write_json
+from components.artifacts import atomic_dir, build_meta, write_json
 from components.config import IngestParams, Params, Paths
 from components.documents import ShardWriter
 from components.errors import SourceError
@@ -142,7 +142,7 @@ def run(params: Params, paths: Paths) -> IngestResult:
         writer.close()
         if outcomes[KEPT] == 0:
             raise SourceError(f"{source.path}: no articles in this dump ({_summary(outcomes)})")
-        sha1 = file_digest(source.path, "sha1")
+        sha1 = reader.sha1
         meta = build_meta(
             "ingest",
             cfg.model_dump(),

@@ -8,6 +8,7 @@ language and any export schema version (namespaces are stripped from tag names).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
 import xml.etree.ElementTree as ET
 import zlib
@@ -21,6 +22,7 @@ from components.errors import SourceError
 from components.readahead import ReadAhead
 
 _BZ2_MAGIC = b"BZh"
+_DIGEST_CHUNK = 1 << 20
 _GZIP_MAGIC = b"\x1f\x8b"
 _EXPAT_POSITION = re.compile(r": line \d+, column \d+$")
 # Namespace keys whose links render nothing in article text: Media, File, Category.
@@ -47,27 +49,39 @@ class Page:
 
 
 class CountingReader:
-    """Wraps a binary file and counts the bytes read (for progress on the compressed input)."""
+    """Wraps a binary file; counts the bytes read (for progress) and hashes them.
+
+    The hash makes the dump's SHA-1 without a second read of a file that can be 20 GB.
+    """
 
     def __init__(self, raw: IO[bytes]) -> None:
         self.raw = raw
         self.bytes_read = 0
+        self._sha1 = hashlib.sha1(usedforsecurity=False)  # the checksum dumps come with
 
     def read(self, size: int = -1) -> bytes:
-        """Read like the wrapped file, counting bytes."""
+        """Read like the wrapped file, counting and hashing the bytes."""
         data = self.raw.read(size)
         self.bytes_read += len(data)
+        self._sha1.update(data)
         return data
 
     def readinto(self, buffer: bytearray | memoryview) -> int:
-        """Read into ``buffer`` like the wrapped file, counting bytes."""
-        count = self.raw.readinto(buffer)
-        self.bytes_read += count or 0
+        """Read into ``buffer`` like the wrapped file, counting and hashing the bytes."""
+        count = self.raw.readinto(buffer) or 0
+        self.bytes_read += count
+        self._sha1.update(memoryview(buffer)[:count])
         return count
 
     def readable(self) -> bool:
         """Always readable (required by the bz2 and gzip wrappers)."""
         return True
+
+    def sha1(self) -> str:
+        """SHA-1 of the whole file: of the bytes read so far, and of the rest, read now."""
+        while self.read(_DIGEST_CHUNK):
+            pass
+        return self._sha1.hexdigest()
 
 
 def _local(tag: str) -> str:
@@ -101,6 +115,18 @@ class DumpReader:
         self.namespaces: dict[int, str] = {}
         self._raw: CountingReader | None = None
         self._root_seen = False
+        self._sha1: str | None = None
+
+    @property
+    def sha1(self) -> str:
+        """SHA-1 of the dump file, hashed while it was read (once every page was read).
+
+        Raises:
+            RuntimeError: the dump has not been read to its end.
+        """
+        if self._sha1 is None:
+            raise RuntimeError(f"{self.path} has not been read to its end")
+        return self._sha1
 
     @property
     def bytes_read(self) -> int:
@@ -124,6 +150,7 @@ class DumpReader:
             try:
                 with ReadAhead(_decompressor(self.path, self._raw)) as stream:
                     yield from self._parse(stream)
+                self._sha1 = self._raw.sha1()  # the read-ahead thread is done with the file
             except ET.ParseError as error:
                 raise self._xml_error(error) from None
             except EOFError:

@@ -1,5 +1,6 @@
 import bz2
 import gzip
+import hashlib
 
 import pytest
 
@@ -89,6 +90,25 @@ def test_bytes_read_reaches_the_file_size(tmp_path):
     assert reader.bytes_read == 0
     list(reader)
     assert reader.bytes_read == reader.path.stat().st_size
+
+
+@pytest.mark.parametrize("compression", ["none", "bz2", "multistream", "gzip"])
+def test_the_dump_sha1_is_hashed_while_reading(tmp_path, compression):
+    path = write_dump(tmp_path / f"d.{compression}", sample_pages(), compression)
+    reader = DumpReader(path)
+    with pytest.raises(RuntimeError, match="not been read to its end"):
+        _ = reader.sha1
+    assert len(list(reader)) == 6
+    assert reader.sha1 == hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+def test_the_dump_sha1_covers_data_the_reader_left_unread(tmp_path):
+    """Trailing data after the last bz2 stream is ignored by the reader, not by the hash."""
+    path = write_dump(tmp_path / "d.xml.bz2", sample_pages())
+    path.write_bytes(path.read_bytes() + b"\0" * 3_000_000)
+    reader = DumpReader(path)
+    assert len(list(reader)) == 6
+    assert reader.sha1 == hashlib.sha1(path.read_bytes()).hexdigest()
 
 
 def test_namespaces_come_from_siteinfo(tmp_path):
