@@ -45,6 +45,7 @@ TEMPLATES = (
     ("mdash", "a{{mdash}}b", "a\u2014b"),
     ("circa", "Built {{circa|1850}}.", "Built c. 1850."),
     ("empty-parens-left-by-template", "Paris ({{IPA|pa.\u0281i}}) is a city.", "Paris is a city."),
+    ("empty-brackets-around-empty-parens", "See [{{efn|a}} ( )] here.", "See here."),
     ("unbalanced", "Broken {{template and [[link", "Broken template and link"),
     ("numbered-argument", "So {{nowrap|1=x = 5}} holds.", "So x = 5 holds."),
     ("numbered-after-positional", "{{lang|fr|2=texte}} here", "texte here"),

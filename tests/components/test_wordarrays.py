@@ -2,10 +2,12 @@ r"""Words as numpy arrays, against their Python definitions (str.split, the \w+ 
 
 import random
 import re
+import sys
 
 import numpy as np
 import pytest
 
+from components import wordarrays
 from components.textstats import stop_word_ratio
 from components.wordarrays import TextArrays, hash_set, hash_strings
 
@@ -95,3 +97,15 @@ def test_stop_words_are_found_by_hash():
     assert not TextArrays("the").lower_words.among(hash_set(frozenset())).any()
     assert hash_set(stops).dtype == np.uint64
     assert not hash_set(stops).flags.writeable
+
+
+def test_lower_casing_keeps_word_characters_unless_flagged():
+    """lower_words reuses a text's word classes unless a character is flagged COMPLEX_LOWER."""
+    every = np.arange(sys.maxunicode + 1)
+    every = every[(every < 0xD800) | (every > 0xDFFF)]  # no surrogates
+    flags = wordarrays.classes(every)
+    simple = every[(flags & wordarrays.COMPLEX_LOWER) == 0]
+    lowered = wordarrays.classes(wordarrays._LOWER[simple])
+    word = (flags[(flags & wordarrays.COMPLEX_LOWER) == 0] & wordarrays.WORD) != 0
+    assert np.array_equal((lowered & wordarrays.WORD) != 0, word)
+    assert wordarrays.classes(np.array([0x130]))[0] & wordarrays.COMPLEX_LOWER  # "İ": two chars
