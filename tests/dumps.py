@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+import pytest
+
+from components.lbzip2 import lbzip2_path
+
 SITEINFO = """  <siteinfo>
     <sitename>Wikipedia</sitename>
     <dbname>{dbname}</dbname>
@@ -124,3 +128,10 @@ def sample_pages() -> list[WikiPage]:
         ),
         article(6, "Epsilon"),
     ]
+
+
+# Tests of lbzip2 decoding need the program (Debian's lbzip2 package, installed by `make`
+# where it can be: see the Makefile).
+needs_lbzip2 = pytest.mark.skipif(
+    lbzip2_path() is None, reason="lbzip2 is not installed (apt install lbzip2)"
+)
