@@ -15,6 +15,7 @@ import yaml
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.errors import ConfigError
+from components.lbzip2 import lbzip2_path
 from components.schema import Section, format_errors
 from components.stopwords import has_language
 from components.training_params import (
@@ -138,6 +139,9 @@ class IngestParams(Section):
     min_chars: int = Field(1, ge=1, description="pages with less plain text count as empty")
     shard_docs: int = Field(10_000, ge=1)
     workers: int = Field(0, ge=0, description="0 means one per CPU core")
+    # lbzip2 decodes bz2 on every worker core with less CPU than Python's bz2 module (libbz2):
+    # "auto" uses it when it is installed.
+    bz2_decoder: Literal["auto", "lbzip2", "python"] = "auto"
     download_timeout_s: float = Field(60.0, gt=0)
 
     @field_validator("checksum")
@@ -156,6 +160,15 @@ class IngestParams(Section):
             raise ValueError(
                 "checksum: source 'latest' is checked against the sha1 the mirror publishes "
                 "for its newest dump; remove checksum, or name the dump's URL as source"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_lbzip2_installed(self) -> Self:
+        if self.bz2_decoder == "lbzip2" and lbzip2_path() is None:
+            raise ValueError(
+                "bz2_decoder: lbzip2 is not installed (apt install lbzip2); "
+                "or set 'auto' to use it only where it is"
             )
         return self
 

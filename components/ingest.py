@@ -21,6 +21,7 @@ from components.artifacts import atomic_dir, build_meta, write_json
 from components.config import IngestParams, Params, Paths
 from components.documents import ShardWriter
 from components.errors import SourceError
+from components.lbzip2 import lbzip2_path
 from components.parallel import ordered_map, worker_count
 from components.progress import progress
 from components.render import KEPT, render_batch
@@ -130,8 +131,8 @@ def run(params: Params, paths: Paths) -> IngestResult:
         cfg.download_timeout_s,
         latest=(cfg.mirror, cfg.wiki),
     )
-    log.info("ingesting %s (%s)", source.name, source.path)
-    reader = DumpReader(source.path)
+    reader = DumpReader(source.path, lbzip2_threads=lbzip2_threads(cfg))
+    log.info("ingesting %s (%s)%s", source.name, source.path, _decoder_note(reader))
     outcomes: Counter[str] = Counter()
     text_chars = 0
     with atomic_dir(paths.ingest) as out:
@@ -171,6 +172,20 @@ def run(params: Params, paths: Paths) -> IngestResult:
         _summary(outcomes),
     )
     return result
+
+
+def lbzip2_threads(cfg: IngestParams) -> int:
+    """Threads for lbzip2 to decode a bz2 dump on, or 0 to use Python's bz2 module."""
+    if cfg.bz2_decoder == "python" or lbzip2_path() is None:
+        return 0  # bz2_decoder "lbzip2" without lbzip2 was refused with the params
+    return worker_count(cfg.workers)
+
+
+def _decoder_note(reader: DumpReader) -> str:
+    """How a bz2 dump will be decoded, for the log."""
+    if not reader.lbzip2_threads:
+        return ""
+    return f", bz2 decoded by lbzip2 on {reader.lbzip2_threads} threads"
 
 
 def _summary(outcomes: Counter[str]) -> str:

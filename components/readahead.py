@@ -10,9 +10,17 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import IO
+from typing import Protocol
 
 _CHUNK = 1 << 20
+
+
+class ByteSource(Protocol):
+    """What the reader thread reads from: a binary file, or a decompressor's stream."""
+
+    def read(self, size: int = -1, /) -> bytes:
+        """Up to ``size`` bytes; b"" at the end."""
+        ...
 
 
 class ReadAhead:
@@ -23,7 +31,7 @@ class ReadAhead:
     to stop the thread before the underlying file is closed.
     """
 
-    def __init__(self, stream: IO[bytes], chunk: int = _CHUNK, depth: int = 16) -> None:
+    def __init__(self, stream: ByteSource, chunk: int = _CHUNK, depth: int = 16) -> None:
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._stop = threading.Event()
         self._buffer = memoryview(b"")
@@ -33,7 +41,7 @@ class ReadAhead:
         )
         self._thread.start()
 
-    def _fill(self, stream: IO[bytes], chunk: int) -> None:
+    def _fill(self, stream: ByteSource, chunk: int) -> None:
         # read1 returns what one decompression step gives: read() would wait for a whole
         # chunk and lose the bytes before an error (a truncated archive) with the error.
         read = getattr(stream, "read1", stream.read)

@@ -13,13 +13,15 @@ import re
 import xml.etree.ElementTree as ET
 import zlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from components.bz2stream import Bz2Stream
 from components.errors import SourceError
-from components.readahead import ReadAhead
+from components.lbzip2 import Lbzip2Stream
+from components.readahead import ByteSource, ReadAhead
 
 _BZ2_MAGIC = b"BZh"
 _DIGEST_CHUNK = 1 << 20
@@ -89,15 +91,23 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-def _decompressor(path: Path, raw: CountingReader) -> IO[bytes] | Bz2Stream:
-    """Pick the decompressor from the file's magic bytes, not its name."""
+@contextmanager
+def _decompressed(path: Path, raw: CountingReader, lbzip2_threads: int) -> Iterator[ByteSource]:
+    """The decompressed bytes of ``raw``, picking the format from its magic bytes, not its name.
+
+    bz2 is decoded by lbzip2 when ``lbzip2_threads`` is set, else by Python's bz2 module.
+    """
     with path.open("rb") as probe:
         magic = probe.read(3)
-    if magic.startswith(_BZ2_MAGIC):
-        return Bz2Stream(raw)  # reads every stream of a multistream file
-    if magic.startswith(_GZIP_MAGIC):
-        return gzip.GzipFile(fileobj=raw)
-    return raw  # type: ignore[return-value]
+    if magic.startswith(_BZ2_MAGIC) and lbzip2_threads > 0:
+        with Lbzip2Stream(raw, lbzip2_threads) as stream:
+            yield stream
+    elif magic.startswith(_BZ2_MAGIC):
+        yield Bz2Stream(raw)  # reads every stream of a multistream file
+    elif magic.startswith(_GZIP_MAGIC):
+        yield gzip.GzipFile(fileobj=raw)
+    else:
+        yield raw
 
 
 class DumpReader:
@@ -106,12 +116,14 @@ class DumpReader:
     Attributes:
         namespaces: namespace key -> local name, from ``<siteinfo>``.
         bytes_read: compressed bytes consumed so far (for progress reporting).
+        lbzip2_threads: decode bz2 with lbzip2 on this many threads (0: Python's bz2 module).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lbzip2_threads: int = 0) -> None:
         if not path.is_file():
             raise SourceError(f"dump not found: {path}")
         self.path = path
+        self.lbzip2_threads = lbzip2_threads
         self.namespaces: dict[int, str] = {}
         self._raw: CountingReader | None = None
         self._root_seen = False
@@ -148,7 +160,10 @@ class DumpReader:
         with handle:
             self._raw = CountingReader(handle)
             try:
-                with ReadAhead(_decompressor(self.path, self._raw)) as stream:
+                with (
+                    _decompressed(self.path, self._raw, self.lbzip2_threads) as decoded,
+                    ReadAhead(decoded) as stream,
+                ):
                     yield from self._parse(stream)
                 self._sha1 = self._raw.sha1()  # the read-ahead thread is done with the file
             except ET.ParseError as error:

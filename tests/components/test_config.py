@@ -44,6 +44,7 @@ def test_repository_params_yaml_is_valid_and_explicit():
         ({"clean": {"language": "xx"}}, "clean.language: stopwordsiso has no stop-word list"),
         ({"ingest": {"checksum": "sha1:abc"}}, "ingest.checksum: a sha1 digest has 40 hex digits"),
         ({"ingest": {"checksum": "crc:00"}}, "ingest.checksum: String should match pattern"),
+        ({"ingest": {"bz2_decoder": "zstd"}}, "ingest.bz2_decoder: Input should be 'auto'"),
         (
             {"ingest": {"source": "latest", "checksum": "sha1:" + "0" * 40}},
             "ingest.checksum: source 'latest' is checked against the sha1 the mirror publishes",
@@ -81,6 +82,17 @@ def test_each_problem_names_its_key_path(raw, expected):
     with pytest.raises(ConfigError) as caught:
         parse_params(raw)
     assert any(p.startswith(expected) for p in caught.value.problems), caught.value.problems
+
+
+def test_the_lbzip2_decoder_needs_lbzip2_installed(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without lbzip2
+    with pytest.raises(ConfigError) as caught:
+        parse_params({"ingest": {"bz2_decoder": "lbzip2"}})
+    assert caught.value.problems == [
+        "ingest.bz2_decoder: lbzip2 is not installed (apt install lbzip2); "
+        "or set 'auto' to use it only where it is"
+    ]
+    assert parse_params({"ingest": {"bz2_decoder": "auto"}}).ingest.bz2_decoder == "auto"
 
 
 def test_all_problems_are_reported_at_once():

@@ -9,11 +9,12 @@ import pytest
 
 from components import ingest, render
 from components.errors import SourceError
+from components.parallel import worker_count
 from components.textstats import MARKUP_TOKENS
 from components.wikitext import to_text
 from components.wikixml import DumpReader
 from tests.conftest import make_params
-from tests.dumps import WikiPage, article, dump_xml, sample_pages, write_dump
+from tests.dumps import WikiPage, article, dump_xml, needs_lbzip2, sample_pages, write_dump
 
 COLUMNS = ["id", "title", "revision_id", "timestamp", "text"]
 SAMPLE_OUTCOMES = {"kept": 3, "redirect": 1, "not_article": 1, "disambiguation": 1}
@@ -219,26 +220,68 @@ def test_truncated_dump_fails_after_a_full_batch(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("kind", "workers"),
+    ("kind", "workers", "decoder"),
     [
-        ("missing", 1),
-        ("truncated", 1),
-        ("truncated", 2),
-        ("corrupt", 1),
-        ("malformed", 1),
-        ("empty", 1),
+        ("missing", 1, "auto"),
+        ("truncated", 1, "python"),
+        ("truncated", 2, "python"),
+        pytest.param("truncated", 2, "lbzip2", marks=needs_lbzip2),
+        ("corrupt", 1, "python"),
+        pytest.param("corrupt", 2, "lbzip2", marks=needs_lbzip2),
+        ("malformed", 1, "auto"),
+        ("empty", 1, "auto"),
     ],
-    ids=["missing", "truncated", "truncated-2-workers", "corrupt", "malformed", "empty"],
+    ids=[
+        "missing",
+        "truncated",
+        "truncated-2-workers",
+        "truncated-lbzip2",
+        "corrupt",
+        "corrupt-lbzip2",
+        "malformed",
+        "empty",
+    ],
 )
-def test_bad_input_keeps_the_previous_output(workspace, tmp_path, tiny_dump, kind, workers):
+def test_bad_input_keeps_the_previous_output(
+    workspace, tmp_path, tiny_dump, kind, workers, decoder
+):
     _ingest(workspace, tiny_dump)
     before = _snapshot(workspace.ingest)
     bad = _bad_dump(tmp_path, kind)
     with pytest.raises(SourceError) as caught:
-        _ingest(workspace, bad, workers=workers)
+        _ingest(workspace, bad, workers=workers, bz2_decoder=decoder)
     assert str(bad) in str(caught.value)
     assert _snapshot(workspace.ingest) == before
     assert sorted(p.name for p in workspace.ingest.parent.iterdir()) == ["ingest"]
+
+
+@needs_lbzip2
+def test_lbzip2_and_the_bz2_module_write_identical_shards(workspace, tmp_path):
+    pages = [article(i, f"Town {i}") for i in range(1, 151)]
+    dump = write_dump(tmp_path / "many.xml.bz2", pages, "multistream")
+    by_module = _ingest(workspace, dump, workers=2, shard_docs=40, bz2_decoder="python")
+    shards = {path.name: path.read_bytes() for path in _shards(workspace)}
+    by_lbzip2 = _ingest(workspace, dump, workers=2, shard_docs=40, bz2_decoder="lbzip2")
+    assert {path.name: path.read_bytes() for path in _shards(workspace)} == shards
+    assert len(shards) == 4
+    assert by_lbzip2.model_dump(exclude={"seconds"}) == by_module.model_dump(exclude={"seconds"})
+
+
+def _lbzip2_threads(**options):
+    return ingest.lbzip2_threads(make_params(ingest=options).ingest)
+
+
+def test_bz2_is_decoded_by_the_bz2_module_when_asked_or_without_lbzip2(tmp_path, monkeypatch):
+    assert _lbzip2_threads(bz2_decoder="python", workers=3) == 0
+    monkeypatch.setenv("PATH", str(tmp_path))  # no lbzip2 on it
+    assert _lbzip2_threads(bz2_decoder="auto", workers=3) == 0
+
+
+@needs_lbzip2
+def test_lbzip2_gets_a_thread_per_worker():
+    assert _lbzip2_threads(bz2_decoder="lbzip2", workers=3) == 3
+    assert _lbzip2_threads(bz2_decoder="auto", workers=3) == 3
+    assert _lbzip2_threads(workers=0) == worker_count(0)
 
 
 def _cli(tmp_path, params_yaml):

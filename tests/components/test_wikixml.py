@@ -7,13 +7,18 @@ import pytest
 from components import wikixml
 from components.errors import SourceError
 from components.wikixml import DumpReader, Page
-from tests.dumps import WikiPage, dump_xml, sample_pages, write_dump
+from tests.dumps import WikiPage, dump_xml, needs_lbzip2, sample_pages, write_dump
 
 GERMAN = {"media": "Medium", "file": "Datei", "category": "Kategorie"}
+# DumpReader's lbzip2_threads: 0 decodes bz2 with the bz2 module, more with lbzip2.
+BZ2_DECODERS = [
+    pytest.param(0, id="bz2-module"),
+    pytest.param(2, id="lbzip2", marks=needs_lbzip2),
+]
 
 
-def _read(path) -> list[Page]:
-    return list(DumpReader(path))
+def _read(path, lbzip2_threads=0) -> list[Page]:
+    return list(DumpReader(path, lbzip2_threads))
 
 
 def _xml_with(tmp_path, pages, old, new, name="edited.xml"):
@@ -47,10 +52,12 @@ def test_text_is_unescaped_exactly(tmp_path):
     assert (pages[0].title, pages[0].text) == ("T & U", text)
 
 
+@pytest.mark.parametrize("threads", BZ2_DECODERS)
 @pytest.mark.parametrize("compression", ["bz2", "multistream", "gzip"])
-def test_compressed_dumps_give_identical_pages(tmp_path, compression):
+def test_compressed_dumps_give_identical_pages(tmp_path, compression, threads):
     plain = DumpReader(write_dump(tmp_path / "d.xml", sample_pages(), "none"))
-    packed = DumpReader(write_dump(tmp_path / f"d.{compression}", sample_pages(), compression))
+    path = write_dump(tmp_path / f"d.{compression}", sample_pages(), compression)
+    packed = DumpReader(path, lbzip2_threads=threads)
     pages = list(packed)
     assert len(pages) == 6
     assert pages == list(plain)
@@ -85,28 +92,31 @@ def test_bz2_dumps_are_read_in_megabyte_steps(tmp_path, monkeypatch):
     assert set(asked) == {1 << 20}
 
 
-def test_bytes_read_reaches_the_file_size(tmp_path):
-    reader = DumpReader(write_dump(tmp_path / "d.xml.bz2", sample_pages()))
+@pytest.mark.parametrize("threads", BZ2_DECODERS)
+def test_bytes_read_reaches_the_file_size(tmp_path, threads):
+    reader = DumpReader(write_dump(tmp_path / "d.xml.bz2", sample_pages()), threads)
     assert reader.bytes_read == 0
     list(reader)
     assert reader.bytes_read == reader.path.stat().st_size
 
 
+@pytest.mark.parametrize("threads", BZ2_DECODERS)
 @pytest.mark.parametrize("compression", ["none", "bz2", "multistream", "gzip"])
-def test_the_dump_sha1_is_hashed_while_reading(tmp_path, compression):
+def test_the_dump_sha1_is_hashed_while_reading(tmp_path, compression, threads):
     path = write_dump(tmp_path / f"d.{compression}", sample_pages(), compression)
-    reader = DumpReader(path)
+    reader = DumpReader(path, threads)
     with pytest.raises(RuntimeError, match="not been read to its end"):
         _ = reader.sha1
     assert len(list(reader)) == 6
     assert reader.sha1 == hashlib.sha1(path.read_bytes()).hexdigest()
 
 
-def test_the_dump_sha1_covers_data_the_reader_left_unread(tmp_path):
+@pytest.mark.parametrize("threads", BZ2_DECODERS)
+def test_the_dump_sha1_covers_data_the_reader_left_unread(tmp_path, threads):
     """Trailing data after the last bz2 stream is ignored by the reader, not by the hash."""
     path = write_dump(tmp_path / "d.xml.bz2", sample_pages())
     path.write_bytes(path.read_bytes() + b"\0" * 3_000_000)
-    reader = DumpReader(path)
+    reader = DumpReader(path, threads)
     assert len(list(reader)) == 6
     assert reader.sha1 == hashlib.sha1(path.read_bytes()).hexdigest()
 
@@ -159,8 +169,11 @@ def _truncated_bz2(tmp_path):
 
 
 def _corrupt_bz2(tmp_path):
+    """Damaged in the middle; its end is still the end of a stream."""
     path = tmp_path / "corrupt.xml.bz2"
-    path.write_bytes(b"BZh9" + bytes(range(7, 250)) * 8)
+    good = _good_bz2()
+    middle = len(good) // 2
+    path.write_bytes(good[:middle] + bytes(200) + good[middle + 200 :])
     return path
 
 
@@ -208,23 +221,25 @@ def _not_mediawiki(tmp_path):
         "not-mediawiki",
     ],
 )
-def test_bad_dump_raises_one_line_naming_the_file(tmp_path, make, message):
+@pytest.mark.parametrize("threads", BZ2_DECODERS)
+def test_bad_dump_raises_one_line_naming_the_file(tmp_path, make, message, threads):
     path = make(tmp_path)
     with pytest.raises(SourceError, match=message) as caught:
-        _read(path)
+        _read(path, threads)
     assert str(caught.value).startswith(str(path))
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("threads", BZ2_DECODERS)
 @pytest.mark.parametrize("compression", ["none", "bz2"])
-def test_malformed_xml_names_line_and_column(tmp_path, compression):
+def test_malformed_xml_names_line_and_column(tmp_path, compression, threads):
     xml = dump_xml(sample_pages()).replace("<title>Beta</title>", "<title>Beta</titel>")
     line = xml.splitlines().index("    <title>Beta</titel>") + 1
     path = tmp_path / f"bad.{compression}"
     data = xml.encode()
     path.write_bytes(bz2.compress(data) if compression == "bz2" else data)
     with pytest.raises(SourceError, match=rf"malformed XML at line {line}, column \d+") as caught:
-        _read(path)
+        _read(path, threads)
     assert str(caught.value).startswith(str(path))
     assert str(caught.value).endswith(": mismatched tag")  # one position, not expat's too
     assert "\n" not in str(caught.value)
