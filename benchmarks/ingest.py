@@ -7,6 +7,7 @@ memory of each process tree, and markup leftovers per MB of output; then the pea
     python benchmarks/ingest.py                  # 10 copies of the builtin sample (~60 MB XML)
     python benchmarks/ingest.py --copies 30 --repeat 5
     python benchmarks/ingest.py --copies 20 --wikiextractor-processes 1
+    python benchmarks/ingest.py --bz2-decoder python   # without lbzip2, as where it is missing
 
 The dump is the builtin enwiki sample repeated with fresh ids and titles (see scaled_dump.py).
 Both tools run as separate processes, started cold, with all cores available.
@@ -19,6 +20,7 @@ import bz2
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -103,13 +105,21 @@ def xml_megabytes(dump: Path) -> float:
     return total / 1e6
 
 
-def params_file(work: Path, dump: Path, name: str) -> Path:
+def params_file(work: Path, dump: Path, name: str, bz2_decoder: str) -> Path:
     """A params.yaml for wikilm whose outputs live under ``work/name``."""
     out = work / name
     path = work / f"{name}.params.yaml"
     paths = {key: str(out / key) for key in ("ingest", "clean", "metrics")}
-    path.write_text(json.dumps({"paths": paths, "ingest": {"source": str(dump)}}))
+    ingest = {"source": str(dump), "bz2_decoder": bz2_decoder}
+    path.write_text(json.dumps({"paths": paths, "ingest": ingest}))
     return path
+
+
+def decoder_used(bz2_decoder: str) -> str:
+    """What wikilm's ingest decodes bz2 with under ``bz2_decoder``."""
+    if bz2_decoder != "python" and shutil.which("lbzip2"):
+        return "lbzip2"
+    return "Python's bz2 module"
 
 
 def run_wikilm(params: Path) -> tuple[Measured, Measured]:
@@ -193,6 +203,12 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=3, help="rounds of both tools; medians are reported"
     )
+    parser.add_argument(
+        "--bz2-decoder",
+        choices=("auto", "lbzip2", "python"),
+        default="auto",
+        help="wikilm's ingest.bz2_decoder (auto: lbzip2 where it is installed)",
+    )
     args = parser.parse_args()
 
     work = args.work.resolve()
@@ -204,7 +220,7 @@ def main() -> None:
     wx_out = work / "wikiextractor"
     rounds = []
     for _ in range(args.repeat):  # alternated, so that drifts in machine speed hit both alike
-        ingest, clean = run_wikilm(params_file(work, dump, "wikilm"))
+        ingest, clean = run_wikilm(params_file(work, dump, "wikilm", args.bz2_decoder))
         subprocess.run(["rm", "-rf", str(wx_out)], check=True)
         rounds.append(
             (ingest, clean, run_wikiextractor(dump, wx_out, args.wikiextractor_processes))
@@ -214,13 +230,14 @@ def main() -> None:
     ratios = sorted(w.seconds / (i.seconds + c.seconds) for i, c, w in rounds)
     ours_left, ours_mb = leftovers_per_mb(wikilm_output_text(work / "wikilm" / "ingest"))
     wx_left, wx_mb = leftovers_per_mb(wikiextractor_output_text(wx_out))
-    small_ingest, _ = run_wikilm(params_file(work, small, f"wikilm-x{SMALL}"))
+    small_ingest, _ = run_wikilm(params_file(work, small, f"wikilm-x{SMALL}", args.bz2_decoder))
 
     print(
         f"machine: {platform.machine()}, {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
     )
-    print(f"dump: {dump.name}, {mb:.1f} MB of XML ({args.copies} x the builtin sample)\n")
+    print(f"dump: {dump.name}, {mb:.1f} MB of XML ({args.copies} x the builtin sample)")
+    print(f"wikilm decodes bz2 with {decoder_used(args.bz2_decoder)}\n")
     ours = Measured(
         ours_s, ingest.cpu_seconds + clean.cpu_seconds, max(ingest.peak_rss_mb, clean.peak_rss_mb)
     )
