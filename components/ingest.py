@@ -30,8 +30,14 @@ from components.wikixml import DumpReader, Page
 
 log = logging.getLogger(__name__)
 
+# A batch of pages goes to a worker; up to three per worker are in flight, and each is
+# held several times over (pages, pickled, rendered): their size bounds ingest's memory.
 _BATCH_PAGES = 64
-_BATCH_CHARS = 2_000_000
+_BATCH_CHARS = 1_000_000
+# Text per Parquet row group: the one buffer that fills up as the output grows. At 2 MB a
+# dump of a few MB of text already reaches ingest's steady memory (a 2 MB row group holds a
+# few hundred articles; real text compresses as well as in 8 MB ones).
+_GROUP_CHARS = 2 << 20
 
 
 class IngestResult(BaseModel):
@@ -136,7 +142,7 @@ def run(params: Params, paths: Paths) -> IngestResult:
     outcomes: Counter[str] = Counter()
     text_chars = 0
     with atomic_dir(paths.ingest) as out:
-        writer = ShardWriter(out, shard_rows=cfg.shard_docs)
+        writer = ShardWriter(out, shard_rows=cfg.shard_docs, group_bytes=_GROUP_CHARS)
         for row in convert(reader, cfg, outcomes):
             text_chars += len(row["text"])
             writer.write(row)
