@@ -3,6 +3,7 @@ import hashlib
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
@@ -265,6 +266,36 @@ def test_lbzip2_and_the_bz2_module_write_identical_shards(workspace, tmp_path):
     assert {path.name: path.read_bytes() for path in _shards(workspace)} == shards
     assert len(shards) == 4
     assert by_lbzip2.model_dump(exclude={"seconds"}) == by_module.model_dump(exclude={"seconds"})
+
+
+@pytest.mark.parametrize(
+    ("decoder", "reason"),
+    [("python", "Invalid data stream"), pytest.param("lbzip2", "lbzip2: ", marks=needs_lbzip2)],
+)
+def test_the_chosen_bz2_decoder_reads_the_dump(workspace, tmp_path, decoder, reason):
+    with pytest.raises(SourceError, match=reason):
+        _ingest(workspace, _bad_dump(tmp_path, "corrupt"), bz2_decoder=decoder)
+
+
+def _long_pages(count, chars):
+    words = " ".join(f"word{i % 97}" for i in range(chars // 7))
+    return [WikiPage(i, f"Long {i}", f"{words}.") for i in range(1, count + 1)]
+
+
+def test_batches_and_row_groups_bound_ingests_memory(workspace, tmp_path):
+    """Batches of about 1 MB of wikitext go to the workers; row groups hold about 2 MB."""
+    dump = write_dump(tmp_path / "long.xml", _long_pages(60, 50_000), "none")
+    reader = DumpReader(dump)
+    batches = [pages for pages, _ in ingest._work_items(reader, make_params().ingest, Counter())]
+    assert len(batches) > 1
+    assert max(sum(len(p.text) for p in pages) for pages in batches) < 1_050_000
+    _ingest(workspace, dump)
+    groups = pq.ParquetFile(_shards(workspace)[0]).metadata
+    texts = [len(row["text"]) for row in _rows(workspace)]
+    assert groups.num_rows == 60
+    assert sum(texts) > 2_900_000
+    sizes = [groups.row_group(i).num_rows for i in range(groups.num_row_groups)]
+    assert max(sizes) * max(texts) < 2_150_000  # every group: about 2 MB of text or less
 
 
 def _lbzip2_threads(**options):
