@@ -26,6 +26,15 @@ _CHUNK = 1 << 20
 # to the byte: a file whose last 11 bytes hold no marker there stops inside a stream.
 _STREAM_END = 0x177245385090
 _TAIL = 11
+# A stream starts "BZh" and a block size digit, then a block's 48-bit magic (or the end marker,
+# when the stream is empty): a file that starts otherwise is corrupt, however it ends.
+_BLOCK_START = 0x314159265359
+_HEAD = 10
+_STARTS = [
+    b"BZh%d" % level + magic.to_bytes(6, "big")
+    for level in range(1, 10)
+    for magic in (_BLOCK_START, _STREAM_END)
+]
 _NOT_BZ2 = "not a valid bzip2 file"
 
 
@@ -53,6 +62,7 @@ class Lbzip2Stream:
         )
         self._chunk = chunk
         self._feed_error: BaseException | None = None
+        self._head = b""  # the file's first bytes
         self._tail = b""  # the file's last bytes, once it was read to its end
         self._fed_all = False
         self._feeder = threading.Thread(
@@ -65,6 +75,8 @@ class Lbzip2Stream:
         assert stdin is not None
         try:
             while data := raw.read(self._chunk):
+                if len(self._head) < _HEAD:
+                    self._head = (self._head + data)[:_HEAD]
                 self._tail = (self._tail + data[-_TAIL:])[-_TAIL:]
                 stdin.write(data)
             self._fed_all = True
@@ -105,10 +117,17 @@ class Lbzip2Stream:
         if status == 0:
             return
         detail = _last_line(self._process.stderr.read() if self._process.stderr else b"")
-        if self._fed_all and _NOT_BZ2 not in detail and not ends_a_stream(self._tail):
-            # lbzip2 reports most truncations as bad block headers: the file's end tells.
+        if self._fed_all and _NOT_BZ2 not in detail and self._cut_short():
             raise EOFError("the file ends inside a bz2 stream")
         raise OSError(f"{LBZIP2}: {detail}")
+
+    def _cut_short(self) -> bool:
+        """Whether the file, which lbzip2 failed on, is a bz2 file whose end is missing.
+
+        lbzip2 reports most truncations as bad block headers, as it does damaged data: the
+        file's first block header and its end tell the two apart.
+        """
+        return starts_a_stream(self._head) and not ends_a_stream(self._tail)
 
     def close(self) -> None:
         """Stop lbzip2 if it is still running, and wait for it and the feeding thread."""
@@ -125,6 +144,11 @@ class Lbzip2Stream:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def starts_a_stream(head: bytes) -> bool:
+    """Whether ``head`` (a file's first bytes, up to 10) begins as a bz2 stream does."""
+    return any(start.startswith(head[:_HEAD]) for start in _STARTS)
 
 
 def ends_a_stream(tail: bytes) -> bool:

@@ -8,7 +8,7 @@ import time
 import psutil
 import pytest
 
-from components.lbzip2 import Lbzip2Stream, ends_a_stream
+from components.lbzip2 import Lbzip2Stream, ends_a_stream, starts_a_stream
 from tests.dumps import needs_lbzip2
 
 _RNG = random.Random(11)
@@ -82,6 +82,21 @@ def test_corrupt_data_raises_oserror_with_lbzip2s_reason():
     assert type(error) is OSError
     assert str(error).startswith("lbzip2: ")
     assert "error" in str(error)  # lbzip2's words: "compressed data error: ..."
+
+
+@needs_lbzip2
+def test_a_bz2_header_followed_by_garbage_is_corrupt_not_truncated():
+    _, error = _read_until_error(b"BZh9" + bytes(range(7, 250)) * 8)
+    assert type(error) is OSError
+    assert str(error) == "lbzip2: compressed data error: bad block header magic"
+
+
+def test_the_start_of_a_stream_is_recognised_in_a_file_cut_at_any_length():
+    for data in (bz2.compress(PAYLOAD, 1), bz2.compress(b"", 9)):
+        assert all(starts_a_stream(data[:cut]) for cut in range(12))
+    assert not starts_a_stream(b"BZh0" + bz2.compress(PAYLOAD)[4:])
+    assert not starts_a_stream(b"BZh9" + bytes(range(7, 13)))
+    assert not starts_a_stream(b"<mediawiki>")
 
 
 @needs_lbzip2
