@@ -63,6 +63,15 @@ TEMPLATES = (
     ),
     ("math-template", "So {{math|''E'' {{=}} ''mc''}} holds.", "So E = mc holds."),
     ("pipe-in-argument", "A {{nowrap|x {{!}} y}} b.", "A x | y b."),
+    (
+        "quote-is-a-paragraph",
+        "He said:{{quote|We shall [[fight]] {{nowrap|on the}} beaches.|Churchill}}Then.",
+        "He said:\n\nWe shall fight on the beaches.\n\nThen.",
+    ),
+    ("quote-text-argument", "{{Quote|author=Hamlet|text=To be.}} Next.", "To be.\n\nNext."),
+    ("quote-quote-argument", "{{cquote|quote=Yes, ''we'' can.|author=X}}", "Yes, we can."),
+    ("quote-numbered-argument", "{{blockquote|1=E = mc2, he wrote.}}", "E = mc2, he wrote."),
+    ("small-caps", "In 300&nbsp;{{sc|bc}} and {{smallcaps|ad}} 5.", "In 300 bc and ad 5."),
 )
 
 TABLES = (
@@ -91,6 +100,9 @@ TAGS_AND_COMMENTS = (
     ("math", "Area <math>\\pi r^2</math> here.", "Area here."),
     ("gallery", "A\n<gallery>\nFile:A.jpg|x\n</gallery>\nB", "A\n\nB"),
     ("html-tags-keep-text", "<small>small</small> <span style=x>span</span>", "small span"),
+    ("html-tags-any-case", "<SMALL>x</SMALL> <Span class=a>y</Span><BR/>z", "x y z"),
+    ("poem-keeps-its-lines", "<poem>\nFirst line\nnext line\n</poem>", "First line\n\nnext line"),
+    ("unknown-tag-is-prose", "If n<m and m>0, <x> holds.", "If n<m and m>0, <x> holds."),
     ("br", "Line<br>next<br/>then<br />end", "Line next then end"),
     ("br-closing-typo", "one</br>two", "one two"),
     ("magic-words", "__NOTOC__Text __TOC__.\n__NOEDITSECTION__", "Text."),
