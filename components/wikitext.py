@@ -82,7 +82,9 @@ _HTML_TAGS = (
     "nowiki|poem|section|templatestyles|onlyinclude|includeonly|noinclude|charinsert|" + _DROP_TAGS
 )
 _TAG = re.compile(rf"</?(?:{_HTML_TAGS})\b[^<>]*/?>|<ref\b[^>]*", re.I)
-_MAGIC_WORD = re.compile(r"__[A-Za-z]+__")
+# Behaviour switches (__NOTOC__, German __KEIN_INHALTSVERZEICHNIS__, Japanese __目次非表示__)
+# have no lower-case letter: "__init__" in an article on Python is prose.
+_MAGIC_WORD = re.compile(r"__([^\W\d_]+(?:_[^\W\d_]+)*)__")
 _STRAY_BRACKETS = ("{{", "}}", "[[", "]]", "{|", "|}")
 # Line starts removed in one pass: list/indent markers, horizontal rules, table-row leftovers.
 # Matched with the newline before them (see _HEADING), in a text that starts with one.
@@ -345,11 +347,16 @@ def _render_inline(text: str) -> str:
         text = _strip_quotes(text)
     text = _TAG.sub("", text)
     if _contains(text, "__"):
-        text = _MAGIC_WORD.sub("", text)
+        text = _MAGIC_WORD.sub(_magic_word, text)
     for bracket in _STRAY_BRACKETS:
         if _contains(text, bracket):
             text = text.replace(bracket, "")
     return html.unescape(text) if "&" in text else text
+
+
+def _magic_word(match: re.Match[str]) -> str:
+    """Nothing for a behaviour switch; the text itself for a word that only looks like one."""
+    return match.group() if any(char.islower() for char in match.group(1)) else ""
 
 
 def _contains(text: str, token: str) -> bool:

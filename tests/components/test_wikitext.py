@@ -106,6 +106,12 @@ TAGS_AND_COMMENTS = (
     ("br", "Line<br>next<br/>then<br />end", "Line next then end"),
     ("br-closing-typo", "one</br>two", "one two"),
     ("magic-words", "__NOTOC__Text __TOC__.\n__NOEDITSECTION__", "Text."),
+    (
+        "magic-words-localised",
+        "__KEIN_INHALTSVERZEICHNIS__Text __БЕЗ_ОГЛАВЛЕНИЯ__ __目次非表示__.",
+        "Text.",
+    ),
+    ("identifier-is-not-a-magic-word", "Its __init__ method.", "Its __init__ method."),
 )
 
 LINKS = (
