@@ -186,24 +186,31 @@ def _template_name(body: str) -> str:
 
 
 def _template_args(body: str) -> list[str]:
-    """A template body's positional arguments.
+    """A template body's positional arguments (see :func:`_arguments`)."""
+    return _arguments(body)[0]
+
+
+def _arguments(body: str) -> tuple[list[str], dict[str, str]]:
+    """A template body's positional arguments, and its other named ones by name.
 
     Numbered arguments (``{{nowrap|1=x = 5}}``, used when a value holds ``=``) take their
-    position; other named arguments are left out.
+    position among the positional ones.
     """
-    positional, numbered = [], {}
+    positional, numbered, named = [], {}, {}
     for part in body.split("|")[1:]:
         key, equals, value = part.partition("=")
         if not equals:
             positional.append(part.strip())
         elif key.strip().isdigit() and int(key) > 0:
             numbered[int(key) - 1] = value.strip()
+        else:
+            named[key.strip()] = value.strip()
     if numbered:
         size = max(len(positional), max(numbered) + 1)
         positional += [""] * (size - len(positional))
         for index, value in numbered.items():
             positional[index] = value
-    return positional
+    return positional, named
 
 
 def _render_template(match: re.Match[str]) -> str:
@@ -230,12 +237,7 @@ def _quote(body: str) -> str:
     The attribution (``author=``, ``source=``, or the second argument) is left out, as a
     citation would be.
     """
-    named = {}
-    for part in body.split("|")[1:]:
-        key, equals, value = part.partition("=")
-        if equals and key.strip() in ("text", "quote"):
-            named[key.strip()] = value.strip()
-    args = _template_args(body)
+    args, named = _arguments(body)
     text = named.get("text") or named.get("quote") or (args[0] if args else "")
     return f"\n{text}\n"
 
