@@ -34,12 +34,12 @@ import pyarrow.parquet as pq
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import scaled_dump  # noqa: E402 - sibling script module
 
-from components.textstats import markup_leftovers  # noqa: E402
+from components.data.validate import markup_leftovers  # noqa: E402
 
 PYTHON = sys.executable
 # The smaller dump of the memory check: the builtin sample itself. Its text (2.9 MB) fills
 # one of ingest's Parquet row groups, the one buffer that grows with the input until it is
-# written (components/ingest.py).
+# written (components/data/ingest.py).
 SMALL = 1
 
 

@@ -10,7 +10,7 @@ import bz2
 import re
 from pathlib import Path
 
-from components.sources import builtin_path
+from components.data.sources import builtin_path
 
 _PAGE = re.compile(rb"  <page>.*?</page>\n", re.S)
 

@@ -21,15 +21,15 @@ import pytorch_lightning as pl
 import torch
 import yaml
 
-from components.callbacks import peak_flops
-from components.lm_module import (
+from components.model.callbacks import peak_flops
+from components.model.gpt import GPT, GPTConfig, padded_vocab
+from components.model.lm_module import (
     LanguageModel,
     OptimConfig,
     build_optimizer,
     next_token_loss,
     prefer_cudnn_attention,
 )
-from components.model import GPT, GPTConfig, padded_vocab
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 

@@ -18,13 +18,14 @@ import warnings
 from pathlib import Path
 from typing import NoReturn
 
-from components.artifacts import META_FILE, write_json
-from components.config import Params, Paths, load_params
-from components.distributed import is_global_zero
-from components.errors import WikilmError
-from components.parallel import prestart, worker_count
-from components.stages import EXTRA_SECTIONS, STAGE_MODULES, WORKER_MODULES, load_stage
-from components.tracking import flatten, numeric, stage_run
+from components.core.artifacts import META_FILE, write_json
+from components.core.config import Params, load_params
+from components.core.distributed import is_global_zero
+from components.core.errors import WikilmError
+from components.core.parallel import prestart, worker_count
+from components.core.paths import Paths
+from components.core.tracking import flatten, numeric, stage_run
+from components.stages import STAGES
 
 log = logging.getLogger("components")
 
@@ -57,21 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one wikilm pipeline stage (what each dvc.yaml stage calls).",
         epilog="example: python -m components ingest --params params.yaml",
     )
-    parser.add_argument("stage", choices=list(STAGE_MODULES), help="the stage to run")
-    parser.add_argument(
-        "--params",
-        type=Path,
-        default=Path("params.yaml"),
-        help="params file (default: %(default)s)",
-    )
+    add_stage_arguments(parser)
     parser.add_argument(
         "--root",
         type=Path,
         default=None,
         help="folder that the paths: section is relative to (default: the params file's folder)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     return parser
+
+
+def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
+    """The stage to run, its params file and verbosity (shared with ``wikilm stage``)."""
+    parser.add_argument("stage", choices=list(STAGES), help="the stage to run")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file (default: %(default)s)",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -100,7 +106,7 @@ def quiet_libraries() -> None:
 def stage_params(params: Params, stage: str) -> dict:
     """The params a stage reads: its section's keys, then other sections' under their name."""
     recorded = params.section(stage).model_dump(mode="json", by_alias=True)
-    for name in EXTRA_SECTIONS.get(stage, ()):
+    for name in STAGES[stage].reads:
         recorded[name] = params.section(name).model_dump(mode="json", by_alias=True)
     return recorded
 
@@ -110,10 +116,11 @@ def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, root or params_file.resolve().parent)
     started = time.perf_counter()
-    if stage in WORKER_MODULES and worker_count(params.section(stage).workers) > 1:
+    entry = STAGES[stage]
+    if entry.workers and worker_count(params.section(stage).workers) > 1:
         # The worker server imports its module while this process imports the stage's.
-        prestart(WORKER_MODULES[stage])
-    module = load_stage(stage)
+        prestart(entry.workers)
+    module = entry.load()
     quiet_libraries()
     # A resumable stage continues the MLflow run of its interrupted execution.
     resume = module.resume_run_id(params, paths) if hasattr(module, "resume_run_id") else None

@@ -1,9 +1,10 @@
 """Set up a fanning-out stage's processes first thing, before the stage's own imports.
 
-The fork server of a stage that fans out (:data:`components.stages.WORKER_MODULES`) imports
-the workers' module once, and workers fork from it only when that is done. Started after
-the command-line module and params were loaded, that import was still running when the
-first batch was ready: 0.1 s of every parallel stage. Started here it overlaps with them.
+The fork server of a stage that fans out (one with ``workers`` in
+:data:`components.stages.STAGES`) imports the workers' module once, and workers fork from
+it only when that is done. Started after the command-line module and params were loaded,
+that import was still running when the first batch was ready: 0.1 s of every parallel
+stage. Started here it overlaps with them.
 
 This runs before params are validated, so it only reads the stage's ``workers`` key as
 written. Without one (or with an unreadable file) it starts nothing and leaves the decision
@@ -19,15 +20,15 @@ from pathlib import Path
 
 import yaml
 
-from components.parallel import prestart, worker_count
-from components.stages import WORKER_MODULES
+from components.core.parallel import prestart, worker_count
+from components.stages import STAGES
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml's, where PyYAML has it
 
 
 def fanning_out_stage(argv: list[str]) -> str | None:
     """The stage named in ``argv`` if it fans out to worker processes."""
-    return next((arg for arg in argv if arg in WORKER_MODULES), None)
+    return next((arg for arg in argv if arg in STAGES and STAGES[arg].workers), None)
 
 
 def single_blas_thread(argv: list[str]) -> bool:
@@ -74,5 +75,5 @@ def start_workers_early(argv: list[str]) -> bool:
     requested = requested_workers(argv)
     if requested is None or worker_count(requested[1]) <= 1:
         return False
-    prestart(WORKER_MODULES[requested[0]])
+    prestart(STAGES[requested[0]].workers)
     return True

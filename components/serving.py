@@ -6,7 +6,9 @@ probability and one probability column per class. ``OnnxLanguageModel`` scores t
 picked by the ``task`` param. Both run on onnxruntime alone: serving needs no torch.
 
 This module is shipped inside each logged model (``code_paths``), so it imports only what
-serving needs.
+serving needs and nothing of this package. Its name is part of every registered version (the
+pickled model refers to ``components.serving``): moving it would leave those versions
+unloadable by the pipeline's gate and by ``wikilm predict``.
 """
 
 from __future__ import annotations

@@ -1,46 +1,41 @@
-"""The stage registry: stage name -> module implementing ``run(params, paths)``.
+"""The pipeline's stages: one entry per dvc.yaml stage, naming the module that implements it.
 
-Names line up everywhere: module, DVC stage, Prefect task, params.yaml section, output folder.
-Modules are imported lazily because some stages pull in heavy libraries.
+Names line up everywhere: stage = DVC stage = Prefect task = params.yaml section = output
+folder. Each implementing module exposes ``run(params, paths) -> Report`` (a resumable stage
+also ``resume_run_id(params, paths)``) and is imported only when its stage runs: ingest never
+pays for torch, and ``python -m components`` reads this table before any heavy import.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from types import ModuleType
 
-STAGE_MODULES: dict[str, str] = {
-    "ingest": "components.ingest",
-    "clean": "components.clean",
-    "validate": "components.validate",
-    "tokenize": "components.tokenization",
-    "pretrain": "components.pretrain",
-    "finetune": "components.finetune",
-    "evaluate": "components.evaluate",
-    "export": "components.export",
+
+@dataclass(frozen=True)
+class Stage:
+    """Where a stage is implemented, and what its process needs besides its params section."""
+
+    module: str
+    # Params sections the stage reads besides its own (recorded with its run under their name).
+    reads: tuple[str, ...] = ()
+    # The module of the function its worker processes run (components.core.parallel): the
+    # fork server preloads it while the stage starts.
+    workers: str | None = None
+
+    def load(self) -> ModuleType:
+        """Import the implementing module."""
+        return importlib.import_module(self.module)
+
+
+STAGES: dict[str, Stage] = {
+    "ingest": Stage("components.data.ingest", workers="components.data.render"),
+    "clean": Stage("components.data.clean", workers="components.data.assess"),
+    "validate": Stage("components.data.validate", workers="components.data.validate"),
+    "tokenize": Stage("components.data.tokenization"),
+    "pretrain": Stage("components.model.pretrain", reads=("model", "trainer")),
+    "finetune": Stage("components.model.finetune", reads=("trainer",)),
+    "evaluate": Stage("components.model.evaluate"),
+    "export": Stage("components.export.export"),
 }
-
-# Params sections a stage reads besides its own (recorded with its run, prefixed by name).
-EXTRA_SECTIONS: dict[str, tuple[str, ...]] = {
-    "pretrain": ("model", "trainer"),
-    "finetune": ("trainer",),
-}
-
-# Stages that fan out to worker processes (components.parallel), and the module of the
-# function their workers run: the fork server preloads it while the stage starts.
-WORKER_MODULES: dict[str, str] = {
-    "ingest": "components.render",
-    "clean": "components.assess",
-    "validate": "components.validate",
-}
-
-
-def load_stage(name: str) -> ModuleType:
-    """Import the module of stage ``name``.
-
-    Raises:
-        KeyError: no such stage.
-    """
-    if name not in STAGE_MODULES:
-        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGE_MODULES)}")
-    return importlib.import_module(STAGE_MODULES[name])

@@ -18,8 +18,9 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 
-from components.config import Params, Paths
-from components.registry import APPROVAL_TAG, WAITING_RUN_TAG, Registry, RegistryError
+from components.core.config import Params
+from components.core.paths import Paths
+from components.registry.store import APPROVAL_TAG, WAITING_RUN_TAG, Registry, RegistryError
 
 
 class ApprovalForm(RunInput):
@@ -84,7 +85,7 @@ def _running_again() -> None:
 
 def _apply(params: Params, paths: Paths, outcome: dict, answer: ApprovalForm) -> None:
     """Apply the form's answer; a refused one (four-eyes, a stale gate) leaves it pending."""
-    from components.promotion import approve, reject
+    from components.registry.promotion import approve, reject
 
     model, version = outcome["model"], outcome["version"]
     try:

@@ -16,10 +16,11 @@ import sys
 from importlib.metadata import version
 from pathlib import Path
 
-from components.cli import configure_logging, execute
-from components.config import Paths, load_params
-from components.errors import WikilmError
-from components.stages import STAGE_MODULES
+from components.cli import add_stage_arguments, configure_logging, execute
+from components.core.config import load_params
+from components.core.errors import WikilmError
+from components.core.paths import Paths
+from components.stages import STAGES
 from flows.dag import check_pipeline_params
 from flows.pipeline import repro
 from flows.registry_commands import add_commands
@@ -42,14 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run one pipeline stage and write metrics/<stage>.json.",
         epilog="example: wikilm stage clean --params params.yaml",
     )
-    stage.add_argument("name", choices=list(STAGE_MODULES), help="the stage")
-    stage.add_argument(
-        "--params",
-        type=Path,
-        default=Path("params.yaml"),
-        help="params file (default: %(default)s)",
-    )
-    stage.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    add_stage_arguments(stage)
 
     summary = commands.add_parser(
         "summary",
@@ -126,7 +120,7 @@ def print_summary(params_file: Path) -> int:
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, params_file.resolve().parent)
     shown = 0
-    for stage in STAGE_MODULES:
+    for stage in STAGES:
         metrics_file = paths.metrics_file(stage)
         if metrics_file.is_file():
             metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
@@ -141,10 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``wikilm`` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
     if args.command == "stages":
-        print("\n".join(STAGE_MODULES))  # noqa: T201 - command output
+        print("\n".join(STAGES))  # noqa: T201 - command output
         return 0
     if args.command == "stage":
-        return execute(args.name, args.params, verbose=args.verbose)
+        return execute(args.stage, args.params, verbose=args.verbose)
     try:
         if args.command == "run":
             return run_pipeline(args.params, args.force, not args.no_prefect, args.approval_timeout)
@@ -158,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_champions(paths: Paths) -> None:
     """The champion of each model with the metrics it was promoted on."""
-    from components.registry import CHAMPION, CLASSIFIER, LM, Registry, version_metrics
+    from components.registry.store import CHAMPION, CLASSIFIER, LM, Registry, version_metrics
 
     registry = Registry(paths)
     for model in (CLASSIFIER, LM):

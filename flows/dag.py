@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from components.errors import ArtifactError, ConfigError
+from components.core.errors import ArtifactError, ConfigError
 
 # The one params file dvc.yaml's stages read: the one in the project's folder.
 PIPELINE_PARAMS = "params.yaml"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from prefect.deployments.runner import RunnerDeployment
 
-from components.errors import WikilmError
+from components.core.errors import WikilmError
 from flows.pipeline_flow import wikilm_pipeline
 
 DEFAULT_NAME = "wikilm-scheduled"

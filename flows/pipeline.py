@@ -16,13 +16,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from components.config import Params, Paths
-from components.errors import WikilmError
-from components.stages import STAGE_MODULES
-from components.tracking import Tracker, flatten, lineage, numeric, pipeline_run
+from components.core.config import Params
+from components.core.errors import WikilmError
+from components.core.paths import Paths
+from components.core.tracking import Tracker, flatten, lineage, numeric, pipeline_run
+from components.stages import STAGES
 
 if TYPE_CHECKING:
-    from components.promotion import Outcome
+    from components.registry.promotion import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def record_outcome(parent: Tracker, params: Params, paths: Paths) -> None:
     """Lineage after the run, each stage's metrics (``evaluate.lm.val.loss``), dvc.lock."""
     parent.set_tags(lineage(paths, params.model_dump(mode="json", by_alias=True)))
     metrics: dict[str, float] = {}
-    for stage in STAGE_MODULES:
+    for stage in STAGES:
         path = paths.metrics_file(stage)
         if path.is_file():
             metrics |= numeric(flatten(json.loads(path.read_text(encoding="utf-8")), f"{stage}."))
@@ -63,7 +64,9 @@ def repro(params: Params, paths: Paths, force: bool = False) -> list[Outcome]:
         done = subprocess.run(command, cwd=paths.root, env=this_environment(), check=False)
         if done.returncode:
             raise WikilmError(f"dvc repro failed (exit code {done.returncode}); see above")
-        from components.promotion import register_and_gate  # torch and onnx: only when used
+        from components.registry.promotion import (
+            register_and_gate,  # torch and onnx: only when used
+        )
 
         outcomes = []
         if parent.run_id:  # the registry lives in MLflow: nothing to register without it

@@ -26,16 +26,17 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 
-from components.config import Paths, load_params
-from components.errors import Unreachable, WikilmError
-from components.tracking import pipeline_run
+from components.core.config import load_params
+from components.core.errors import Unreachable, WikilmError
+from components.core.paths import Paths
+from components.core.tracking import pipeline_run
 from flows.approval import await_approval
 from flows.dag import PIPELINE_PARAMS, check_pipeline_params, dvc_stages
 from flows.pipeline import record_outcome, this_environment
 from flows.summary import stage_line
 
 # Stages whose failures may be transient (a dump download): retried with backoff, when
-# the stage says so with its exit code (components.errors.Unreachable).
+# the stage says so with its exit code (components.core.errors.Unreachable).
 RETRIED_STAGES = {"ingest": [30, 120]}
 SKIPPED_MARK = "didn't change, skipping"
 # How DVC reports a stage command's failure, and how a stage reports its own error.
@@ -119,7 +120,7 @@ def run_stage(stage: str, root: str, force: bool = False) -> StageReport:
 )
 def register(params_file: str) -> list[dict]:
     """Register the exported models, gate them, and promote what passes (approval: auto)."""
-    from components.promotion import register_and_gate
+    from components.registry.promotion import register_and_gate
 
     params = load_params(Path(params_file))
     paths = Paths.resolve(params.paths, Path(params_file).resolve().parent)
@@ -132,7 +133,7 @@ def register(params_file: str) -> list[dict]:
 @task(name="newest-dump", retries=2, retry_delay_seconds=[30, 120], cache_policy=None)
 def newest_dump(params_file: str) -> tuple[bool, str]:
     """For ``ingest.source: latest``: is the mirror's newest dump other than the last ingested?"""
-    from components.sources import latest_dump
+    from components.data.sources import latest_dump
 
     params = load_params(Path(params_file))
     paths = Paths.resolve(params.paths, Path(params_file).resolve().parent)

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from components.cli import configure_logging
-from components.config import Params, Paths, load_params
-from components.registry import (
+from components.core.config import Params, load_params
+from components.core.paths import Paths
+from components.registry.store import (
     CHAMPION,
     CLASSIFIER,
     LM,
@@ -74,7 +75,7 @@ def _review_args(parser: argparse.ArgumentParser) -> None:
 
 def approve_command(args: argparse.Namespace) -> int:
     """Approve a version waiting as challenger: it becomes champion."""
-    from components.promotion import approve
+    from components.registry.promotion import approve
 
     params, paths = _context(args)
     reviewer = args.reviewer or current_user()
@@ -86,7 +87,7 @@ def approve_command(args: argparse.Namespace) -> int:
 
 def reject_command(args: argparse.Namespace) -> int:
     """Reject a version: it leaves challenger and never becomes champion by approval."""
-    from components.promotion import reject
+    from components.registry.promotion import reject
 
     _, paths = _context(args)
     reviewer = args.reviewer or current_user()
@@ -110,7 +111,7 @@ def _resume_waiting_run(
 
 def promote_command(args: argparse.Namespace) -> int:
     """Register the current export as new versions, gate them, promote or hold them."""
-    from components.promotion import register_and_gate
+    from components.registry.promotion import register_and_gate
 
     params, paths = _context(args)
     for outcome in register_and_gate(params, paths):
@@ -143,7 +144,7 @@ def history_command(args: argparse.Namespace) -> int:
 
 def rollback_command(args: argparse.Namespace) -> int:
     """Restore the previous champion (and record who did it and why)."""
-    from components.promotion import rollback
+    from components.registry.promotion import rollback
 
     _, paths = _context(args)
     version = rollback(paths, args.model, args.reviewer or current_user(), args.comment)
@@ -154,8 +155,8 @@ def rollback_command(args: argparse.Namespace) -> int:
 def _champion(paths: Paths, model: str):  # noqa: ANN202 - mlflow's PyFuncModel
     import mlflow.pyfunc
 
-    from components.registry import RegistryError
-    from components.tracking import fluent_tracking
+    from components.core.tracking import fluent_tracking
+    from components.registry.store import RegistryError
 
     registry = Registry(paths)
     if registry.alias(model, CHAMPION) is None:
@@ -265,7 +266,7 @@ def serve_command(args: argparse.Namespace) -> int:
     """Serve a registered model over REST with ``mlflow models serve`` (onnxruntime inside)."""
     import subprocess
 
-    from components.tracking import tracking_uri
+    from components.core.tracking import tracking_uri
     from flows.pipeline import this_environment
 
     _, paths = _context(args)

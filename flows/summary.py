@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from components.config import Paths
+from components.core.paths import Paths
 
 
 def _ingest(m: dict, paths: Paths) -> str:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components.config import Params, Paths, PathsParams, parse_params
+from components.core.config import Params, parse_params
+from components.core.paths import Paths, PathsParams
 from tests.dumps import sample_pages, write_dump
 
 # Keep third-party telemetry quiet and local in every test.
@@ -46,10 +47,11 @@ CPU_TRAINER = {"accelerator": "cpu", "devices": 1}
 @pytest.fixture(scope="session")
 def token_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Token files (the tokenize stage's output) of real news text, built once per session."""
-    from components.artifacts import build_meta, write_json
-    from components.documents import Document, write_documents
-    from components.sources import builtin_path
-    from components.tokenization import run as tokenize
+    from components.core.artifacts import build_meta, write_json
+    from components.data.documents import Document
+    from components.data.sources import builtin_path
+    from components.data.tokenization import run as tokenize
+    from tests.corpora import write_documents
 
     root = tmp_path_factory.mktemp("corpus")
     paths = Paths.resolve(PathsParams(), root)
@@ -72,7 +74,7 @@ def trained_workspace(workspace: Paths, token_corpus: Path) -> Paths:
 @pytest.fixture(scope="session")
 def pretrained_root(tmp_path_factory: pytest.TempPathFactory, token_corpus: Path) -> Path:
     """A workspace with token files and a briefly pretrained tiny model, built once."""
-    from components.pretrain import run as pretrain
+    from components.model.pretrain import run as pretrain
 
     root = tmp_path_factory.mktemp("pretrained")
     paths = Paths.resolve(PathsParams(), root)
@@ -101,10 +103,10 @@ def pretrained_workspace(tmp_path: Path, pretrained_root: Path) -> Paths:
 @pytest.fixture(scope="session")
 def exported_root(tmp_path_factory: pytest.TempPathFactory, pretrained_root: Path) -> Path:
     """A workspace with every stage's output up to ``export`` (tiny models), built once."""
-    from components.artifacts import write_json
-    from components.evaluate import run as evaluate
-    from components.export import run as export
-    from components.finetune import run as finetune
+    from components.core.artifacts import write_json
+    from components.export.export import run as export
+    from components.model.evaluate import run as evaluate
+    from components.model.finetune import run as finetune
 
     root = tmp_path_factory.mktemp("exported") / "work"
     shutil.copytree(pretrained_root, root)

@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 
-from components.lbzip2 import lbzip2_path
+from components.data.lbzip2 import lbzip2_path
 
 SITEINFO = """  <siteinfo>
     <sitename>Wikipedia</sitename>

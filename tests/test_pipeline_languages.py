@@ -6,8 +6,8 @@ import json
 import random
 
 from components.cli import run_stage
-from components.documents import iter_documents
-from components.textstats import markup_leftovers
+from components.data.validate import markup_leftovers
+from tests.corpora import iter_documents
 from tests.dumps import WikiPage, write_dump
 
 # Sentence templates: each article fills them with its own names and numbers, so articles

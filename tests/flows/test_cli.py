@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from components.stages import STAGE_MODULES
+from components.stages import STAGES
 from flows.cli import main
 
 
@@ -25,7 +25,7 @@ def test_stage_help_has_an_example(capsys):
 
 def test_stages_lists_the_registry_in_order(capsys):
     assert main(["stages"]) == 0
-    assert capsys.readouterr().out.split() == list(STAGE_MODULES)
+    assert capsys.readouterr().out.split() == list(STAGES)
 
 
 def test_unknown_stage_is_a_usage_error(capsys):
@@ -86,7 +86,7 @@ def test_missing_upstream_is_one_line_exit_1(tmp_path):
 
 
 def _write_metrics(root, stage, data):
-    from components.artifacts import write_json
+    from components.core.artifacts import write_json
 
     write_json(root / "metrics" / f"{stage}.json", data)
 
@@ -201,7 +201,7 @@ def test_registry_and_serving_commands_have_help_with_an_example(capsys, command
 def test_champion_commands_answer_and_refusals_are_one_line(
     exported_workspace, capsys, monkeypatch
 ):
-    from components.promotion import register_and_gate
+    from components.registry.promotion import register_and_gate
     from tests.conftest import make_params
 
     for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):

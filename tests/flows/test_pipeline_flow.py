@@ -9,8 +9,8 @@ import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
-from components.errors import ArtifactError, WikilmError
-from components.stages import STAGE_MODULES
+from components.core.errors import ArtifactError, WikilmError
+from components.stages import STAGES
 from flows.dag import dvc_stages
 from flows.pipeline_flow import wikilm_pipeline
 
@@ -146,7 +146,7 @@ def test_the_flow_summary_is_published_as_an_artifact(toy):
 
 
 def test_dvc_yaml_the_stage_registry_and_the_flow_agree():
-    assert dvc_stages(REPO) == list(STAGE_MODULES)
+    assert dvc_stages(REPO) == list(STAGES)
 
 
 def test_a_stage_listed_before_its_input_is_refused(tmp_path):
@@ -186,7 +186,7 @@ def test_prefect_yaml_deploys_the_same_flow():
 def test_unanswered_approval_forms_leave_both_challengers_pending(exported_workspace, monkeypatch):
     from prefect import flow
 
-    from components.registry import APPROVAL_TAG, WAITING_RUN_TAG, Registry
+    from components.registry.store import APPROVAL_TAG, WAITING_RUN_TAG, Registry
     from flows.approval import await_approval
 
     paths = exported_workspace
@@ -208,7 +208,7 @@ def test_unanswered_approval_forms_leave_both_challengers_pending(exported_works
 def test_a_refused_answer_leaves_the_version_pending_and_the_run_going(
     exported_workspace, monkeypatch
 ):
-    from components.registry import APPROVAL_TAG, Registry
+    from components.registry.store import APPROVAL_TAG, Registry
 
     paths = exported_workspace
     params, outcomes = _pending_classifier(paths, monkeypatch)
@@ -226,7 +226,7 @@ def _pending_classifier(paths, monkeypatch) -> tuple:
 
 def _pending(paths, monkeypatch, models: tuple[str, ...]) -> tuple:
     """Register the exported models for manual approval; the outcome rows of ``models``."""
-    from components.promotion import register_and_gate
+    from components.registry.promotion import register_and_gate
     from tests.conftest import make_params
 
     for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
@@ -248,7 +248,7 @@ def test_a_decision_taken_with_the_command_is_reported_without_pausing(
 
     from prefect import flow
 
-    from components.promotion import approve
+    from components.registry.promotion import approve
     from flows.approval import await_approval
 
     paths = exported_workspace
@@ -266,8 +266,8 @@ def test_a_decision_taken_with_the_command_is_reported_without_pausing(
 
 
 def test_a_latest_run_knows_whether_the_dump_is_new(tmp_path):
-    from components.artifacts import build_meta, write_json
-    from components.config import Paths, PathsParams
+    from components.core.artifacts import build_meta, write_json
+    from components.core.paths import Paths, PathsParams
     from flows.pipeline_flow import last_ingested_sha1
 
     paths = Paths.resolve(PathsParams(), tmp_path)
@@ -279,7 +279,7 @@ def test_a_latest_run_knows_whether_the_dump_is_new(tmp_path):
 def test_a_latest_run_with_no_new_dump_retrains_nothing(tmp_path, dump_mirror, monkeypatch):
     import hashlib
 
-    from components.artifacts import build_meta, write_json
+    from components.core.artifacts import build_meta, write_json
 
     monkeypatch.setenv("WIKILM_TRACKING", "off")
     body = b"<mediawiki/>"
@@ -298,7 +298,7 @@ def test_a_latest_run_with_no_new_dump_retrains_nothing(tmp_path, dump_mirror, m
 
 
 def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, monkeypatch):
-    from components.registry import CHAMPION, Registry
+    from components.registry.store import CHAMPION, Registry
 
     paths = exported_workspace
     params, outcomes = _pending_classifier(paths, monkeypatch)
@@ -365,7 +365,7 @@ def test_the_command_ends_the_pause_of_the_run_waiting_for_it(
     from prefect import flow
     from prefect.runtime import flow_run
 
-    from components.registry import WAITING_RUN_TAG, Registry
+    from components.registry.store import WAITING_RUN_TAG, Registry
     from flows.approval import await_approval
     from flows.cli import main
 
@@ -405,7 +405,7 @@ def test_the_command_ends_the_pause_of_the_run_waiting_for_it(
 def test_a_decision_for_a_run_no_longer_waiting_is_kept(exported_workspace, monkeypatch, capsys):
     import uuid
 
-    from components.registry import APPROVAL_TAG, WAITING_RUN_TAG, Registry
+    from components.registry.store import APPROVAL_TAG, WAITING_RUN_TAG, Registry
     from flows.cli import main
 
     paths = exported_workspace

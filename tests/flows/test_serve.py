@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from components.promotion import register_and_gate
+from components.registry.promotion import register_and_gate
 from tests.conftest import make_params
 
 

@@ -1,0 +1,100 @@
+"""Typed configuration: one frozen pydantic model per ``params.yaml`` section.
+
+Every problem in the file (unknown key, wrong type, out-of-range value, cross-field conflict)
+is collected and reported at once, each naming its key path, before any stage does work.
+The sections are defined next to this module: :mod:`components.core.paths`,
+:mod:`components.core.data_params` and :mod:`components.core.model_params`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Self
+
+import yaml
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from components.core.data_params import (
+    CleanParams,
+    IngestParams,
+    TokenizeParams,
+    ValidateParams,
+)
+from components.core.errors import ConfigError
+from components.core.model_params import (
+    EvaluateParams,
+    ExportParams,
+    FinetuneParams,
+    ModelParams,
+    PretrainParams,
+    PromoteParams,
+    TrainerParams,
+    check_model_fit,
+)
+from components.core.paths import PathsParams
+from components.core.schema import Section, format_errors
+
+
+class Params(Section):
+    """The whole ``params.yaml``."""
+
+    paths: PathsParams = PathsParams()
+    ingest: IngestParams = IngestParams()
+    clean: CleanParams = CleanParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    tokenize: TokenizeParams = TokenizeParams()
+    model: ModelParams = ModelParams()
+    trainer: TrainerParams = TrainerParams()
+    pretrain: PretrainParams = PretrainParams()
+    finetune: FinetuneParams = FinetuneParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    export: ExportParams = ExportParams()
+    promote: PromoteParams = PromoteParams()
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _check_across_sections(self) -> Self:
+        problems = check_model_fit(self.model, self.finetune)
+        if self.clean.remove_stopwords and self.validate_.min_stop_word_ratio > 0:
+            problems.append(
+                f"validate.min_stop_word_ratio: {self.validate_.min_stop_word_ratio} cannot "
+                "hold when clean.remove_stopwords is true (the cleaned text keeps no stop "
+                "words); set it to 0"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def section(self, name: str) -> Section:
+        """A section by its params.yaml name (``validate`` is stored as ``validate_``)."""
+        return self.validate_ if name == "validate" else getattr(self, name)
+
+
+def parse_params(raw: dict, source: str = "params.yaml") -> Params:
+    """Validate a raw mapping into :class:`Params`, raising one :class:`ConfigError` for all."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(format_errors(error), source) from None
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate a params file.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or has invalid values.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError([f"file not found: {path}"], str(path)) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"not UTF-8 text: {error}"], str(path)) from None
+    except OSError as error:
+        raise ConfigError([f"cannot read it: {error.strerror or error}"], str(path)) from None
+    except yaml.YAMLError as error:
+        raise ConfigError([f"not valid YAML: {error}".replace("\n", " ")], str(path)) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(["the top level must be a mapping of sections"], str(path))
+    return parse_params(raw, str(path))

@@ -1,0 +1,140 @@
+"""Assessing documents for the ``clean`` stage: the work of its worker processes.
+
+Each document is normalised, put through the quality and repetition rules, hashed for exact
+dedup and, when it passes, given its MinHash signature. Kept apart from
+:mod:`components.data.clean` so that the fork server preloads only what the workers need (numpy,
+the rules, the configuration types), not the stage's Parquet and progress machinery.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from components.data.dedup import Permutations, signatures
+from components.data.documents import Document
+from components.data.filters import TextView, failures
+from components.data.stopwords import removable_stop_words
+
+if TYPE_CHECKING:
+    from components.core.data_params import CleanParams
+
+# Runs of white space other than a single plain space (rewriting every space costs a lot).
+_SPACES = re.compile(r"[^\S\n]{2,}|[^\S\n ]")
+_HAS_WORD = re.compile(r"\w")
+_WORD = re.compile(r"\w+")
+# What str.split() splits on besides " " and "\n": ASCII ones, and the others as characters.
+_OTHER_ASCII_SPACES = b"\t\x0b\x0c\r\x1c\x1d\x1e\x1f"
+_OTHER_SPACES = frozenset(
+    "\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+_ASCII = bytes(range(128))
+_NEWLINE, _SPACE = ord("\n"), ord(" ")
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """One document after normalisation and filtering (computed in a worker).
+
+    ``document`` holds the normalised text (what ``rejected/`` keeps for audit); ``output``,
+    when set, is what ``clean/`` gets if the document is kept (its stop words removed), and
+    ``output_words`` its word count.
+    """
+
+    document: Document
+    words: int
+    reason: str | None
+    text_hash: str
+    signature: np.ndarray | None
+    output: Document | None = None
+    output_words: int | None = None
+
+    @property
+    def words_out(self) -> int:
+        """Words that ``clean/`` gets if the document is kept."""
+        return self.words if self.output_words is None else self.output_words
+
+
+def normalize(text: str) -> str:
+    """NFC, single spaces, no blank or symbol-only lines; paragraphs split by a blank line."""
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    if _is_tidy(text):
+        return text
+    # str.split() collapses every run of Unicode white space and strips the ends, in C:
+    # twice as fast as a regular expression over every character.
+    lines = (" ".join(line.split()) for line in text.split("\n"))
+    return "\n\n".join(line for line in lines if _HAS_WORD.search(line))
+
+
+def _is_tidy(text: str) -> bool:
+    """Whether :func:`normalize` would leave ``text`` as it is (ingest writes text so).
+
+    Lines separated by one blank line, each with a word character, single plain spaces
+    inside and none at either end: checked on the UTF-8 bytes with a few numpy passes,
+    where normalising splits every line into words and joins them again. (Byte searches
+    for each bad pair of white-space characters cost four times as much: spaces are
+    everywhere, and each one starts a comparison.)
+    """
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data.translate(None, _OTHER_ASCII_SPACES)) != len(data):
+        return False
+    if not _OTHER_SPACES.isdisjoint(data.translate(None, _ASCII).decode("utf-8", "surrogatepass")):
+        return False
+    codes = np.frombuffer(data, dtype=np.uint8)
+    newline = codes == _NEWLINE
+    white = newline | (codes == _SPACE)
+    if not codes.size or white[0] or white[-1]:
+        return False
+    breaks = newline[1:] & newline[:-1]  # where a blank line starts (two line breaks)
+    if np.count_nonzero(white[1:] & white[:-1]) != np.count_nonzero(breaks):
+        return False  # two spaces, or a space next to a line break
+    if (breaks[1:] & breaks[:-1]).any():
+        return False  # two blank lines in a row
+    if np.count_nonzero(newline) != 2 * np.count_nonzero(breaks):
+        return False  # a line break that is not a blank line
+    return all(map(_HAS_WORD.search, text.split("\n\n")))
+
+
+def remove_stop_words(text: str, stops: frozenset[str]) -> str:
+    """Token-level stop-word removal (for classical NLP uses, not for LM training)."""
+    kept = _WORD.sub(lambda m: "" if m.group().lower() in stops else m.group(), text)
+    paragraphs = (_SPACES.sub(" ", p).strip() for p in kept.split("\n\n"))
+    return "\n\n".join(p for p in paragraphs if _HAS_WORD.search(p))
+
+
+def assess_batch(
+    documents: list[Document], cfg: CleanParams, permutations: Permutations | None = None
+) -> list[Assessment]:
+    """Normalise and filter a batch; signatures (with ``permutations``) for documents kept."""
+    views = [TextView(normalize(doc.text)) for doc in documents]
+    results = []
+    for doc, view, reason in zip(documents, views, failures(views, cfg), strict=True):
+        cleaned = Document(doc.id, doc.title, view.text, doc.metadata)
+        output = output_words = None
+        if reason is None and cfg.remove_stopwords:
+            text = remove_stop_words(view.text, removable_stop_words(cfg.language))
+            output, output_words = replace(cleaned, text=text), len(text.split())
+        digest = view.arrays.digest()
+        results.append(
+            Assessment(cleaned, view.word_count, reason, digest, None, output, output_words)
+        )
+    if permutations is None:
+        return results
+    return _with_signatures(results, views, cfg.dedup.shingle_words, permutations)
+
+
+def _with_signatures(
+    results: list[Assessment], views: list[TextView], shingle_words: int, perms: Permutations
+) -> list[Assessment]:
+    """Add MinHash signatures to the documents the filters kept."""
+    kept = [i for i, a in enumerate(results) if a.reason is None]
+    sigs = signatures([views[i].lower_words.hashes for i in kept], shingle_words, perms)
+    for index, signature in zip(kept, sigs, strict=True):
+        results[index] = replace(results[index], signature=signature)
+    return results

@@ -1,0 +1,204 @@
+"""Resolve ``ingest.source`` to a local dump file: builtin sample, local path or URL.
+
+Builtin data sets are files that installed packages ship; they are located at run time and
+never copied into the repository. URLs are downloaded once into the downloads folder, with
+HTTP Range resume after an interruption and an optional sha1/md5 check.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+from components.core.artifacts import file_digest
+from components.core.errors import SourceError, Unreachable
+from components.core.progress import progress
+
+log = logging.getLogger(__name__)
+
+# name -> (package, path inside the installed package)
+BUILTIN: dict[str, tuple[str, str]] = {
+    "enwiki-sample": (
+        "gensim",
+        "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
+    ),
+    "polarity": ("gensim", "test/test_data/pang_lee_polarity.cor"),
+    "lee-background": ("gensim", "test/test_data/lee_background.cor"),
+}
+_CHUNK = 1 << 20
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """A source ready to read: the local file and the name it is known by."""
+
+    path: Path
+    name: str
+
+
+def builtin_path(name: str) -> Path:
+    """Locate a builtin data file inside its installed package (without importing it).
+
+    Raises:
+        SourceError: unknown name, or the shipping package is not installed.
+    """
+    if name not in BUILTIN:
+        raise SourceError(f"unknown builtin source {name!r}; builtin: {', '.join(BUILTIN)}")
+    package, relative = BUILTIN[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceError(f"builtin:{name} needs the '{package}' package: pip install {package}")
+    path = Path(spec.submodule_search_locations[0]) / relative
+    if not path.is_file():
+        raise SourceError(f"builtin:{name} not found at {path}: reinstall '{package}'")
+    return path
+
+
+LATEST = "latest"
+LATEST_FILE = "{wiki}-latest-pages-articles.xml.bz2"
+
+
+def latest_dump(mirror: str, wiki: str, timeout: float = 60.0) -> tuple[str, str]:
+    """URL and ``sha1:<hex>`` of the newest ``pages-articles`` dump of ``wiki`` on ``mirror``.
+
+    Reads the mirror's ``<wiki>-latest-sha1sums.txt`` (a few KB), published with each dump.
+
+    Raises:
+        SourceError: the listing cannot be fetched or does not name the dump.
+    """
+    folder = f"{mirror.rstrip('/')}/{wiki}/latest"
+    listing = f"{folder}/{wiki}-latest-sha1sums.txt"
+    try:
+        with urllib.request.urlopen(listing, timeout=timeout) as response:  # noqa: S310
+            text = response.read().decode("utf-8", errors="replace")
+    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as error:
+        raise Unreachable(f"cannot read the latest dump listing {listing}: {error}") from None
+    name = LATEST_FILE.format(wiki=wiki)
+    for line in text.splitlines():
+        digest, _, file = line.strip().partition("  ")
+        if file.strip() == name and len(digest) == 40:
+            return f"{folder}/{name}", f"sha1:{digest.lower()}"
+    raise SourceError(f"{listing} does not list {name}: is ingest.wiki right?")
+
+
+def resolve(
+    source: str,
+    root: Path,
+    downloads: Path,
+    checksum: str | None = None,
+    timeout: float = 60.0,
+    latest: tuple[str, str] | None = None,
+) -> ResolvedSource:
+    """Turn a source string into a local file, downloading it when it is a URL.
+
+    Args:
+        source: ``builtin:<name>``, a local path (relative to ``root``), an http(s) URL, or
+            ``latest`` (the newest dump of ``latest = (mirror, wiki)``, sha1-checked).
+        root: folder that relative paths are resolved against.
+        downloads: folder where downloads are kept (and resumed).
+        checksum: ``sha1:<hex>`` or ``md5:<hex>`` the file must match.
+        timeout: seconds without data before a download attempt fails.
+        latest: mirror and wiki of ``latest``.
+    """
+    if source == LATEST:
+        if latest is None:
+            raise SourceError("ingest.source: latest needs ingest.mirror and ingest.wiki")
+        source, checksum = latest_dump(*latest, timeout=timeout)
+        log.info("newest dump: %s (%s)", source, checksum)
+    if source.startswith("builtin:"):
+        path = builtin_path(source.removeprefix("builtin:"))
+    elif urlparse(source).scheme in ("http", "https"):
+        path = download(source, downloads, checksum, timeout)
+    else:
+        path = root / Path(source).expanduser()  # expand ~ before joining it to root
+        if not path.is_file():
+            raise SourceError(f"ingest.source: file not found: {path}")
+    if checksum:
+        verify_checksum(path, checksum)
+    return ResolvedSource(path=path, name=path.name)
+
+
+def verify_checksum(path: Path, checksum: str) -> None:
+    """Raise SourceError unless ``path`` matches ``algo:hexdigest``."""
+    algorithm, expected = checksum.split(":", 1)
+    actual = file_digest(path, algorithm)
+    if actual.lower() != expected.lower():
+        raise SourceError(f"{path}: {algorithm} is {actual}, expected {expected}")
+
+
+def download(url: str, folder: Path, checksum: str | None, timeout: float) -> Path:
+    """Download ``url`` into ``folder``, resuming a partial file; reuse a complete one.
+
+    The file is written as ``<name>.part`` and renamed only when complete and verified, so an
+    interrupted download is resumed (HTTP Range) by the next call and never read as a dump.
+    """
+    name = Path(urlparse(url).path).name or "dump.xml.bz2"
+    final = folder / name
+    if final.is_file() and (checksum is None or _matches(final, checksum)):
+        log.info("using downloaded %s", final)
+        return final
+    folder.mkdir(parents=True, exist_ok=True)
+    part = final.with_name(final.name + ".part")
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            _fetch_into(url, part, timeout)
+            break
+        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as error:
+            if isinstance(error, urllib.error.HTTPError) and error.code < 500:
+                raise SourceError(
+                    f"cannot download {url}: HTTP {error.code} {error.reason}"
+                ) from None
+            if attempt == _ATTEMPTS:
+                raise Unreachable(
+                    f"cannot download {url} after {attempt} attempts: {error}"
+                ) from None
+            log.warning("download interrupted (%s); resuming (attempt %d)", error, attempt + 1)
+    if checksum and not _matches(part, checksum):
+        part.unlink()
+        raise SourceError(f"{url}: downloaded file does not match {checksum}; removed it, retry")
+    part.replace(final)
+    return final
+
+
+def _matches(path: Path, checksum: str) -> bool:
+    algorithm, expected = checksum.split(":", 1)
+    return file_digest(path, algorithm).lower() == expected.lower()
+
+
+def _fetch_into(url: str, part: Path, timeout: float) -> None:
+    """Append the rest of ``url`` to ``part`` (from its current size)."""
+    offset = part.stat().st_size if part.exists() else 0
+    headers = {"Range": f"bytes={offset}-"} if offset else {}
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) only
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and offset:  # nothing left to fetch: the part is complete
+            return
+        raise
+    with response:
+        resumed = offset and response.status == 206
+        mode = "ab" if resumed else "wb"
+        length = int(response.headers.get("Content-Length") or 0)
+        total = (offset if resumed else 0) + length or None
+        with (
+            part.open(mode) as out,
+            progress(
+                total=total,
+                initial=offset if resumed else 0,
+                unit="B",
+                desc=f"download {part.stem}",
+            ) as bar,
+        ):
+            while chunk := response.read(_CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+        if length and part.stat().st_size < total:
+            raise http.client.IncompleteRead(b"", total - part.stat().st_size)

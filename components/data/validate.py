@@ -1,0 +1,336 @@
+"""Stage ``validate``: Great Expectations suites over per-document statistics.
+
+Both corpora (``ingest`` and ``clean``) are reduced, streaming, to one small row of statistics
+per document; GX Core validates those tables against suites built from ``params.yaml``. The
+report (Data Docs HTML, a deterministic ``results.json`` and ``meta.json``) is always written;
+any unmet expectation then fails the stage, so nothing downstream runs on bad data.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from components.core.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
+from components.core.config import Params
+from components.core.data_params import ValidateParams
+from components.core.errors import ValidationFailed
+from components.core.parallel import ordered_map, worker_count
+from components.core.paths import Paths
+from components.core.schema import Report
+from components.data.documents import Document, iter_batches
+from components.data.stopwords import stop_word_ratio, stop_words
+from components.data.wordarrays import TextArrays
+
+log = logging.getLogger(__name__)
+
+# Wikitext that must never survive into plain text.
+MARKUP_TOKENS = ("{{", "}}", "[[", "<ref", "{|")
+_MARKUP_RE = re.compile("|".join(re.escape(token) for token in MARKUP_TOKENS))
+
+DOCS_SITE = "data_docs"
+RESULTS_FILE = "results.json"
+STATS_COLUMNS = [
+    "id",
+    "title",
+    "n_chars",
+    "n_words",
+    "stop_word_ratio",
+    "markup_leftovers",
+    "text_hash",
+]
+# Result keys worth keeping: the outcome, never GX's run ids or timestamps (results.json is a
+# DVC dependency of tokenize, so it must be byte-identical for identical data).
+_OBSERVED_KEYS = ("observed_value", "unexpected_count", "partial_unexpected_index_list")
+
+
+class SuiteSummary(Report):
+    """Outcome of one expectation suite."""
+
+    success: bool
+    expectations: int
+    passed: int
+    failed: int
+
+
+class ValidateResult(Report):
+    """What ``validate`` found; written to ``metrics/validate.json``."""
+
+    success: bool
+    suites: dict[str, SuiteSummary]
+    documents_ingest: int
+    documents_clean: int
+    duplicate_rate: float
+    markup_leftovers_total: int
+    mean_stop_word_ratio: float
+    data_docs: str
+
+
+def markup_leftovers(text: str) -> int:
+    """Number of wikitext markup tokens left in ``text``."""
+    return len(_MARKUP_RE.findall(text))
+
+
+def document_stats(doc: Document, stops: frozenset[str]) -> dict[str, Any]:
+    """The statistics row the suites look at, for one document."""
+    arrays = TextArrays(doc.text)
+    words = arrays.lower_words
+    return {
+        "id": doc.id,
+        "title": doc.title,
+        "n_chars": len(doc.text),
+        "n_words": len(words),
+        "stop_word_ratio": stop_word_ratio(words, stops),
+        "markup_leftovers": markup_leftovers(doc.text),
+        "text_hash": arrays.digest(),
+    }
+
+
+def batch_stats(batch: list[Document], stops: frozenset[str]) -> pd.DataFrame:
+    """Statistics rows of a batch of documents (runs in worker processes)."""
+    return pd.DataFrame([document_stats(doc, stops) for doc in batch], columns=STATS_COLUMNS)
+
+
+def corpus_stats(folder: Path, stops: frozenset[str], workers: int = 1) -> pd.DataFrame:
+    """Statistics of every document of a stage output; texts are streamed, never kept."""
+    stats = partial(batch_stats, stops=stops)
+    frames = list(ordered_map(stats, iter_batches(folder), worker_count(workers)))
+    if not frames:
+        return pd.DataFrame(columns=STATS_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def ingest_expectations() -> list[Any]:
+    """Expectations on the ingested corpus: ids and titles present and unique, text not empty."""
+    return [*_identity_expectations(), _between("n_chars", 1, None, "n_chars at least 1")]
+
+
+def clean_expectations(cfg: ValidateParams, documents_in: int) -> list[Any]:
+    """Expectations on the cleaned corpus, with bounds from ``params.yaml``."""
+    import great_expectations.expectations as gxe
+
+    chars = f"n_chars between {cfg.min_chars} and {cfg.max_chars}"
+    ratio = f"stop_word_ratio between {cfg.min_stop_word_ratio} and {cfg.max_stop_word_ratio}"
+    distinct = round(1 - cfg.max_duplicate_rate, 9)  # so that 1 - 0.1 equals 9 of 10 distinct
+    return [
+        *_identity_expectations(),
+        _between("n_chars", cfg.min_chars, cfg.max_chars, chars),
+        _between("stop_word_ratio", cfg.min_stop_word_ratio, cfg.max_stop_word_ratio, ratio),
+        _between("markup_leftovers", 0, 0, "markup_leftovers max 0"),
+        gxe.ExpectColumnProportionOfUniqueValuesToBeBetween(
+            column="text_hash",
+            min_value=distinct,
+            # GX observes the distinct share, so the description speaks of it too.
+            description=f"distinct share of text_hash at least {distinct} "
+            f"(duplicate rate at most {cfg.max_duplicate_rate})",
+        ),
+        gxe.ExpectTableRowCountToBeBetween(
+            min_value=1,
+            max_value=documents_in,
+            description=f"documents out between 1 and documents in ({documents_in})",
+        ),
+    ]
+
+
+def _identity_expectations() -> list[Any]:
+    import great_expectations.expectations as gxe
+
+    return [
+        expectation(column=column, description=f"{column} {what}")
+        for column in ("id", "title")
+        for expectation, what in (
+            (gxe.ExpectColumnValuesToNotBeNull, "present"),
+            (gxe.ExpectColumnValuesToBeUnique, "unique"),
+        )
+    ]
+
+
+def _between(column: str, low: float | None, high: float | None, description: str) -> Any:
+    import great_expectations.expectations as gxe
+
+    return gxe.ExpectColumnValuesToBeBetween(
+        column=column, min_value=low, max_value=high, description=description
+    )
+
+
+def run_suites(
+    suites: dict[str, tuple[pd.DataFrame, list[Any]]], docs_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Validate each table against its expectations; build Data Docs into ``docs_dir``.
+
+    Returns, per suite, its success and one run-independent record per expectation.
+    """
+    context = _gx_context(docs_dir)
+    import great_expectations as gx
+
+    source = context.data_sources.add_pandas("document_stats")
+    results = {}
+    for name, (frame, expectations) in suites.items():
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
+        suite = context.suites.add(gx.ExpectationSuite(name=name, expectations=expectations))
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch, suite=suite)
+        )
+        # Each table is its own batch, so one checkpoint cannot run both; the validation
+        # results land in the context's store and one docs build below renders them all.
+        outcome = definition.run(
+            batch_parameters={"dataframe": frame},
+            result_format={"result_format": "SUMMARY", "unexpected_index_column_names": ["id"]},
+        )
+        records = [_record(r) for r in outcome.results]
+        results[name] = {"success": bool(outcome.success), "expectations": records}
+    context.build_data_docs(site_names=[DOCS_SITE])
+    return results
+
+
+def _gx_context(docs_dir: Path) -> Any:
+    """An in-memory GX context whose only Data Docs site is ``docs_dir`` (no analytics)."""
+    # GX reads the variable at import time; setdefault keeps a user's explicit choice.
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    site = {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(docs_dir),
+        },
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    config = DataContextConfig(
+        store_backend_defaults=InMemoryStoreBackendDefaults(init_temp_docs_sites=False),
+        data_docs_sites={DOCS_SITE: site},
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def _record(outcome: Any) -> dict[str, Any]:
+    """A JSON-ready summary of one expectation's outcome (no run ids, no timestamps)."""
+    data = outcome.to_json_dict()  # numpy scalars become plain JSON numbers
+    config, observed = data["expectation_config"], data["result"]
+    kwargs = {k: v for k, v in config["kwargs"].items() if k not in ("batch_id", "column")}
+    return {
+        "type": config["type"],
+        "column": config["kwargs"].get("column"),
+        "description": config.get("description"),
+        "kwargs": kwargs,
+        "success": bool(data["success"]),
+        **{k: observed[k] for k in _OBSERVED_KEYS if k in observed},
+    }
+
+
+def failure_message(results: dict[str, dict[str, Any]], report: str) -> str:
+    """One line naming every unmet expectation, per suite, and where the report is."""
+    parts = []
+    for name, suite in results.items():
+        records = suite["expectations"]
+        failed = [f"{r['description']} ({_observed(r)})" for r in records if not r["success"]]
+        if failed:
+            parts.append(
+                f"{len(failed)} of {len(records)} expectations failed in suite {name!r}: "
+                + "; ".join(failed)
+            )
+    return " | ".join(parts) + f" - see {report}"
+
+
+def _observed(record: dict[str, Any]) -> str:
+    if "unexpected_count" not in record:
+        return f"observed {record.get('observed_value')}"
+    count = record["unexpected_count"]
+    # Examples let the user find the documents; a duplicated id is listed once.
+    ids = list(dict.fromkeys(row["id"] for row in record.get("partial_unexpected_index_list", [])))
+    examples = f", e.g. id {', '.join(map(str, ids[:3]))}" if ids else ""
+    return f"{count} document{'' if count == 1 else 's'}{examples}"
+
+
+def run(params: Params, paths: Paths) -> ValidateResult:
+    """Validate ``paths.ingest`` and ``paths.clean``; write the report to ``paths.validate``.
+
+    Raises:
+        ArtifactError: an input corpus is missing or was written by another stage.
+        ValidationFailed: an expectation is unmet (the report is written first).
+    """
+    read_meta(paths.ingest, "ingest")
+    read_meta(paths.clean, "clean")
+    started = time.perf_counter()
+    stops = stop_words(params.clean.language, params.clean.stop_words)
+    workers = params.validate_.workers
+    ingest = corpus_stats(paths.ingest, stops, workers)
+    clean = corpus_stats(paths.clean, stops, workers)
+    suites = {
+        "ingest": (ingest, ingest_expectations()),
+        "clean": (clean, clean_expectations(params.validate_, len(ingest))),
+    }
+    with atomic_dir(paths.validate) as out:
+        results = run_suites(suites, out / DOCS_SITE)
+        write_json(out / RESULTS_FILE, results)
+        write_json(out / "meta.json", _meta(params, paths))
+    result = summarise(results, ingest, clean)
+    log.info(
+        "validate: %s (%d ingest, %d clean documents) in %.1f s",
+        "passed" if result.success else "FAILED",
+        len(ingest),
+        len(clean),
+        time.perf_counter() - started,
+    )
+    if not result.success:
+        raise ValidationFailed(failure_message(results, _shown(paths, result.data_docs)))
+    return result
+
+
+def _meta(params: Params, paths: Paths) -> dict[str, Any]:
+    clean = params.clean
+    return build_meta(
+        "validate",
+        params={
+            "validate": params.validate_.model_dump(mode="json"),
+            "clean": {"language": clean.language, "stop_words": clean.stop_words},
+        },
+        inputs={"ingest": dir_digest(paths.ingest), "clean": dir_digest(paths.clean)},
+    )
+
+
+def _shown(paths: Paths, data_docs: str) -> str:
+    """The Data Docs index as the user sees it: relative to the repository root if inside it."""
+    index = paths.validate / data_docs
+    return str(index.relative_to(paths.root)) if index.is_relative_to(paths.root) else str(index)
+
+
+def summarise(
+    results: dict[str, dict[str, Any]], ingest: pd.DataFrame, clean: pd.DataFrame
+) -> ValidateResult:
+    """The stage's metrics from the suite results and the statistics tables."""
+    suites = {}
+    for name, suite in results.items():
+        passed = sum(r["success"] for r in suite["expectations"])
+        total = len(suite["expectations"])
+        suites[name] = SuiteSummary(
+            success=suite["success"], expectations=total, passed=passed, failed=total - passed
+        )
+    n_clean = len(clean)
+    return ValidateResult(
+        success=all(s.success for s in suites.values()),
+        suites=suites,
+        documents_ingest=len(ingest),
+        documents_clean=n_clean,
+        duplicate_rate=round(1 - clean["text_hash"].nunique() / n_clean, 6) if n_clean else 0.0,
+        markup_leftovers_total=int(clean["markup_leftovers"].sum()),
+        mean_stop_word_ratio=round(float(clean["stop_word_ratio"].mean()), 6) if n_clean else 0.0,
+        data_docs=f"{DOCS_SITE}/index.html",
+    )

@@ -1,0 +1,254 @@
+"""Stage ``evaluate``: the language model and the classifier, each beside baselines.
+
+Language model: loss, perplexity and bits per byte on the held-out Wikipedia split and on
+out-of-domain text (gensim's Lee news corpus by default), next to a unigram model counted on
+the training tokens and scored on the very same tokens. Classifier, on the test split that
+``finetune`` saved: accuracy, macro-F1, per-class precision and recall and the confusion
+matrix, next to a majority-class baseline and TF-IDF + logistic regression (scikit-learn)
+trained on the same train split.
+
+Writes ``metrics/evaluate.json``, ``reports/evaluate/`` (predictions, meta.json) and
+``plots/evaluate/confusion.csv`` (a DVC confusion-matrix plot).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tokenizers import Tokenizer
+
+from components.core.artifacts import (
+    atomic_dir,
+    build_meta,
+    dir_digest,
+    read_meta,
+    write_csv,
+    write_json,
+)
+from components.core.config import Params
+from components.core.errors import SourceError
+from components.core.model_params import EvaluateParams
+from components.core.paths import Paths
+from components.core.schema import Report
+from components.data.sources import builtin_path
+from components.data.tokenbin import open_tokens
+from components.data.tokenization import load_tokenizer
+from components.model.baselines import ClassifierScores, majority_baseline, scores, tfidf_baseline
+from components.model.classifier_module import encode_texts, predict_proba
+from components.model.finetune import pad_id
+from components.model.gpt import GPT
+from components.model.model_io import TOKENIZER_FILE, load_classifier, load_gpt
+from components.model.training import cuda_usable
+
+log = logging.getLogger(__name__)
+
+STAGE = "evaluate"
+
+
+class LanguageScores(Report):
+    """Cross-entropy of a model on one text, three ways, and how many tokens it covers."""
+
+    loss: float  # nats per token
+    perplexity: float
+    bits_per_byte: float
+    tokens: int
+
+
+class EvaluateResult(Report):
+    """What ``evaluate`` measured: written to ``metrics/evaluate.json``."""
+
+    lm: dict[str, LanguageScores]  # val, val_unigram, ood, ood_unigram
+    lm_beats_unigram: bool  # on held-out Wikipedia bits per byte
+    classifier: dict[str, ClassifierScores]  # model, majority, tfidf_logreg
+    classifier_beats_baselines: bool  # macro-F1 above both baselines
+    test_examples: int
+    seconds: float
+
+
+def language_scores(nll: float, tokens: int, n_bytes: int) -> LanguageScores:
+    """Scores from a summed negative log-likelihood (nats) over ``tokens`` and ``n_bytes``."""
+    loss = nll / max(tokens, 1)
+    return LanguageScores(
+        loss=round(loss, 6),
+        perplexity=round(math.exp(min(loss, 80.0)), 4),
+        bits_per_byte=round(nll / math.log(2) / max(n_bytes, 1), 6),
+        tokens=tokens,
+    )
+
+
+def windows(ids: np.ndarray, block_size: int, max_tokens: int) -> np.ndarray:
+    """Non-overlapping windows of block_size + 1 ids covering at most ``max_tokens`` targets."""
+    count = min(max_tokens, len(ids) - 1) // block_size  # negative for no ids at all
+    if count <= 0:
+        raise SourceError(f"{len(ids)} tokens cannot fill one window of {block_size + 1}")
+    starts = np.arange(count) * block_size
+    return ids[starts[:, None] + np.arange(block_size + 1)].astype(np.int64)  # (N, T + 1)
+
+
+@torch.no_grad()
+def model_nll(model: GPT, batch_windows: np.ndarray, batch_size: int) -> float:
+    """Summed next-token negative log-likelihood of the decoder over the windows."""
+    device = next(model.parameters()).device
+    total = 0.0
+    for start in range(0, len(batch_windows), batch_size):
+        chunk = torch.from_numpy(batch_windows[start : start + batch_size]).to(device)
+        logits = model(chunk[:, :-1]).float()
+        total += torch.nn.functional.cross_entropy(
+            logits.flatten(0, 1), chunk[:, 1:].flatten(), reduction="sum"
+        ).item()
+    return total
+
+
+def unigram_log_probs(train_ids: np.ndarray, vocab_size: int, smoothing: float) -> np.ndarray:
+    """Add-k smoothed log-probabilities of each token id, counted on the training tokens."""
+    counts = np.bincount(train_ids, minlength=vocab_size).astype(np.float64) + smoothing
+    return np.log(counts / counts.sum())
+
+
+def target_bytes(tokenizer: Tokenizer, targets: np.ndarray) -> int:
+    """UTF-8 bytes of text that the target tokens stand for (special tokens count zero)."""
+    text = tokenizer.decode(targets.ravel().tolist(), skip_special_tokens=True)
+    return len(text.encode("utf-8"))
+
+
+def score_text(
+    ids: np.ndarray,
+    model: GPT,
+    tokenizer: Tokenizer,
+    log_probs: np.ndarray,
+    cfg: EvaluateParams,
+) -> tuple[LanguageScores, LanguageScores]:
+    """The decoder's and the unigram baseline's scores on the same target tokens."""
+    chunks = windows(ids, model.config.block_size, cfg.max_tokens)
+    targets = chunks[:, 1:]
+    n_bytes = target_bytes(tokenizer, targets)
+    ours = language_scores(model_nll(model, chunks, cfg.batch_size), targets.size, n_bytes)
+    unigram = language_scores(float(-log_probs[targets].sum()), targets.size, n_bytes)
+    return ours, unigram
+
+
+def ood_ids(source: str, root: Path, tokenizer: Tokenizer, separator: int) -> np.ndarray:
+    """Token ids of the out-of-domain text: one document per line, separated as in training."""
+    if source.startswith("builtin:"):
+        path = builtin_path(source.removeprefix("builtin:"))
+    else:
+        path = root / Path(source).expanduser()
+    if not path.is_file():
+        raise SourceError(f"evaluate.ood_source not found: {path}")
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    encodings = tokenizer.encode_batch_fast(lines, add_special_tokens=False)
+    ids = [token for encoding in encodings for token in (*encoding.ids, separator)]
+    return np.asarray(ids, dtype=np.int64)
+
+
+def evaluate_lm(params: Params, paths: Paths, device: torch.device) -> dict[str, LanguageScores]:
+    """LM scores on held-out Wikipedia and out-of-domain text, with unigram baselines."""
+    cfg = params.evaluate
+    meta = read_meta(paths.tokens, "tokenize")
+    model = load_gpt(paths.pretrain).to(device)
+    tokenizer = load_tokenizer(paths.pretrain / TOKENIZER_FILE)
+    train = open_tokens(paths.tokens / "train.bin").tokens
+    log_probs = unigram_log_probs(train, model.config.vocab_size, cfg.unigram_smoothing)
+    val = np.asarray(open_tokens(paths.tokens / "val.bin").tokens)
+    separator = meta["special_tokens"][meta["separator"]]
+    ood = ood_ids(cfg.ood_source, paths.root, tokenizer, separator)
+    scores_by_text = {}
+    for name, ids in (("val", val), ("ood", ood)):
+        ours, unigram = score_text(ids, model, tokenizer, log_probs, cfg)
+        scores_by_text |= {name: ours, f"{name}_unigram": unigram}
+    return scores_by_text
+
+
+def evaluate_classifier(
+    params: Params, paths: Paths, device: torch.device
+) -> tuple[dict[str, ClassifierScores], pd.DataFrame]:
+    """Classifier scores on the test split beside the two baselines, and its predictions."""
+    read_meta(paths.finetune, "finetune")
+    model, config = load_classifier(paths.finetune)
+    names = config["labels"]
+    train = pd.read_parquet(paths.finetune / "splits" / "train.parquet")
+    test = pd.read_parquet(paths.finetune / "splits" / "test.parquet")
+    tokenizer = load_tokenizer(paths.finetune / TOKENIZER_FILE)
+    ids = encode_texts(tokenizer, test["text"].tolist(), config["max_length"])
+    probs = predict_proba(model.to(device), ids, pad_id(config), params.evaluate.batch_size)
+    predicted = probs.argmax(axis=1)
+    labels = test["label"].to_numpy()
+    results = {
+        "model": scores(labels, predicted, names),
+        "majority": majority_baseline(train, test, names),
+        "tfidf_logreg": tfidf_baseline(train, test, names, params.evaluate),
+    }
+    predictions = test.assign(
+        label=[names[i] for i in labels],
+        predicted=[names[i] for i in predicted],
+        confidence=probs.max(axis=1).round(6),
+    )
+    return results, predictions
+
+
+def run(params: Params, paths: Paths) -> EvaluateResult:
+    """Evaluate ``models/pretrain`` and ``models/finetune``.
+
+    Raises:
+        ArtifactError: a model or the token files are missing or from another stage.
+        SourceError: the out-of-domain text is missing or too short.
+    """
+    started = time.perf_counter()
+    device = torch.device("cuda" if cuda_usable() else "cpu")
+    lm = evaluate_lm(params, paths, device)
+    classifier, predictions = evaluate_classifier(params, paths, device)
+    result = EvaluateResult(
+        lm=lm,
+        lm_beats_unigram=lm["val"].bits_per_byte < lm["val_unigram"].bits_per_byte,
+        classifier=classifier,
+        classifier_beats_baselines=classifier["model"].macro_f1
+        > max(classifier["majority"].macro_f1, classifier["tfidf_logreg"].macro_f1),
+        test_examples=len(predictions),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    _write_outputs(params, paths, predictions, result)
+    _log_summary(result)
+    return result
+
+
+def _write_outputs(
+    params: Params, paths: Paths, predictions: pd.DataFrame, result: EvaluateResult
+) -> None:
+    with atomic_dir(paths.evaluate) as out:
+        predictions.to_csv(out / "predictions.csv", index=False)
+        write_json(
+            out / "meta.json",
+            build_meta(
+                STAGE,
+                params.evaluate.model_dump(mode="json"),
+                {"pretrain": dir_digest(paths.pretrain), "finetune": dir_digest(paths.finetune)},
+                result=result.model_dump(mode="json"),
+            ),
+        )
+    pairs = predictions[["label", "predicted"]].rename(columns={"label": "actual"})
+    write_csv(paths.plots_dir(STAGE) / "confusion.csv", pairs.to_dict("records"))
+
+
+def _log_summary(result: EvaluateResult) -> None:
+    lm, clf = result.lm, result.classifier
+    log.info(
+        "evaluate: LM %.3f bits/byte on Wikipedia val (unigram %.3f), %.3f out of domain "
+        "(unigram %.3f)",
+        lm["val"].bits_per_byte,
+        lm["val_unigram"].bits_per_byte,
+        lm["ood"].bits_per_byte,
+        lm["ood_unigram"].bits_per_byte,
+    )
+    log.info(
+        "evaluate: classifier macro-F1 %.3f (majority %.3f, TF-IDF + LR %.3f) on %d examples",
+        clf["model"].macro_f1,
+        clf["majority"].macro_f1,
+        clf["tfidf_logreg"].macro_f1,
+        result.test_examples,
+    )

@@ -1,0 +1,236 @@
+"""Stage ``finetune``: a classification head on the pretrained decoder, trained with Lightning.
+
+Loads the labelled dataset (``finetune.dataset``), splits it by class with a seed into
+train/val/test, encodes it with the pretraining tokenizer, and trains the classifier with
+early stopping on val loss, keeping the best epoch's weights. Optionally the embeddings and
+lower blocks stay frozen.
+
+Writes ``models/finetune/`` (weights, config with the label map, tokenizer, the three splits
+as Parquet for ``evaluate`` and the registry gate, meta.json) and ``plots/finetune/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+from components.core.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
+from components.core.config import Params
+from components.core.model_params import FinetuneParams
+from components.core.paths import Paths
+from components.core.schema import Report
+from components.core.tracking import active_tracker
+from components.data.labelled import LabelledData, load_labelled, stratified_split
+from components.data.tokenization import load_tokenizer
+from components.model.callbacks import LossCurve
+from components.model.classifier_module import (
+    ClassifierModule,
+    encode_texts,
+    freeze_lower_layers,
+    make_loader,
+)
+from components.model.gpt import GPTClassifier
+from components.model.model_io import TOKENIZER_FILE, load_gpt, read_config, save_weights
+from components.model.training import make_trainer
+
+log = logging.getLogger(__name__)
+
+STAGE = "finetune"
+SPLITS = ("train", "val", "test")
+PAD_TOKEN = "<|pad|>"
+
+
+class FinetuneResult(Report):
+    """What ``finetune`` did: written to ``metrics/finetune.json``."""
+
+    classes: int
+    examples_train: int
+    examples_val: int
+    examples_test: int
+    dropped_rows: int
+    epochs: int
+    best_epoch: int
+    stopped_early: bool
+    best_val_loss: float
+    best_val_accuracy: float
+    trainable_parameters: int
+    seconds: float
+
+
+def pad_id(config: dict) -> int:
+    """The padding token's id (the separator when the tokenizer has no pad token)."""
+    special = config.get("special_tokens", {})
+    return special.get(PAD_TOKEN, next(iter(special.values()), 0))
+
+
+def split_frames(data: LabelledData, cfg: FinetuneParams) -> dict[str, pd.DataFrame]:
+    """The stratified, seeded train/val/test parts as frames of text and label index."""
+    parts = stratified_split(data.labels, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    return {
+        name: pd.DataFrame(
+            {"text": [data.texts[i] for i in rows], "label": [data.labels[i] for i in rows]}
+        )
+        for name, rows in zip(SPLITS, parts, strict=True)
+    }
+
+
+def build_classifier(paths: Paths, cfg: FinetuneParams, classes: int) -> GPTClassifier:
+    """The pretrained decoder with a fresh head, lower layers frozen as configured."""
+    model = GPTClassifier(load_gpt(paths.pretrain), classes, dropout=cfg.dropout)
+    freeze_lower_layers(model, cfg.freeze_layers)
+    return model.train()
+
+
+def _callbacks(folder: Path, cfg: FinetuneParams, steps_per_epoch: int) -> dict:
+    return {
+        "best": ModelCheckpoint(
+            dirpath=folder,
+            filename="best",
+            monitor="val/loss",
+            mode="min",
+            save_top_k=1,
+            enable_version_counter=False,
+        ),
+        "early": EarlyStopping(monitor="val/loss", mode="min", patience=cfg.patience),
+        "curve": LossCurve(every=steps_per_epoch),
+    }
+
+
+def run(params: Params, paths: Paths) -> FinetuneResult:
+    """Fine-tune the classifier on ``finetune.dataset`` into ``paths.finetune``.
+
+    Raises:
+        ArtifactError: the pretrained model is missing or from another stage.
+        SourceError: the dataset is unreadable, lacks a column, or has a single class.
+    """
+    started = time.perf_counter()
+    cfg = params.finetune
+    read_meta(paths.pretrain, "pretrain")
+    config = read_config(paths.pretrain)
+    data = load_labelled(
+        cfg.dataset, paths.root, cfg.text_column, cfg.label_column, cfg.dataset_split
+    )
+    frames = split_frames(data, cfg)
+    tokenizer = load_tokenizer(paths.pretrain / TOKENIZER_FILE)
+    max_length = cfg.max_length or config["model"]["block_size"]
+    encoded = {k: encode_texts(tokenizer, f["text"], max_length) for k, f in frames.items()}
+    pl.seed_everything(cfg.seed, verbose=False)
+    model = build_classifier(paths, cfg, len(data.label_names))
+    module = ClassifierModule(model, cfg.lr, cfg.weight_decay)
+    pad = pad_id(config)
+    train = make_loader(
+        encoded["train"], frames["train"]["label"].tolist(), pad, cfg.batch_size, cfg.seed
+    )
+    val = make_loader(encoded["val"], frames["val"]["label"].tolist(), pad, cfg.batch_size)
+    folder = paths.checkpoint_dir(STAGE)
+    shutil.rmtree(folder, ignore_errors=True)  # a fresh run: epochs are short, resume is moot
+    callbacks = _callbacks(folder, cfg, len(train))
+    trainer = make_trainer(
+        params.trainer,
+        list(callbacks.values()),
+        root=folder,
+        max_epochs=cfg.max_epochs,
+        log_every_n_steps=max(1, min(50, len(train))),
+    )
+    log.info(
+        "finetune: %d classes, %d/%d/%d train/val/test examples, %s trainable parameters",
+        len(data.label_names),
+        *(len(frames[s]) for s in SPLITS),
+        f"{_trainable(model):,}",
+    )
+    trainer.fit(module, train, val)
+    best = _restore_best(module, callbacks["best"])
+    result = _result(data, frames, trainer, callbacks, best, model, started)
+    if trainer.is_global_zero:
+        _write_outputs(params, paths, config, model, data, frames, max_length, result)
+        callbacks["curve"].write(paths.plots_dir(STAGE))
+        shutil.rmtree(folder, ignore_errors=True)
+    log.info(
+        "finetune: best val loss %.4f, accuracy %.3f at epoch %d of %d",
+        result.best_val_loss,
+        result.best_val_accuracy,
+        result.best_epoch,
+        result.epochs,
+    )
+    return result
+
+
+def _trainable(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _restore_best(module: ClassifierModule, best: ModelCheckpoint) -> dict:
+    """Load the best epoch's weights back into ``module``; returns its checkpoint's facts."""
+    checkpoint = torch.load(best.best_model_path, map_location="cpu", weights_only=True)
+    module.load_state_dict(checkpoint["state_dict"])
+    return {"epoch": checkpoint["epoch"] + 1, "val_loss": float(best.best_model_score)}
+
+
+def _result(
+    data: LabelledData,
+    frames: dict[str, pd.DataFrame],
+    trainer: pl.Trainer,
+    callbacks: dict,
+    best: dict,
+    model: GPTClassifier,
+    started: float,
+) -> FinetuneResult:
+    rows = [r for r in callbacks["curve"].rows["val"] if r["step"] > 0]
+    accuracy = min(rows, key=lambda r: r["loss"])["accuracy"] if rows else 0.0
+    return FinetuneResult(
+        classes=len(data.label_names),
+        examples_train=len(frames["train"]),
+        examples_val=len(frames["val"]),
+        examples_test=len(frames["test"]),
+        dropped_rows=sum(data.dropped.values()),
+        epochs=trainer.current_epoch,
+        best_epoch=best["epoch"],
+        stopped_early=callbacks["early"].stopped_epoch > 0,
+        best_val_loss=round(best["val_loss"], 6),
+        best_val_accuracy=round(accuracy, 6),
+        trainable_parameters=_trainable(model),
+        seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def _write_outputs(
+    params: Params,
+    paths: Paths,
+    pretrain_config: dict,
+    model: GPTClassifier,
+    data: LabelledData,
+    frames: dict[str, pd.DataFrame],
+    max_length: int,
+    result: FinetuneResult,
+) -> None:
+    config = {**pretrain_config, "labels": data.label_names, "max_length": max_length}
+    with atomic_dir(paths.finetune) as out:
+        save_weights(model, config, out)
+        shutil.copy2(paths.pretrain / TOKENIZER_FILE, out / TOKENIZER_FILE)
+        write_json(out / "labels.json", {name: i for i, name in enumerate(data.label_names)})
+        (out / "splits").mkdir()
+        for name, frame in frames.items():
+            frame.to_parquet(out / "splits" / f"{name}.parquet", index=False)
+        write_json(
+            out / "meta.json",
+            build_meta(
+                STAGE,
+                {
+                    "finetune": params.finetune.model_dump(mode="json"),
+                    "trainer": params.trainer.model_dump(mode="json"),
+                },
+                {"pretrain": dir_digest(paths.pretrain)},
+                dataset=params.finetune.dataset,
+                class_counts=data.class_counts(),
+                dropped=data.dropped,
+                mlflow_run_id=active_tracker().run_id,
+                result=result.model_dump(mode="json"),
+            ),
+        )

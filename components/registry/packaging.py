@@ -1,0 +1,70 @@
+"""Log the exported graphs as MLflow pyfunc models (see :mod:`components.serving`).
+
+Each model carries its ONNX graph, ``tokenizer.json`` and ``serving.json`` as artifacts, a
+signature and an input example, and pinned serving requirements, so ``mlflow models serve``
+and ``mlflow.pyfunc.load_model`` work anywhere without this repository.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
+
+from components import serving
+from components.export.export import SERVING_FILE
+from components.model.model_io import TOKENIZER_FILE
+from components.registry.store import CLASSIFIER, LM
+
+GRAPHS = {CLASSIFIER: "classifier.onnx", LM: "lm.onnx"}
+EXAMPLE = pd.DataFrame({"text": ["A gripping, beautifully acted film.", "Dull and far too long."]})
+SERVING_PACKAGES = ("mlflow", "onnxruntime", "tokenizers", "pandas", "numpy")
+
+
+def artifacts(export_dir: Path, model: str) -> dict[str, str]:
+    """The files a served model loads, by the names :mod:`components.serving` expects."""
+    return {
+        "graph": str(export_dir / GRAPHS[model]),
+        "tokenizer": str(export_dir / TOKENIZER_FILE),
+        "serving": str(export_dir / SERVING_FILE),
+    }
+
+
+def requirements() -> list[str]:
+    """Serving needs onnxruntime and tokenizers, not torch: pinned to what was verified."""
+    pinned = []
+    for package in SERVING_PACKAGES:
+        try:
+            pinned.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:  # onnxruntime may be installed as onnxruntime-gpu
+            pinned.append(f"{package}-gpu=={version(package + '-gpu')}")
+    return pinned
+
+
+def log_model(export_dir: Path, model: str) -> str:
+    """Log one pyfunc model into the active MLflow run; returns its model URI."""
+    import mlflow
+    from mlflow.models import infer_signature
+
+    kind = serving.OnnxClassifier if model == CLASSIFIER else serving.OnnxLanguageModel
+    files = artifacts(export_dir, model)
+    probe = kind()  # a loaded instance computes the example output; a fresh one is logged
+    probe.load_context(SimpleNamespace(artifacts=files))
+    params = None if model == CLASSIFIER else serving.LM_PARAMS
+    output = probe.predict(None, EXAMPLE, params)
+    # MLflow cautions against pickled models from untrusted sources; these are our own,
+    # and their code travels with them (code_paths), so the caution is noise here.
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    info = mlflow.pyfunc.log_model(
+        name=model,
+        python_model=kind(),
+        artifacts=files,
+        code_paths=[str(Path(serving.__file__).parent)],
+        signature=infer_signature(EXAMPLE, output, params=params),
+        input_example=EXAMPLE,
+        pip_requirements=requirements(),
+    )
+    return info.model_uri

@@ -1,0 +1,115 @@
+import json
+
+import pytest
+
+from components.core.artifacts import (
+    atomic_dir,
+    build_meta,
+    dir_digest,
+    file_digest,
+    read_meta,
+    write_json,
+)
+from components.core.errors import ArtifactError
+
+
+def test_atomic_dir_replaces_target_on_success(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+        assert not (target / "new.txt").exists()  # nothing visible until the block succeeds
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_dir_keeps_previous_output_on_failure(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+
+    def crash_half_way():
+        with atomic_dir(target) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        crash_half_way()
+    assert (target / "old.txt").read_text() == "old"
+    assert not (target / "half.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_dir_removes_leftovers_of_a_killed_run(tmp_path):
+    stale = tmp_path / ".out.tmp-abc123"
+    stale.mkdir()
+    (stale / "partial").write_text("x")
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "ok").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_output_modes_are_not_private(tmp_path):
+    with atomic_dir(tmp_path / "out") as tmp:
+        write_json(tmp / "meta.json", {"a": 1})
+    assert (tmp_path / "out").stat().st_mode & 0o005 == 0o005
+    assert (tmp_path / "out" / "meta.json").stat().st_mode & 0o004
+
+
+def test_write_json_is_atomic_and_readable(tmp_path):
+    path = tmp_path / "m" / "x.json"
+    write_json(path, {"b": [1, 2], "u": "é"})
+    assert json.loads(path.read_text(encoding="utf-8")) == {"b": [1, 2], "u": "é"}
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_dir_digest_depends_on_names_and_contents(tmp_path):
+    a = tmp_path / "a"
+    a.mkdir()
+    (a / "f").write_text("1")
+    first = dir_digest(a)
+    (a / "f").write_text("2")
+    assert dir_digest(a) != first
+    (a / "f").write_text("1")
+    assert dir_digest(a) == first
+    (a / "f").rename(a / "g")
+    assert dir_digest(a) != first
+
+
+def test_file_digest_matches_hashlib(tmp_path):
+    import hashlib
+
+    path = tmp_path / "f"
+    path.write_bytes(b"abc" * 1_000_000)
+    assert file_digest(path, "sha1") == hashlib.sha1(b"abc" * 1_000_000).hexdigest()
+
+
+def test_meta_round_trip_and_stage_check(tmp_path):
+    write_json(tmp_path / "meta.json", build_meta("ingest", {"k": 1}, {"dump": "x"}, extra=2))
+    meta = read_meta(tmp_path, "ingest")
+    assert meta["params"] == {"k": 1}
+    assert meta["inputs"] == {"dump": "x"}
+    assert meta["extra"] == 2
+    with pytest.raises(ArtifactError, match="expected 'clean'"):
+        read_meta(tmp_path, "clean")
+
+
+def test_read_meta_errors_are_actionable(tmp_path):
+    with pytest.raises(ArtifactError, match=r"run the 'ingest' stage first \(dvc repro ingest\)"):
+        read_meta(tmp_path / "missing", "ingest")
+    (tmp_path / "meta.json").write_text("{not json")
+    with pytest.raises(ArtifactError, match="not valid JSON"):
+        read_meta(tmp_path, "ingest")
+
+
+def test_write_csv_is_atomic_and_headed_by_the_first_row(tmp_path):
+    from components.core.artifacts import write_csv
+
+    path = tmp_path / "plots" / "loss.csv"
+    write_csv(path, [{"step": 1, "loss": 2.5}, {"step": 2, "loss": 2.25}])
+    assert path.read_text().splitlines() == ["step,loss", "1,2.5", "2,2.25"]
+    with pytest.raises(ValueError, match="dict contains fields not in fieldnames"):
+        write_csv(path, [{"step": 3}, {"step": 4, "extra": 1}])
+    assert path.read_text().splitlines()[-1] == "2,2.25"  # the old file is untouched
+    assert [p.name for p in path.parent.iterdir()] == ["loss.csv"]  # no temporaries left

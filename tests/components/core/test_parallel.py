@@ -1,0 +1,58 @@
+"""The order-preserving process map."""
+
+import subprocess
+import sys
+
+import pytest
+
+from components.core.parallel import ordered_map
+from components.data.assess import assess_batch
+from components.data.render import render_batch
+from components.data.validate import batch_stats
+from components.stages import STAGES
+
+
+def _square(x: int) -> int:
+    return x * x
+
+
+def test_ordered_map_keeps_input_order_and_pulls_input_lazily():
+    pulled = []
+
+    def items():
+        for i in range(40):
+            pulled.append(i)
+            yield i
+
+    results = ordered_map(_square, items(), workers=2, window_per_worker=2)
+    assert next(results) == 0
+    assert len(pulled) <= 2 * 2 + 1  # a bounded window, not the whole input
+    assert [0, *results] == [i * i for i in range(40)]
+
+
+def test_one_worker_maps_in_this_process():
+    assert list(ordered_map(_square, range(5), workers=1)) == [0, 1, 4, 9, 16]
+
+
+@pytest.mark.parametrize(
+    ("stage", "function"),
+    [("ingest", render_batch), ("clean", assess_batch), ("validate", batch_stats)],
+)
+def test_the_fork_server_preloads_the_module_the_workers_run(stage, function):
+    assert STAGES[stage].workers == function.__module__
+
+
+@pytest.mark.parametrize(
+    ("module", "heavy"),
+    [
+        ("components.data.render", {"pydantic", "pyarrow", "numpy", "tqdm"}),
+        ("components.data.assess", {"tqdm", "datasketch", "pandas", "scipy"}),
+    ],
+)
+def test_workers_start_without_the_stages_heavy_imports(module, heavy):
+    code = (
+        f"import sys, {module}; "
+        f"loaded = {heavy!r} & set(sys.modules); "
+        "assert not loaded, f'imported {loaded}'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,141 @@
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from components.core.errors import ArtifactError
+from components.data import documents
+from components.data.documents import (
+    Document,
+    ShardWriter,
+    arrow_column,
+    count_rows,
+    iter_batches,
+    shard_paths,
+)
+from tests.corpora import iter_documents, write_documents
+
+
+def _row(i: int, text: str = "x") -> dict:
+    return {"id": i, "title": f"T{i}", "revision_id": i * 10, "timestamp": None, "text": text}
+
+
+@pytest.mark.parametrize(
+    ("values", "type_"),
+    [
+        (["", "h\u00e4l\u00e9 \U0001f600", None, "x" * 5000], pa.string()),
+        ([None, None], pa.string()),
+        ([], pa.string()),
+        ([0, None, -5, 2**40], pa.int64()),
+        ([7, 1], pa.int32()),
+        ([None], pa.int64()),
+    ],
+)
+def test_arrow_columns_keep_values_and_nulls(values, type_):
+    column = arrow_column(values, type_)
+    column.validate(full=True)
+    assert column.type == type_
+    assert column.to_pylist() == values
+
+
+def test_strings_past_32_bit_offsets_take_the_64_bit_path(monkeypatch):
+    values = ["é" * 3, None, "", "text"]
+    monkeypatch.setattr(documents, "_INT32_MAX", 4)  # as if the column held over 2 GB
+    column = arrow_column(values, pa.string())
+    assert column.type == pa.string()
+    assert column.to_pylist() == values
+
+
+def test_an_integer_too_large_for_its_column_is_refused():
+    with pytest.raises(OverflowError):
+        arrow_column([2**70], pa.int64())
+
+
+def test_writing_shards_leaves_pandas_and_arrow_compute_unloaded(tmp_path):
+    """Writing shards needs neither pandas nor pyarrow.compute (1 s and 40 ms of start-up)."""
+    code = (
+        "import sys; from pathlib import Path; "
+        "from components.data.documents import Document, ShardWriter; "
+        f"writer = ShardWriter(Path({str(tmp_path)!r})); "
+        "writer.write(Document(1, 'T', 'text', {}).to_row()); writer.close(); "
+        "loaded = {'pandas', 'pyarrow.compute'} & set(sys.modules); "
+        "assert not loaded, f'imported {loaded}'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert count_rows(tmp_path) == 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "shard_rows", "shards"),
+    [(0, 5, 1), (4, 5, 1), (5, 5, 1), (12, 5, 3), (8, 4, 2)],
+)
+def test_shards_rotate_at_shard_rows_and_keep_order(tmp_path, rows, shard_rows, shards):
+    writer = ShardWriter(tmp_path, shard_rows=shard_rows, group_rows=2)
+    for i in range(rows):
+        writer.write(_row(i))
+    writer.close()
+    assert len(shard_paths(tmp_path)) == shards == writer.shards
+    assert [doc.id for doc in iter_documents(tmp_path)] == list(range(rows))
+    assert count_rows(tmp_path) == rows == writer.rows_written
+
+
+def test_row_groups_are_bounded_by_text_size(tmp_path):
+    writer = ShardWriter(tmp_path, group_rows=1000, group_bytes=100)
+    for i in range(10):
+        writer.write(_row(i, "y" * 60))
+    writer.close()
+    # 60 characters a row and at most 100 a group: groups of two rows.
+    assert pq.ParquetFile(shard_paths(tmp_path)[0]).num_row_groups == 5
+
+
+def test_documents_round_trip_with_metadata(tmp_path):
+    docs = [Document(1, "A", "text a", {"revision_id": 7, "timestamp": "2024-01-01T00:00:00Z"})]
+    assert write_documents(tmp_path, docs) == 1
+    assert list(iter_documents(tmp_path)) == docs
+    assert [len(b) for b in iter_batches(tmp_path, batch_rows=1)] == [1]
+
+
+@pytest.mark.parametrize(
+    ("lengths", "batch_chars", "sizes"),
+    [
+        ([3, 3, 3, 3], 6, [2, 2]),
+        ([3, 3, 3, 3], 7, [2, 2]),
+        ([10, 1, 1], 5, [1, 2]),  # a document longer than the bound is a batch of its own
+        ([1, 1, 1, 1, 1], 100, [4, 1]),  # batch_rows still bounds the batch
+    ],
+)
+def test_batches_are_bounded_by_text_size(tmp_path, lengths, batch_chars, sizes):
+    docs = [Document(i, f"T{i}", "x" * n) for i, n in enumerate(lengths)]
+    write_documents(tmp_path, docs)
+    batches = list(iter_batches(tmp_path, batch_rows=4, batch_chars=batch_chars))
+    assert [len(b) for b in batches] == sizes
+    assert [d for b in batches for d in b] == docs
+
+
+def test_missing_shards_is_an_actionable_error(tmp_path):
+    with pytest.raises(ArtifactError, match="rerun the stage"):
+        count_rows(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "footer_lost"),
+    [
+        (lambda data: b"garbage", True),
+        (lambda data: data[: len(data) // 2], True),
+        (lambda data: data[:8] + bytes(len(data) - 16) + data[-8:], False),  # pages zeroed
+    ],
+    ids=["not-parquet", "truncated", "zeroed-pages"],
+)
+def test_an_unreadable_shard_is_an_artifact_error_naming_it(tmp_path, damage, footer_lost):
+    folder = tmp_path / "ingest"
+    write_documents(folder, [Document(i, f"T{i}", "some text " * 50) for i in range(20)])
+    shard = shard_paths(folder)[0]
+    shard.write_bytes(damage(shard.read_bytes()))
+    named = rf"{shard}.*rerun the stage that writes ingest"
+    with pytest.raises(ArtifactError, match=named):
+        list(iter_batches(folder))
+    if footer_lost:
+        with pytest.raises(ArtifactError, match=named):
+            count_rows(folder)

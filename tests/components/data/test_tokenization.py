@@ -1,0 +1,198 @@
+import json
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer
+
+from components.core.artifacts import build_meta, dir_digest, file_digest, write_json
+from components.core.config import Params
+from components.core.data_params import TokenizeParams
+from components.core.errors import ArtifactError, WikilmError
+from components.data.documents import Document
+from components.data.tokenbin import open_tokens
+from components.data.tokenization import TokenizeResult, load_tokenizer, run, split_of
+from components.stages import STAGES
+from tests.corpora import write_documents
+
+SEP = "<|endoftext|>"
+SENTENCES = [
+    "The river runs through the old town and past the market square.",
+    "A railway reached the valley in the nineteenth century.",
+    "Farmers used the water of the river to grow grain and vegetables.",
+    "The castle on the hill was built to guard the crossing.",
+    "Today the town is known for its weekly market and its museum.",
+    "Snow covers the mountains to the north for half of the year.",
+    "Naïve café owners serve crème brûlée — and “quoted” text, 東京 too.",
+    "Numbers like 1,234.5 and dates like 2024-01-01 appear in articles.\n\nA second paragraph.",
+]
+
+
+def _docs(ids):
+    # "№" puts a multi-byte character in every document, so bytes are not characters.
+    return [Document(i, f"Doc {i}", f"{SENTENCES[i % 8]} Paragraph № {i}.") for i in ids]
+
+
+def _write_clean(paths, docs):
+    write_documents(paths.clean, docs, shard_rows=16)  # several shards
+    write_json(paths.clean / "meta.json", build_meta("clean", {}, {}))
+
+
+@pytest.fixture
+def corpus(workspace):
+    docs = _docs(range(40))
+    _write_clean(workspace, docs)
+    return docs
+
+
+def _params(**tokenize):
+    values = {"vocab_size": 320, "min_frequency": 1, "batch_docs": 8, **tokenize}
+    return Params(tokenize=TokenizeParams(**values))
+
+
+def _expected(docs, seed=1337, val_fraction=0.1):
+    split = {"train": [], "val": []}
+    for doc in docs:
+        split[split_of(doc.id, seed, val_fraction)].append(doc.text)
+    return split
+
+
+def _decode_documents(paths, split):
+    """The texts of a token file, cut at every separator."""
+    tokenizer = Tokenizer.from_file(str(paths.tokens / "tokenizer.json"))
+    separator = tokenizer.token_to_id(SEP)
+    tokens = open_tokens(paths.tokens / f"{split}.bin").tokens
+    assert tokens.size > 0
+    assert tokens[-1] == separator  # every document is terminated
+    ends = np.flatnonzero(tokens == separator)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return [tokenizer.decode(tokens[s:e].tolist()) for s, e in zip(starts, ends, strict=True)]
+
+
+def test_stage_writes_tokenizer_splits_and_meta(workspace, corpus):
+    result = STAGES["tokenize"].load().run(_params(), workspace)
+    assert isinstance(result, TokenizeResult)
+    assert sorted(p.name for p in workspace.tokens.iterdir()) == [
+        "meta.json",
+        "tokenizer.json",
+        "train.bin",
+        "val.bin",
+    ]
+    expected = _expected(corpus)
+    assert (result.documents_train, result.documents_val) == tuple(map(len, expected.values()))
+    assert result.bytes_per_token_val > 1
+    assert result.bytes_per_token_train > 1
+    meta = json.loads((workspace.tokens / "meta.json").read_text())
+    assert meta["stage"] == "tokenize"
+    assert meta["params"]["vocab_size"] == 320
+    assert meta["inputs"] == {"clean": dir_digest(workspace.clean)}
+    assert meta["special_tokens"] == {SEP: 0, "<|pad|>": 1}
+    assert meta["dtype"] == "uint16"
+    assert meta["vocab_size"] == result.vocab_size <= 320
+    assert meta["tokenizer_sha256"] == file_digest(workspace.tokens / "tokenizer.json")
+    val_bytes = sum(len(t.encode()) for t in expected["val"])
+    assert meta["splits"]["val"] == {
+        "documents": result.documents_val,
+        "tokens": result.tokens_val,
+        "bytes": val_bytes,
+    }
+    assert result.bytes_per_token_val == round(val_bytes / result.tokens_val, 4)
+    val_file = open_tokens(workspace.tokens / "val.bin")
+    assert val_file.n_tokens == result.tokens_val + result.documents_val  # + separators
+    assert val_file.vocab_size == result.vocab_size
+    assert json.loads(json.dumps(result.model_dump(mode="json")))["tokens_train"] > 0
+
+
+def test_decoding_reproduces_each_split_exactly(workspace, corpus):
+    run(_params(), workspace)
+    expected = _expected(corpus)
+    assert _decode_documents(workspace, "train") == expected["train"]
+    assert _decode_documents(workspace, "val") == expected["val"]
+    # Decoded whole, with special tokens kept, the file is the documents joined by separators.
+    tokenizer = Tokenizer.from_file(str(workspace.tokens / "tokenizer.json"))
+    ids = open_tokens(workspace.tokens / "train.bin").tokens.tolist()
+    whole = tokenizer.decode(ids, skip_special_tokens=False)
+    assert whole == "".join(text + SEP for text in expected["train"])
+
+
+def test_splits_are_disjoint_and_cover_the_corpus(workspace, corpus):
+    run(_params(val_fraction=0.3), workspace)
+    train, val = _decode_documents(workspace, "train"), _decode_documents(workspace, "val")
+    assert not set(train) & set(val)
+    assert sorted(train + val) == sorted(doc.text for doc in corpus)
+
+
+def test_split_is_deterministic_for_a_seed_and_changes_with_another(workspace, corpus):
+    run(_params(val_fraction=0.25, seed=1), workspace)
+    first = {n: (workspace.tokens / n).read_bytes() for n in ("tokenizer.json", "val.bin")}
+    run(_params(val_fraction=0.25, seed=1), workspace)
+    assert first == {n: (workspace.tokens / n).read_bytes() for n in first}
+    val_seed_1 = _decode_documents(workspace, "val")
+    run(_params(val_fraction=0.25, seed=2), workspace)
+    assert _decode_documents(workspace, "val") != val_seed_1
+
+
+def test_a_document_keeps_its_split_when_the_corpus_grows(workspace):
+    _write_clean(workspace, _docs(range(40)))
+    run(_params(val_fraction=0.25), workspace)
+    before = set(_decode_documents(workspace, "val"))
+    _write_clean(workspace, _docs(range(100, 140)) + _docs(range(40)))
+    run(_params(val_fraction=0.25), workspace)
+    after = set(_decode_documents(workspace, "val"))
+    assert before < after
+    assert after - before == {t for t in after if int(t.rsplit(" ", 1)[1][:-1]) >= 100}
+
+
+def test_split_of_is_seeded_and_near_the_fraction():
+    ids = range(4000)
+    first = [split_of(i, 1, 0.2) for i in ids]
+    assert first == [split_of(i, 1, 0.2) for i in ids]
+    assert first != [split_of(i, 2, 0.2) for i in ids]
+    assert 0.17 < first.count("val") / len(first) < 0.23
+
+
+def test_special_token_text_inside_a_document_is_not_a_separator(workspace):
+    docs = [Document(i, f"D{i}", f"{SENTENCES[i % 8]} {SEP} inside {i}.") for i in range(30)]
+    _write_clean(workspace, docs)
+    result = run(_params(), workspace)
+    tokens = open_tokens(workspace.tokens / "train.bin").tokens
+    assert int(np.count_nonzero(tokens == 0)) == result.documents_train
+    assert _decode_documents(workspace, "train") == _expected(docs)["train"]
+    # Loaded for later stages, the tokenizer encodes the same way as the token files.
+    tokenizer = load_tokenizer(workspace.tokens / "tokenizer.json")
+    assert 0 not in tokenizer.encode(docs[0].text, add_special_tokens=False).ids
+
+
+def test_rejected_documents_are_not_tokenized(workspace, corpus):
+    write_documents(workspace.clean / "rejected", [Document(999, "R", "zebra quagga okapi")])
+    run(_params(val_fraction=0.3), workspace)
+    texts = _decode_documents(workspace, "train") + _decode_documents(workspace, "val")
+    assert len(texts) == len(corpus)
+    assert not any("zebra" in text for text in texts)
+
+
+@pytest.mark.parametrize(
+    ("val_fraction", "message"),
+    [(1e-9, "val split is empty.*raise val_fraction"), (1 - 1e-9, "train split is empty.*lower")],
+)
+def test_an_empty_split_is_a_clear_error_and_keeps_the_old_output(
+    workspace, corpus, val_fraction, message
+):
+    run(_params(), workspace)
+    before = (workspace.tokens / "train.bin").read_bytes()
+    with pytest.raises(WikilmError, match=message) as err:
+        run(_params(val_fraction=val_fraction), workspace)
+    assert "40 clean documents" in str(err.value)
+    assert (workspace.tokens / "train.bin").read_bytes() == before
+
+
+def test_missing_clean_corpus_is_an_artifact_error(workspace):
+    with pytest.raises(ArtifactError, match=r"clean.*run the 'clean' stage first"):
+        run(_params(), workspace)
+    assert not workspace.tokens.exists()
+
+
+def test_output_of_another_stage_is_rejected(workspace):
+    write_documents(workspace.clean, _docs(range(10)))
+    write_json(workspace.clean / "meta.json", build_meta("ingest", {}, {}))
+    with pytest.raises(ArtifactError, match="expected 'clean'"):
+        run(_params(), workspace)

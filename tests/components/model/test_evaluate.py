@@ -1,0 +1,121 @@
+import csv
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import logsumexp
+
+from components.core.errors import SourceError
+from components.core.model_params import EvaluateParams
+from components.data.tokenization import load_tokenizer
+from components.model.baselines import majority_baseline, scores, tfidf_baseline
+from components.model.evaluate import (
+    language_scores,
+    run,
+    target_bytes,
+    unigram_log_probs,
+    windows,
+)
+from components.model.finetune import run as finetune
+from tests.conftest import CPU_TRAINER, TINY_MODEL, make_params
+
+
+def _params(**evaluate):
+    return make_params(
+        model=TINY_MODEL,
+        trainer=CPU_TRAINER,
+        finetune={"max_epochs": 2, "lr": 2e-3},
+        evaluate={"max_tokens": 5000, **evaluate},
+    )
+
+
+@pytest.fixture
+def finetuned(pretrained_workspace):
+    finetune(_params(), pretrained_workspace)
+    return pretrained_workspace
+
+
+def test_evaluate_reports_both_models_beside_their_baselines(finetuned):
+    result = run(_params(), finetuned)
+    lm = result.lm
+    assert set(lm) == {"val", "val_unigram", "ood", "ood_unigram"}
+    # Baselines are scored on the very same tokens as the model.
+    assert lm["val"].tokens == lm["val_unigram"].tokens <= 5000
+    assert lm["ood"].tokens == lm["ood_unigram"].tokens > 0
+    assert result.lm_beats_unigram == (lm["val"].bits_per_byte < lm["val_unigram"].bits_per_byte)
+    assert set(result.classifier) == {"model", "majority", "tfidf_logreg"}
+    assert result.test_examples == 40
+    majority = result.classifier["majority"]
+    assert majority.accuracy == 0.5  # the polarity test split is balanced
+    matrix = np.array(result.classifier["model"].confusion_matrix)
+    assert matrix.sum() == 40
+    assert matrix.trace() / 40 == pytest.approx(result.classifier["model"].accuracy)
+    with (finetuned.plots_dir("evaluate") / "confusion.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 40
+    assert {r["actual"] for r in rows} == {"neg", "pos"}
+    predictions = pd.read_csv(finetuned.evaluate / "predictions.csv")
+    assert (predictions["predicted"] == predictions["label"]).mean() == pytest.approx(
+        result.classifier["model"].accuracy
+    )
+
+
+def test_missing_out_of_domain_text_is_a_clear_error(finetuned):
+    with pytest.raises(SourceError, match="evaluate.ood_source not found"):
+        run(_params(ood_source="nowhere.txt"), finetuned)
+
+
+def test_unigram_probabilities_are_smoothed_and_normalised():
+    log_probs = unigram_log_probs(np.array([0, 0, 1, 3]), vocab_size=5, smoothing=1.0)
+    assert logsumexp(log_probs) == pytest.approx(0.0, abs=1e-12)
+    assert np.exp(log_probs).tolist() == pytest.approx([3 / 9, 2 / 9, 1 / 9, 2 / 9, 1 / 9])
+
+
+def test_language_scores_from_a_summed_nll():
+    scores_ = language_scores(nll=10 * math.log(4), tokens=10, n_bytes=20)
+    assert scores_.loss == pytest.approx(math.log(4), abs=1e-6)
+    assert scores_.perplexity == pytest.approx(4.0)
+    assert scores_.bits_per_byte == pytest.approx(1.0)  # 2 bits per token, 2 bytes per token
+
+
+def test_windows_do_not_overlap_and_respect_the_token_budget():
+    ids = np.arange(100)
+    chunks = windows(ids, block_size=8, max_tokens=40)
+    assert chunks.shape == (5, 9)
+    assert chunks[1, 0] == chunks[0, -1]  # each window's first input is the last target before
+    for too_short in (np.arange(5), np.arange(1), np.arange(0)):  # an empty text: no tokens
+        with pytest.raises(SourceError, match="cannot fill one window"):
+            windows(too_short, block_size=8, max_tokens=100)
+
+
+def test_target_bytes_count_text_not_special_tokens(token_corpus):
+    tokenizer = load_tokenizer(token_corpus / "tokenizer.json")
+    text = "Café prices rose — again."
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    separator = tokenizer.token_to_id("<|endoftext|>")
+    assert target_bytes(tokenizer, np.array([*ids, separator])) == len(text.encode("utf-8"))
+
+
+def test_baselines_on_a_separable_split():
+    train = pd.DataFrame(
+        {
+            "text": ["good great", "great fine", "bad awful", "awful poor"] * 5,
+            "label": [1, 1, 0, 0] * 5,
+        }
+    )
+    test = pd.DataFrame({"text": ["great good", "poor bad", "fine"], "label": [1, 0, 1]})
+    names = ["neg", "pos"]
+    assert tfidf_baseline(train, test, names, EvaluateParams()).accuracy == 1.0
+    majority = majority_baseline(train.iloc[:-1], test, names)  # one more pos than neg
+    assert majority.accuracy == pytest.approx(2 / 3, abs=1e-6)
+    assert majority.per_class["neg"].recall == 0.0
+
+
+def test_scores_of_a_perfect_and_an_inverted_classifier():
+    labels = np.array([0, 1, 1, 2])
+    perfect = scores(labels, labels, ["a", "b", "c"])
+    assert (perfect.accuracy, perfect.macro_f1) == (1.0, 1.0)
+    inverted = scores(labels, 2 - labels, ["a", "b", "c"])
+    assert inverted.confusion_matrix == [[0, 0, 1], [0, 2, 0], [1, 0, 0]]
+    assert inverted.per_class["b"].f1 == 1.0

@@ -1,0 +1,86 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from components.core.errors import ArtifactError, SourceError
+from components.data.tokenization import load_tokenizer
+from components.model.classifier_module import encode_texts, pad_batch, predict_proba
+from components.model.finetune import pad_id, run
+from components.model.model_io import load_classifier, load_gpt
+from tests.conftest import CPU_TRAINER, TINY_MODEL, make_params
+
+
+def _params(**finetune):
+    values = {"max_epochs": 4, "patience": 2, "batch_size": 16, "lr": 2e-3, **finetune}
+    return make_params(model=TINY_MODEL, trainer=CPU_TRAINER, finetune=values)
+
+
+def test_finetune_on_polarity_writes_a_loadable_classifier(pretrained_workspace):
+    paths = pretrained_workspace
+    result = run(_params(), paths)
+    assert result.classes == 2
+    assert result.examples_train + result.examples_val + result.examples_test == 200
+    assert (result.examples_val, result.examples_test) == (30, 40)
+    assert 1 <= result.best_epoch <= result.epochs <= 4
+    assert 0 < result.best_val_loss < 2
+    model, config = load_classifier(paths.finetune)
+    assert config["labels"] == ["neg", "pos"]
+    assert json.loads((paths.finetune / "labels.json").read_text()) == {"neg": 0, "pos": 1}
+    test = pd.read_parquet(paths.finetune / "splits" / "test.parquet")
+    assert test["label"].value_counts().to_dict() == {0: 20, 1: 20}  # stratified
+    # The saved model reproduces the best epoch: its val loss is the one reported.
+    val = pd.read_parquet(paths.finetune / "splits" / "val.parquet")
+    tokenizer = load_tokenizer(paths.finetune / "tokenizer.json")
+    probs = predict_proba(model, encode_texts(tokenizer, val["text"], 32), pad_id(config))
+    loss = -np.log(probs[np.arange(len(val)), val["label"]]).mean()
+    assert loss == pytest.approx(result.best_val_loss, abs=1e-4)
+    assert (paths.plots_dir("finetune") / "val.csv").is_file()
+    assert not paths.checkpoint_dir("finetune").exists()
+
+
+def test_early_stopping_keeps_the_best_epoch(pretrained_workspace):
+    result = run(_params(max_epochs=30, patience=1, lr=1e-2), pretrained_workspace)
+    assert result.stopped_early
+    assert result.epochs - result.best_epoch == 1
+
+
+def test_frozen_layers_keep_their_pretrained_weights(pretrained_workspace):
+    paths = pretrained_workspace
+    pretrained = load_gpt(paths.pretrain).state_dict()
+    result = run(_params(freeze_layers=1, max_epochs=2), paths)
+    tuned = load_classifier(paths.finetune)[0].backbone.state_dict()
+    for name in ("wte.weight", "wpe.weight", "blocks.0.attn.qkv.weight"):
+        assert torch.equal(tuned[name], pretrained[name]), name
+    assert not torch.equal(
+        tuned["blocks.1.attn.qkv.weight"], pretrained["blocks.1.attn.qkv.weight"]
+    )
+    total = sum(t.numel() for k, t in pretrained.items() if k != "lm_head.weight")
+    assert result.trainable_parameters < total
+
+
+def test_a_csv_with_string_labels_and_three_classes(pretrained_workspace):
+    paths = pretrained_workspace
+    rows = [(f"the {w} item number {i}", w) for i in range(20) for w in ("red", "green", "blue")]
+    pd.DataFrame(rows, columns=["body", "colour"]).to_csv(paths.root / "colours.csv", index=False)
+    params = _params(dataset="colours.csv", text_column="body", label_column="colour")
+    result = run(params, paths)
+    assert result.classes == 3
+    assert load_classifier(paths.finetune)[1]["labels"] == ["blue", "green", "red"]
+
+
+def test_missing_column_and_missing_model_are_clear_errors(pretrained_workspace, workspace):
+    paths = pretrained_workspace
+    pd.DataFrame({"text": ["a", "b"], "label": [0, 1]}).to_csv(paths.root / "t.csv", index=False)
+    with pytest.raises(SourceError, match="no column 'body'"):
+        run(_params(dataset="t.csv", text_column="body"), paths)
+    with pytest.raises(ArtifactError, match="run the 'pretrain' stage first"):
+        run(_params(), workspace)
+
+
+def test_padding_and_mask_mark_the_real_tokens():
+    ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=1)
+    assert ids.tolist() == [[5, 6, 7], [8, 1, 1]]
+    assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
