@@ -48,9 +48,10 @@ run: install  ## run the pipeline on params.yaml (builtin sample by default)
 test: install  ## run the test suite
 	$(BIN)/python -m pytest
 
-lint: install  ## ruff check and format check
+lint: install  ## ruff check, format check, and the import contracts (layers)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .

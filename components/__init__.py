@@ -1,6 +1,7 @@
 """wikilm's pipeline code: framework-free stages over a domain library (no Prefect, no DVC).
 
-Layers, top to bottom; a module imports only from its own layer or the ones below:
+Layers, top to bottom; a module imports only from its own layer or the ones below
+(``lint-imports`` checks the contracts in pyproject.toml):
 
 - entry points: :mod:`components.stages` (one entry per dvc.yaml stage),
   :mod:`components.cli` (``python -m components <stage>``, what DVC runs) and

@@ -10,7 +10,8 @@ from components.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules that read params, report progress or track runs: they never shape a stage's outputs
-# (DVC tracks the params values themselves). Package __init__ files hold docstrings only.
+# (DVC tracks the params values themselves). Package __init__ files hold docstrings only
+# (tests/test_layers.py checks that).
 INFRASTRUCTURE = {
     "components/core/config.py",
     "components/core/data_params.py",

@@ -1,0 +1,96 @@
+"""The architecture: imports point downward only (the contracts in pyproject.toml)."""
+
+import ast
+import pkgutil
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import components
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
+LAYERS = next(c for c in CONFIG["importlinter"]["contracts"] if c["id"] == "layers")["layers"]
+
+
+def lint_imports(root: Path) -> subprocess.CompletedProcess:
+    """Run import-linter with the project's contracts on the packages found in ``root``."""
+    code = (
+        "from importlinter.cli import lint_imports; "
+        "raise SystemExit(lint_imports(config_filename='pyproject.toml', no_cache=True, "
+        "no_logo=True))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": str(Path(sys.executable).parent)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def copy_of_the_tree(folder: Path) -> Path:
+    """The two packages and the contracts, copied into ``folder`` (to break them there)."""
+    for package in ("components", "flows"):
+        shutil.copytree(ROOT / package, folder / package, ignore=shutil.ignore_patterns("*.pyc"))
+    shutil.copy(ROOT / "pyproject.toml", folder)
+    return folder
+
+
+def append(path: Path, line: str) -> None:
+    """Add ``line`` at the end of the module at ``path``."""
+    path.write_text(path.read_text(encoding="utf-8") + f"\n{line}\n", encoding="utf-8")
+
+
+def layer_names() -> set[str]:
+    """Every module or package named in the layers contract."""
+    return {name.strip() for layer in LAYERS for name in layer.replace(":", "|").split("|")}
+
+
+def test_the_project_keeps_its_import_contracts():
+    done = lint_imports(ROOT)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "2 kept, 0 broken" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "reported"),
+    [
+        (  # infrastructure importing the registry, a layer above it
+            "components/core/errors.py",
+            "from components.registry import store",
+            "components.core.errors -> components.registry.store",
+        ),
+        (  # a stage importing an orchestrator
+            "components/data/clean.py",
+            "import prefect",
+            "components.data.clean -> prefect",
+        ),
+    ],
+)
+def test_a_forbidden_import_breaks_a_contract(tmp_path, module, line, reported):
+    tree = copy_of_the_tree(tmp_path)
+    append(tree / module, line)
+    done = lint_imports(tree)
+    assert done.returncode == 1
+    assert reported in done.stdout
+
+
+def test_every_module_of_components_sits_in_a_layer():
+    children = {f"components.{m.name}" for m in pkgutil.iter_modules(components.__path__)}
+    assert sorted(children - layer_names()) == []
+    assert sorted(n for n in layer_names() - children if n.startswith("components")) == []
+
+
+def test_package_inits_only_say_what_the_package_owns():
+    # Importing a module imports its packages: code there would run for every stage.
+    for init in sorted((ROOT / "components").rglob("__init__.py")):
+        body = ast.parse(init.read_text(encoding="utf-8")).body
+        assert len(body) == 1, f"{init.relative_to(ROOT)} holds more than its docstring"
+        assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), init
