@@ -9,10 +9,8 @@ STAMP := $(VENV)/.installed
 # a range that it satisfies, so pip does not fetch a multi-GB CUDA build.
 TORCH := torch==2.13.0
 export PATH := $(abspath $(BIN)):$(PATH)
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
-export PREFECT_LOGGING_EXTRA_LOGGERS := components
 
 .PHONY: install lbzip2 run test lint format bench clean-outputs help
 
@@ -57,9 +55,10 @@ format: install  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install  ## benchmarks: ingest+clean against WikiExtractor; Lightning against a plain loop
+bench: install  ## benchmarks: ingest+clean against WikiExtractor; Lightning against a plain loop; no-op run
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/noop_run.py
 
 clean-outputs:  ## remove pipeline outputs (not the DVC cache)
 	rm -rf data models reports metrics plots

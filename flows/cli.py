@@ -12,19 +12,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import sys
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from components.cli import add_stage_arguments, configure_logging, execute
-from components.core.config import load_params
+from components.core.config import Params, load_params
 from components.core.errors import WikilmError
 from components.core.paths import Paths
 from components.stages import STAGES
 from flows.dag import check_pipeline_params
-from flows.pipeline import repro
+from flows.pipeline import repro, up_to_date
 from flows.registry_commands import add_commands
 from flows.summary import stage_line
+
+if TYPE_CHECKING:
+    from components.registry.promotion import Outcome
+
+log = logging.getLogger(__name__)
+# With a Prefect server of its own (a deployment's worker, a team's server), a run is always
+# recorded there, even one with nothing to do; the temporary server is started only for work.
+PREFECT_API_ENV = "PREFECT_API_URL"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +175,27 @@ def print_champions(paths: Paths) -> None:
         print(f"{model:<18} champion v{champion.version} ({shown})")  # noqa: T201
 
 
+def _outcome(outcome: Outcome) -> dict:
+    return {"model": outcome.model, "version": outcome.version, "status": outcome.status}
+
+
+def _outcomes_without_work(
+    params: Params, paths: Paths, force: bool, prefect: bool
+) -> list[dict] | None:
+    """The registry's answer when a run has nothing to do; None when it must run.
+
+    Nothing to do: no stage DVC would rerun and the export registered already. Then no
+    Prefect server is started and no MLflow run opened, unless a Prefect server is set, on
+    which the run is recorded.
+    """
+    if force or (prefect and os.environ.get(PREFECT_API_ENV)):
+        return None
+    known = up_to_date(params, paths)
+    if known is not None:
+        log.info("run: every stage is up to date and the export is registered already")
+    return None if known is None else [_outcome(o) for o in known]
+
+
 def run_pipeline(
     params_file: Path, force: bool = False, prefect: bool = True, approval_timeout_s: int = 3600
 ) -> int:
@@ -172,7 +204,8 @@ def run_pipeline(
     check_pipeline_params(params_file)
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, params_file.resolve().parent)
-    if prefect:
+    outcomes = _outcomes_without_work(params, paths, force, prefect)
+    if outcomes is None and prefect:
         from flows.dag import dvc_stages
         from flows.pipeline_flow import wikilm_pipeline
 
@@ -181,11 +214,8 @@ def run_pipeline(
             params_file=str(params_file), force=force, approval_timeout_s=approval_timeout_s
         )
         outcomes = result["promotion"]
-    else:
-        outcomes = [
-            {"model": o.model, "version": o.version, "status": o.status}
-            for o in repro(params, paths, force)
-        ]
+    elif outcomes is None:
+        outcomes = [_outcome(o) for o in repro(params, paths, force)]
     print_summary(params_file)
     for outcome in outcomes:
         print(f"{outcome['model']:<18} v{outcome['version']}: {outcome['status']}")  # noqa: T201

@@ -65,3 +65,27 @@ def _path(entry: str | dict) -> str:
 
 def _under(dep: str, out: str) -> bool:
     return dep == out or dep.startswith(out.rstrip("/") + "/")
+
+
+def stale_stages(root: Path) -> list[str]:
+    """The stages of ``root/dvc.yaml`` that DVC would rerun now, in dvc.yaml's order.
+
+    One ``dvc status`` for the whole DAG: a stage is stale when a dependency, a parameter,
+    its command or an output differs from dvc.lock (or an output is missing). A stage
+    downstream of a stale one is listed only if it is stale itself; it may still rerun once
+    its upstream has. Where DVC cannot tell (no DVC project here), every stage is listed:
+    running them reports why.
+
+    Raises:
+        ArtifactError: no dvc.yaml, or one listing a stage before its input.
+    """
+    from dvc.exceptions import DvcException  # imported here: DVC only when asked
+    from dvc.repo import Repo
+
+    stages = dvc_stages(root)
+    try:
+        with Repo(str(root)) as repo:
+            changed = {name.rpartition(":")[2] for name in repo.status()}
+    except DvcException:
+        return stages
+    return [stage for stage in stages if stage in changed]

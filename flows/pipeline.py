@@ -19,8 +19,16 @@ from typing import TYPE_CHECKING
 from components.core.config import Params
 from components.core.errors import WikilmError
 from components.core.paths import Paths
-from components.core.tracking import Tracker, flatten, lineage, numeric, pipeline_run
+from components.core.tracking import (
+    Tracker,
+    flatten,
+    lineage,
+    numeric,
+    pipeline_run,
+    tracking_enabled,
+)
 from components.stages import STAGES
+from flows.dag import stale_stages
 
 if TYPE_CHECKING:
     from components.registry.promotion import Outcome
@@ -48,6 +56,21 @@ def this_environment() -> dict[str, str]:
     """
     folder = str(Path(sys.executable).parent)
     return {**os.environ, "PATH": os.pathsep.join([folder, os.environ.get("PATH", "")])}
+
+
+def up_to_date(params: Params, paths: Paths) -> list[Outcome] | None:
+    """What a run would find when it has nothing to do: the versions registered already.
+
+    None when there is work: a stage DVC would rerun, an export not registered yet, or a
+    ``latest`` source, whose newest dump only the flow asks the mirror for.
+    """
+    if params.ingest.source == "latest" or stale_stages(paths.root):
+        return None
+    if not tracking_enabled():
+        return []  # without tracking a run registers nothing
+    from components.registry.promotion import registered_export  # mlflow: only when used
+
+    return registered_export(paths)
 
 
 def repro(params: Params, paths: Paths, force: bool = False) -> list[Outcome]:

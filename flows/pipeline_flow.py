@@ -1,8 +1,9 @@
 """Prefect flow ``wikilm-pipeline``: the dvc.yaml stages, then register, gate and approval.
 
-One task per dvc.yaml stage, in dvc.yaml's order, each running its stage *through DVC*
-(``dvc repro --single-item``), so that a Prefect run and ``dvc repro`` share the cache and
-write the same dvc.lock; stages DVC finds up to date are reported as skipped. Then the
+One ``dvc status`` first: the stages before the first stale one are reported as skipped in
+one step. From there, one task per dvc.yaml stage, in dvc.yaml's order, each running its
+stage *through DVC* (``dvc repro --single-item``), so that a Prefect run and ``dvc repro``
+share the cache and write the same dvc.lock; stages DVC then finds up to date are skipped. Then the
 exported models are registered and gated; with ``promote.approval: manual`` the flow pauses
 for a typed approval form in the Prefect UI (a reviewer may also use ``wikilm approve``,
 which ends the pause: see flows/approval.py).
@@ -31,7 +32,7 @@ from components.core.errors import Unreachable, WikilmError
 from components.core.paths import Paths
 from components.core.tracking import pipeline_run
 from flows.approval import await_approval
-from flows.dag import PIPELINE_PARAMS, check_pipeline_params, dvc_stages
+from flows.dag import PIPELINE_PARAMS, check_pipeline_params, dvc_stages, stale_stages
 from flows.pipeline import record_outcome, this_environment
 from flows.summary import stage_line
 
@@ -111,6 +112,14 @@ def run_stage(stage: str, root: str, force: bool = False) -> StageReport:
     )
 
 
+@task(name="dvc-status", cache_policy=None, persist_result=False)
+def first_stale(root: str, stages: list[str]) -> int:
+    """Index of the first stage DVC would rerun (``len(stages)``: none would)."""
+    stale = stale_stages(Path(root))
+    get_run_logger().info("dvc status: %s", ", ".join(stale) or "every stage is up to date")
+    return stages.index(stale[0]) if stale else len(stages)
+
+
 @task(
     name="register",
     retries=2,
@@ -182,7 +191,11 @@ def wikilm_pipeline(
             )
             return {"stages": [], "promotion": [], "new_dump": False}
     with pipeline_run(paths, params.model_dump(mode="json", by_alias=True)) as parent:
-        for stage in dvc_stages(paths.root):
+        stages = dvc_stages(paths.root)
+        first = 0 if force or new_dump else first_stale(str(paths.root), stages)
+        # Stages before the first stale one are up to date, and stay so: one step for all.
+        reports += [StageReport(s, "skipped", 0.0, _summary(s, paths)) for s in stages[:first]]
+        for stage in stages[first:]:
             step = run_stage.with_options(
                 name=stage,
                 retries=len(RETRIED_STAGES.get(stage, [])),

@@ -66,11 +66,19 @@ def _export(m: dict, paths: Paths) -> str:
     checks = m["parity"].values()
     verdict = "passed" if all(p["passed"] for p in checks) else "FAILED"
     worst = max(p["max_abs_diff"] for p in checks)
-    return (
+    line = (
         f"ONNX parity {verdict} (max |Δ| {worst:.1e}); "
         f"classifier {batch.replace('_', ' ')} p95 {ort_ms[batch]['p95_ms']:.2f} ms onnxruntime, "
         f"{torch_ms[batch]['p95_ms']:.2f} ms PyTorch"
     )
+    if int8 := m.get("int8"):
+        int8_ms = m["latency"]["classifier"]["onnxruntime_int8"][batch]["p95_ms"]
+        f1 = int8["macro_f1"]
+        line += (
+            f", {int8_ms:.2f} ms int8 (macro-F1 {f1['onnxruntime_int8']:.3f}, fp32 "
+            f"{f1['onnxruntime']:.3f})"
+        )
+    return line
 
 
 LINES: dict[str, Callable[[dict, Paths], str]] = {

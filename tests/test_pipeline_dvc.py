@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -142,6 +143,38 @@ def test_second_repro_is_a_no_op(repo):
     assert "Running stage" not in done.stdout
     assert "up to date" in done.stdout
     assert (repo / "dvc.lock").read_text() == lock_before
+
+
+def _plain(args: list[str], cwd: Path) -> str:
+    """Output of a command started as from a plain shell: no Makefile or Prefect settings."""
+    env = {"HOME": os.environ["HOME"], "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    return done.stdout + done.stderr
+
+
+def _noise(output: str) -> list[str]:
+    return [line for line in output.splitlines() if NOISE.search(line)]
+
+
+NOISE = re.compile(r"error|warning|traceback", re.IGNORECASE)
+
+
+def test_a_run_with_nothing_to_do_starts_no_server_and_prints_no_noise(repo):
+    output = _plain(["wikilm", "run"], repo)
+    assert "every stage is up to date and the export is registered already" in output
+    assert "registered already" in output.split("wikilm-classifier", 1)[1]
+    assert "Starting temporary server" not in output
+    assert _noise(output) == []
+
+
+def test_predict_prints_its_answer_and_nothing_else(repo):
+    output = _plain(["wikilm", "predict", "A gripping, beautifully acted film."], repo)
+    (line,) = output.splitlines()
+    label, probability, text = line.split("\t")
+    assert label in json.loads((repo / "models" / "export" / "serving.json").read_text())["labels"]
+    assert 0.5 <= float(probability) <= 1.0
+    assert text == "A gripping, beautifully acted film."
 
 
 def test_metrics_show_lists_every_stage(repo):

@@ -24,6 +24,9 @@ from typing import Any
 from components.core.errors import ArtifactError
 
 META_FILE = "meta.json"
+# Files that several stages (and serving) read by name.
+TOKENIZER_FILE = "tokenizer.json"
+SERVING_FILE = "serving.json"
 _CHUNK = 1 << 20
 
 

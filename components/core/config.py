@@ -62,6 +62,10 @@ class Params(Section):
                 "hold when clean.remove_stopwords is true (the cleaned text keeps no stop "
                 "words); set it to 0"
             )
+        if self.promote.serve_int8 and not self.export.quantize:
+            problems.append(
+                "promote.serve_int8: true needs the int8 classifier; set export.quantize: true"
+            )
         if problems:
             raise ValueError("\n".join(problems))
         return self

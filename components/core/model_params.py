@@ -186,14 +186,14 @@ class ExportParams(Section):
         8,
         ge=1,
         description="held-out LM windows compared; the classifier is compared on its test "
-        "split (at most 512 texts), the texts its int8 accuracy is measured on",
+        "split (at most 2048 texts), the texts its int8 scores are measured on",
     )
     # Batch 1 is required: the promotion gate's latency rule reads it.
     latency_batch_sizes: list[PositiveInt] = Field([1, 32], min_length=1)
     latency_seq_len: int = Field(128, ge=1, description="cut to the model's block_size")
     latency_repeats: int = Field(20, ge=2)
     threads: int = Field(2, ge=1, description="intra-op threads, the same for both runtimes")
-    quantize: bool = False  # also write a dynamic int8 classifier, with its own report
+    quantize: bool = True  # also write a dynamic int8 classifier, scored and timed beside fp32
 
     @field_validator("latency_batch_sizes")
     @classmethod
@@ -214,3 +214,7 @@ class PromoteParams(Section):
     min_margin: float = Field(0.0, ge=-1, le=1)
     require_parity: bool = True  # ONNX parity of the export stage must have passed
     max_p95_latency_ms: float = Field(250.0, gt=0, description="classifier, onnxruntime, batch 1")
+    # Register the int8 classifier (export.quantize) instead of fp32 when its macro-F1 on the
+    # test split is at most int8_max_macro_f1_drop below the fp32 graph's.
+    serve_int8: bool = False
+    int8_max_macro_f1_drop: float = Field(0.01, ge=0, le=1)

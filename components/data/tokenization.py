@@ -22,6 +22,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from components.core.artifacts import (
+    TOKENIZER_FILE,
     atomic_dir,
     build_meta,
     dir_digest,
@@ -41,7 +42,6 @@ from components.data.tokenbin import VERSION, dtype_for, write_tokens
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
-TOKENIZER_FILE = "tokenizer.json"
 
 
 class TokenizeResult(Report):

@@ -6,7 +6,8 @@ PyTorch on held-out data (validation windows; the classifier's test split) withi
 ``export.parity_tolerance`` on logits with every argmax equal, or the stage fails with the
 measured numbers and writes nothing. Latency p50/p95 of both runtimes is measured at each
 ``export.latency_batch_sizes`` with the same pinned thread count. With ``export.quantize``, a
-dynamic int8 classifier is written too, with its own parity and test-accuracy report.
+dynamic int8 classifier is written too: its accuracy and macro-F1 on the test split beside
+the fp32 graph's and PyTorch's, its agreement with fp32, and its latency beside theirs.
 
 Writes ``models/export/`` (``lm.onnx``, ``classifier.onnx``, optionally
 ``classifier.int8.onnx``, ``tokenizer.json``, ``serving.json``, ``meta.json``).
@@ -19,12 +20,21 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import torch
 
-from components.core.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
+from components.core.artifacts import (
+    SERVING_FILE,
+    TOKENIZER_FILE,
+    atomic_dir,
+    build_meta,
+    dir_digest,
+    read_meta,
+    write_json,
+)
 from components.core.config import Params
 from components.core.errors import WikilmError
 from components.core.model_params import ExportParams
@@ -45,14 +55,14 @@ from components.export.graphs import (
 )
 from components.model.classifier_module import encode_texts, pad_batch
 from components.model.finetune import pad_id
-from components.model.model_io import TOKENIZER_FILE, load_classifier, load_gpt
+from components.model.model_io import load_classifier, load_gpt
 from components.model.token_data import evaluation_batches
 
 log = logging.getLogger(__name__)
 
 STAGE = "export"
-SERVING_FILE = "serving.json"
-MAX_CLASSIFIER_CHECK = 512  # test texts compared at most
+MAX_CLASSIFIER_CHECK = 2048  # test texts compared at most
+INT8 = "onnxruntime_int8"  # the int8 graph's runtime name in the reports
 
 
 class ParityFailed(WikilmError):
@@ -76,14 +86,18 @@ class Latency(Report):
 
 
 class Int8Report(Report):
-    """The dynamically quantised classifier against the fp32 one, on the test split."""
+    """The dynamically quantised classifier beside the fp32 one, on the test split.
+
+    ``accuracy`` and ``macro_f1`` per runtime: ``pytorch`` (eager), ``onnxruntime`` (the fp32
+    graph) and ``onnxruntime_int8``; its latency is under ``latency.classifier`` with theirs.
+    """
 
     max_abs_diff_probabilities: float
     argmax_agreement: float
-    accuracy: float
-    accuracy_fp32: float
+    compared: int  # test texts
+    accuracy: dict[str, float]
+    macro_f1: dict[str, float]
     size_bytes: int
-    latency: dict[str, Latency]
 
 
 class ExportResult(Report):
@@ -175,8 +189,17 @@ def classifier_inputs(paths: Paths, config: dict) -> tuple[np.ndarray, np.ndarra
     return ids.numpy(), mask.numpy(), test["label"].to_numpy()
 
 
-def export_classifier(paths: Paths, cfg: ExportParams, out: Path) -> tuple[Parity, dict, dict]:
-    """Export the classifier and check it on the test split; returns its config too."""
+class ClassifierExport(NamedTuple):
+    """The classifier's graph checked against PyTorch, and what the int8 copy is judged by."""
+
+    parity: Parity
+    latency: dict[str, dict[str, Latency]]
+    config: dict
+    eager: np.ndarray  # PyTorch's logits on the compared test texts
+
+
+def export_classifier(paths: Paths, cfg: ExportParams, out: Path) -> ClassifierExport:
+    """Export the classifier and check it on the test split."""
     model, config = load_classifier(paths.finetune)
     graph = ClassifierGraph(model)
     ids, mask, _ = classifier_inputs(paths, config)
@@ -189,32 +212,47 @@ def export_classifier(paths: Paths, cfg: ExportParams, out: Path) -> tuple[Parit
         reference = graph(torch.from_numpy(ids), torch.from_numpy(mask))[0].numpy()
     candidate = onnx_session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
     result = parity(reference, candidate, cfg.parity_tolerance)
-    return result, measure_latency(graph, onnx_session, CLASSIFIER_INPUTS, cfg, block), config
+    latency = measure_latency(graph, onnx_session, CLASSIFIER_INPUTS, cfg, block)
+    return ClassifierExport(result, latency, config, reference)
 
 
-def quantize(paths: Paths, cfg: ExportParams, out: Path, config: dict) -> Int8Report:
-    """Write ``classifier.int8.onnx`` and compare it with the fp32 graph on the test split."""
+def _scores(predicted: np.ndarray, labels: np.ndarray, classes: int) -> tuple[float, float]:
+    """Accuracy and macro-F1 (every class counted, absent or not)."""
+    from sklearn.metrics import f1_score
+
+    macro_f1 = f1_score(labels, predicted, labels=range(classes), average="macro", zero_division=0)
+    return round(float((predicted == labels).mean()), 6), round(float(macro_f1), 6)
+
+
+def quantize(
+    paths: Paths, cfg: ExportParams, out: Path, classifier: ClassifierExport
+) -> tuple[Int8Report, dict[str, Latency]]:
+    """Write ``classifier.int8.onnx``; score it beside fp32 and PyTorch; time it."""
     source, target = out / "classifier.onnx", out / "classifier.int8.onnx"
     quantize_graph(source, target)
-    ids, mask, labels = classifier_inputs(paths, config)
+    ids, mask, labels = classifier_inputs(paths, classifier.config)
     feed = {"input_ids": ids, "attention_mask": mask}
     fp32 = session(source, cfg.threads).run(["probabilities"], feed)[0]
     int8_session = session(target, cfg.threads)
     int8 = int8_session.run(["probabilities"], feed)[0]
-    block = config["model"]["block_size"]
+    classes = len(classifier.config["labels"])
+    predictions = {"pytorch": classifier.eager, "onnxruntime": fp32, INT8: int8}
+    scores = {name: _scores(p.argmax(1), labels, classes) for name, p in predictions.items()}
+    block = classifier.config["model"]["block_size"]
     feeds = {b: _latency_inputs(cfg, block, b) for b in cfg.latency_batch_sizes}
     latency = {
         f"batch_{b}": percentiles(lambda f=f: int8_session.run(None, f), cfg.latency_repeats)
         for b, f in feeds.items()
     }
-    return Int8Report(
+    report = Int8Report(
         max_abs_diff_probabilities=float(np.abs(fp32 - int8).max()),
         argmax_agreement=float((fp32.argmax(1) == int8.argmax(1)).mean()),
-        accuracy=float((int8.argmax(1) == labels).mean()),
-        accuracy_fp32=float((fp32.argmax(1) == labels).mean()),
+        compared=len(labels),
+        accuracy={name: accuracy for name, (accuracy, _) in scores.items()},
+        macro_f1={name: macro_f1 for name, (_, macro_f1) in scores.items()},
         size_bytes=target.stat().st_size,
-        latency=latency,
     )
+    return report, latency
 
 
 def _check(parities: dict[str, Parity], tolerance: float) -> None:
@@ -241,18 +279,20 @@ def run(params: Params, paths: Paths) -> ExportResult:
         read_meta(folder, stage)
     with atomic_dir(paths.export) as out:
         lm_parity, lm_latency, _ = export_lm(paths, cfg, out)
-        clf_parity, clf_latency, config = export_classifier(paths, cfg, out)
-        parities = {"lm": lm_parity, "classifier": clf_parity}
+        classifier = export_classifier(paths, cfg, out)
+        parities = {"lm": lm_parity, "classifier": classifier.parity}
         _check(parities, cfg.parity_tolerance)
-        int8 = quantize(paths, cfg, out, config) if cfg.quantize else None
+        int8 = None
+        if cfg.quantize:
+            int8, classifier.latency[INT8] = quantize(paths, cfg, out, classifier)
         shutil.copy2(paths.finetune / TOKENIZER_FILE, out / TOKENIZER_FILE)
-        write_json(out / SERVING_FILE, serving_config(config))
+        write_json(out / SERVING_FILE, serving_config(classifier.config))
         result = ExportResult(
             opset=cfg.opset,
             provider=providers()[0],
             threads=cfg.threads,
             parity=parities,
-            latency={"lm": lm_latency, "classifier": clf_latency},
+            latency={"lm": lm_latency, "classifier": classifier.latency},
             size_bytes={p.stem: p.stat().st_size for p in sorted(out.glob("*.onnx"))},
             int8=int8,
             seconds=round(time.perf_counter() - started, 3),

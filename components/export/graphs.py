@@ -11,6 +11,7 @@ import contextlib
 import io
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
@@ -57,6 +58,29 @@ class LanguageGraph(nn.Module):
         return self.model(input_ids)
 
 
+# The exporter's op registry logs, per export, that torchvision's detection ops (nms,
+# roi_align, ...) are skipped when torchvision is absent: these models use none of them.
+_REGISTRY_LOGGER = "torch.onnx._internal.exporter._registration"
+
+
+class _NoTorchvision(logging.Filter):
+    """Drops the exporter's notes that torchvision is not installed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "torchvision is not installed" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _filtered(logger: str, note: logging.Filter) -> Iterator[None]:
+    """``note`` filters ``logger``'s records within the block."""
+    target = logging.getLogger(logger)
+    target.addFilter(note)
+    try:
+        yield
+    finally:
+        target.removeFilter(note)
+
+
 def export_graph(
     module: nn.Module,
     example: tuple[torch.Tensor, ...],
@@ -71,7 +95,11 @@ def export_graph(
     steps = torch.export.Dim("sequence", min=1, max=max_length)
     shapes = {name: {0: batch, 1: steps} for name in inputs}
     # The exporter narrates each pass on stdout and warns about internals: keep both quiet.
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+    with (
+        warnings.catch_warnings(),
+        contextlib.redirect_stdout(io.StringIO()),
+        _filtered(_REGISTRY_LOGGER, _NoTorchvision()),
+    ):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module.eval(),
@@ -136,10 +164,8 @@ def quantize_graph(source: Path, target: Path) -> None:
     del model.graph.value_info[:]
     stripped = target.with_name(f".{target.name}.fp32")
     onnx.save(model, str(stripped))
-    advice = _QuietQuantizer()
-    logging.getLogger().addFilter(advice)
     try:
-        quantize_dynamic(str(stripped), str(target), weight_type=QuantType.QInt8)
+        with _filtered("", _QuietQuantizer()):  # "": the root logger
+            quantize_dynamic(str(stripped), str(target), weight_type=QuantType.QInt8)
     finally:
-        logging.getLogger().removeFilter(advice)
         stripped.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ import torch
 from tokenizers import Tokenizer
 
 from components.core.artifacts import (
+    TOKENIZER_FILE,
     atomic_dir,
     build_meta,
     dir_digest,
@@ -43,7 +44,7 @@ from components.model.baselines import ClassifierScores, majority_baseline, scor
 from components.model.classifier_module import encode_texts, predict_proba
 from components.model.finetune import pad_id
 from components.model.gpt import GPT
-from components.model.model_io import TOKENIZER_FILE, load_classifier, load_gpt
+from components.model.model_io import load_classifier, load_gpt
 from components.model.training import cuda_usable
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,14 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-from components.core.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
+from components.core.artifacts import (
+    TOKENIZER_FILE,
+    atomic_dir,
+    build_meta,
+    dir_digest,
+    read_meta,
+    write_json,
+)
 from components.core.config import Params
 from components.core.model_params import FinetuneParams
 from components.core.paths import Paths
@@ -37,7 +44,7 @@ from components.model.classifier_module import (
     make_loader,
 )
 from components.model.gpt import GPTClassifier
-from components.model.model_io import TOKENIZER_FILE, load_gpt, read_config, save_weights
+from components.model.model_io import load_gpt, read_config, save_weights
 from components.model.training import make_trainer
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,6 @@ from components.model.gpt import GPT, GPTClassifier, GPTConfig
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 def save_weights(model: nn.Module, config: dict[str, Any], folder: Path) -> None:

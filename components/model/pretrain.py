@@ -21,7 +21,14 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 
-from components.core.artifacts import atomic_dir, build_meta, file_digest, read_meta, write_json
+from components.core.artifacts import (
+    TOKENIZER_FILE,
+    atomic_dir,
+    build_meta,
+    file_digest,
+    read_meta,
+    write_json,
+)
 from components.core.config import Params
 from components.core.distributed import is_global_zero
 from components.core.model_params import PretrainParams
@@ -32,7 +39,7 @@ from components.model.callbacks import LossCurve, RngState, StepCheckpoint, Thro
 from components.model.checkpoints import ResumePoint, fingerprint
 from components.model.gpt import GPT, GPTConfig, padded_vocab
 from components.model.lm_module import LanguageModel, OptimConfig, language_metrics
-from components.model.model_io import TOKENIZER_FILE, save_weights
+from components.model.model_io import save_weights
 from components.model.token_data import TokenDataModule, WindowSpec, evaluation_batches
 from components.model.training import make_trainer
 

@@ -67,3 +67,31 @@ def decide(evidence: Evidence, rules: PromoteParams) -> Decision:
         )
     reasons = [_rule(ok, text) for ok, text in checks]
     return Decision(passed=all(ok for ok, _ in checks), reasons=reasons)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The classifier graph a version serves, and why that one."""
+
+    file: str  # in the export folder
+    runtime: str  # its name in metrics/export.json: onnxruntime | onnxruntime_int8
+    reason: str
+
+
+FP32 = Graph("classifier.onnx", "onnxruntime", "serves the fp32 graph")
+
+
+def classifier_graph(int8: dict | None, rules: PromoteParams) -> Graph:
+    """The int8 graph when asked for and its macro-F1 is close enough to fp32's, else fp32.
+
+    ``int8`` is the export stage's int8 report (None when it wrote no int8 graph).
+    """
+    if not rules.serve_int8 or int8 is None:
+        return FP32
+    f1, fp32 = int8["macro_f1"]["onnxruntime_int8"], int8["macro_f1"]["onnxruntime"]
+    drop = round(fp32 - f1, 6)  # rounded as the reported metrics are
+    compared = f"int8 macro-F1 {f1:.4f} vs fp32 {fp32:.4f}: drop {drop:+.4f}"
+    if drop <= rules.int8_max_macro_f1_drop:
+        return Graph("classifier.int8.onnx", "onnxruntime_int8", f"serves int8 ({compared})")
+    reason = f"serves fp32 ({compared} > {rules.int8_max_macro_f1_drop})"
+    return Graph(FP32.file, FP32.runtime, reason)

@@ -8,6 +8,7 @@ and ``mlflow.pyfunc.load_model`` work anywhere without this repository.
 from __future__ import annotations
 
 import logging
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,8 +16,7 @@ from types import SimpleNamespace
 import pandas as pd
 
 from components import serving
-from components.export.export import SERVING_FILE
-from components.model.model_io import TOKENIZER_FILE
+from components.core.artifacts import SERVING_FILE, TOKENIZER_FILE
 from components.registry.store import CLASSIFIER, LM
 
 GRAPHS = {CLASSIFIER: "classifier.onnx", LM: "lm.onnx"}
@@ -24,10 +24,13 @@ EXAMPLE = pd.DataFrame({"text": ["A gripping, beautifully acted film.", "Dull an
 SERVING_PACKAGES = ("mlflow", "onnxruntime", "tokenizers", "pandas", "numpy")
 
 
-def artifacts(export_dir: Path, model: str) -> dict[str, str]:
-    """The files a served model loads, by the names :mod:`components.serving` expects."""
+def artifacts(export_dir: Path, model: str, graph: str | None = None) -> dict[str, str]:
+    """The files a served model loads, by the names :mod:`components.serving` expects.
+
+    ``graph``: the ONNX file to serve, if not the model's fp32 graph (``GRAPHS``).
+    """
     return {
-        "graph": str(export_dir / GRAPHS[model]),
+        "graph": str(export_dir / (graph or GRAPHS[model])),
         "tokenizer": str(export_dir / TOKENIZER_FILE),
         "serving": str(export_dir / SERVING_FILE),
     }
@@ -44,17 +47,25 @@ def requirements() -> list[str]:
     return pinned
 
 
-def log_model(export_dir: Path, model: str) -> str:
-    """Log one pyfunc model into the active MLflow run; returns its model URI."""
+def log_model(export_dir: Path, model: str, graph: str | None = None) -> str:
+    """Log one pyfunc model into the active MLflow run; returns its model URI.
+
+    ``graph``: the ONNX file it serves, if not the model's fp32 graph (see :func:`artifacts`).
+    """
     import mlflow
     from mlflow.models import infer_signature
 
     kind = serving.OnnxClassifier if model == CLASSIFIER else serving.OnnxLanguageModel
-    files = artifacts(export_dir, model)
+    files = artifacts(export_dir, model, graph)
     probe = kind()  # a loaded instance computes the example output; a fresh one is logged
     probe.load_context(SimpleNamespace(artifacts=files))
     params = None if model == CLASSIFIER else serving.LM_PARAMS
     output = probe.predict(None, EXAMPLE, params)
+    with warnings.catch_warnings():
+        # MLflow's hint that integer columns cannot hold missing values: token counts never
+        # are missing.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        signature = infer_signature(EXAMPLE, output, params=params)
     # MLflow cautions against pickled models from untrusted sources; these are our own,
     # and their code travels with them (code_paths), so the caution is noise here.
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
@@ -63,7 +74,7 @@ def log_model(export_dir: Path, model: str) -> str:
         python_model=kind(),
         artifacts=files,
         code_paths=[str(Path(serving.__file__).parent)],
-        signature=infer_signature(EXAMPLE, output, params=params),
+        signature=signature,
         input_example=EXAMPLE,
         pip_requirements=requirements(),
     )

@@ -22,8 +22,8 @@ from components.core.config import Params
 from components.core.errors import ArtifactError
 from components.core.paths import Paths
 from components.core.tracking import fluent_tracking, lineage, stage_run
-from components.registry.gate import Decision, Evidence, decide
-from components.registry.packaging import log_model
+from components.registry.gate import FP32, Decision, Evidence, Graph, classifier_graph, decide
+from components.registry.packaging import GRAPHS, log_model
 from components.registry.store import (
     APPROVAL_TAG,
     ARRIVALS,
@@ -42,6 +42,7 @@ from components.registry.store import (
 log = logging.getLogger(__name__)
 
 EXPORT_TAG = "wikilm.export_digest"  # the same export is registered once
+GRAPH_TAG = "wikilm.graph"  # the ONNX file of the export a version serves
 
 
 @dataclass(frozen=True)
@@ -75,23 +76,33 @@ def champion_macro_f1(registry: Registry, test: pd.DataFrame, labels: list[str])
     return float(f1_score(actual, predicted, average="macro", labels=labels, zero_division=0))
 
 
-def classifier_evidence(registry: Registry, paths: Paths, evaluate: dict, export: dict) -> Evidence:
-    """Gate inputs of the new classifier, the champion scored on the same test split."""
+def classifier_evidence(
+    registry: Registry, paths: Paths, evaluate: dict, export: dict, graph: Graph = FP32
+) -> Evidence:
+    """Gate inputs of the new classifier, the champion scored on the same test split.
+
+    The scores are the served graph's: evaluate's for fp32 (PyTorch, at parity with it), the
+    export stage's own for int8.
+    """
     scores = evaluate["classifier"]["model"]
+    accuracy, macro_f1 = scores["accuracy"], scores["macro_f1"]
+    if graph.runtime != FP32.runtime:
+        accuracy = export["int8"]["accuracy"][graph.runtime]
+        macro_f1 = export["int8"]["macro_f1"][graph.runtime]
     test = pd.read_parquet(paths.finetune / "splits" / "test.parquet")
     labels = list(scores["per_class"])
     return Evidence(
-        accuracy=scores["accuracy"],
-        macro_f1=scores["macro_f1"],
+        accuracy=accuracy,
+        macro_f1=macro_f1,
         parity_passed=export["parity"]["classifier"]["passed"],
-        p95_latency_ms=gated_latency_ms(export),
+        p95_latency_ms=gated_latency_ms(export, graph.runtime),
         champion_macro_f1=champion_macro_f1(registry, test, labels),
     )
 
 
-def gated_latency_ms(export: dict) -> float:
-    """The classifier's p95 latency the gate judges: onnxruntime, one request at a time."""
-    return export["latency"]["classifier"]["onnxruntime"]["batch_1"]["p95_ms"]
+def gated_latency_ms(export: dict, runtime: str = FP32.runtime) -> float:
+    """The classifier's p95 latency the gate judges: one request at a time, on ``runtime``."""
+    return export["latency"]["classifier"][runtime]["batch_1"]["p95_ms"]
 
 
 def lm_decision(evaluate: dict, export: dict, params: Params) -> Decision:
@@ -120,8 +131,11 @@ def _register(registry: Registry, model: str, uri: str, run_id: str, tags: dict[
     return version
 
 
-def _log_models(params: Params, paths: Paths) -> tuple[str, dict[str, str]]:
-    """Log both pyfunc models in a ``register`` run (nested under the pipeline's run)."""
+def _log_models(params: Params, paths: Paths, graphs: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """Log both pyfunc models in a ``register`` run (nested under the pipeline's run).
+
+    Each serves its ONNX file of the export named in ``graphs``.
+    """
     import mlflow
 
     recorded = params.promote.model_dump(mode="json")
@@ -129,7 +143,7 @@ def _log_models(params: Params, paths: Paths) -> tuple[str, dict[str, str]]:
         if tracker.run_id is None:
             raise RegistryError("the registry needs MLflow tracking: unset WIKILM_TRACKING=off")
         with fluent_tracking(tracker.uri), mlflow.start_run(run_id=tracker.run_id):
-            uris = {model: log_model(paths.export, model) for model in (CLASSIFIER, LM)}
+            uris = {model: log_model(paths.export, model, file) for model, file in graphs.items()}
     return tracker.run_id, uris
 
 
@@ -153,30 +167,56 @@ def _register_and_gate(
     read_meta(paths.export, "export")
     evaluate, export = _metrics_file(paths, "evaluate"), _metrics_file(paths, "export")
     digest = dir_digest(paths.export)
-    if once:
-        known = {model: _registered_from(registry, model, digest) for model in (CLASSIFIER, LM)}
-        if all(known.values()):
-            log.info("register: this export is registered already; nothing new to gate")
-            return [_known(model, version) for model, version in known.items()]
-    run_id, uris = _log_models(params, paths)
+    if once and (known := _registered(registry, digest)) is not None:
+        log.info("register: this export is registered already; nothing new to gate")
+        return known
+    graph = classifier_graph(export.get("int8"), params.promote)
+    graphs = {CLASSIFIER: graph.file, LM: GRAPHS[LM]}
+    run_id, uris = _log_models(params, paths, graphs)
     user = current_user()
     base_tags = {**lineage(paths, params.model_dump(mode="json", by_alias=True))}
     base_tags |= {"wikilm.run_id": run_id, TRIGGER_TAG: user, EXPORT_TAG: digest}
+    evidence = classifier_evidence(registry, paths, evaluate, export, graph)
+    gated = decide(evidence, params.promote)
     decisions = {
-        CLASSIFIER: decide(classifier_evidence(registry, paths, evaluate, export), params.promote),
+        CLASSIFIER: Decision(gated.passed, [f"ok: {graph.reason}", *gated.reasons]),
         LM: lm_decision(evaluate, export, params),
     }
     metrics = {
-        CLASSIFIER: {
-            "accuracy": evaluate["classifier"]["model"]["accuracy"],
-            "macro_f1": evaluate["classifier"]["model"]["macro_f1"],
-        },
+        CLASSIFIER: {"accuracy": evidence.accuracy, "macro_f1": evidence.macro_f1},
         LM: {"val_bits_per_byte": evaluate["lm"]["val"]["bits_per_byte"]},
     }
     return [
-        _gate_one(registry, params, model, uris[model], run_id, base_tags, metrics[model], d)
+        _gate_one(
+            registry,
+            params,
+            model,
+            uris[model],
+            run_id,
+            base_tags | {GRAPH_TAG: graphs[model]},
+            metrics[model],
+            d,
+        )
         for model, d in decisions.items()
     ]
+
+
+def registered_export(paths: Paths) -> list[Outcome] | None:
+    """Both models' versions registered from the current export, or None if either is not.
+
+    What a pipeline run would register is known without logging anything: a run whose
+    export is registered already adds no version (see :func:`register_and_gate`).
+    """
+    if not (paths.export / "meta.json").is_file():
+        return None
+    return _registered(Registry(paths), dir_digest(paths.export))
+
+
+def _registered(registry: Registry, digest: str) -> list[Outcome] | None:
+    known = {model: _registered_from(registry, model, digest) for model in (CLASSIFIER, LM)}
+    if not all(known.values()):
+        return None
+    return [_known(model, version) for model, version in known.items()]
 
 
 def _registered_from(registry: Registry, model: str, digest: str) -> Any | None:

@@ -167,6 +167,7 @@ def test_run_outside_a_dvc_project_fails_and_marks_the_pipeline_run(tmp_path, ca
     monkeypatch.delenv("WIKILM_TRACKING", raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("{}\n")
+    (tmp_path / "dvc.yaml").write_text("stages:\n  only:\n    cmd: echo\n")  # no `dvc init`
     assert main(["run", "--no-prefect", "--params", str(tmp_path / "params.yaml")]) == 1
     assert "error: run: dvc repro failed" in capsys.readouterr().err
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -241,3 +242,16 @@ def test_champion_commands_answer_and_refusals_are_one_line(
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("The")
     wide = ["generate", "The", "--max-new-tokens", "2", "--top-k", "100000"]
     assert main([*wide, "--params", str(params)]) == 0  # capped at the vocabulary
+
+
+def test_the_flows_package_turns_prefect_telemetry_off_by_itself():
+    """Without a network, the server's usage reports fail with an error line every run."""
+    code = (
+        "import flows; from prefect.settings import get_current_settings as s; "
+        "print(s().server.analytics_enabled, s().logging.extra_loggers)"
+    )
+    env = {"HOME": os.environ["HOME"], "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["False", "['components']"]

@@ -85,6 +85,76 @@ def test_wikilm_run_gives_the_flow_its_approval_timeout(toy, monkeypatch):
     assert latest.state.is_completed()
 
 
+def _flow_runs() -> int:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        return len(client.read_flow_runs(sort=FlowRunSort.ID_DESC, limit=200))
+
+
+def _rewrite_second(params: Path, text: str) -> None:
+    dvc_yaml = params.parent / "dvc.yaml"
+    stages = yaml.safe_load(dvc_yaml.read_text())
+    stages["stages"]["second"]["cmd"] = WRITE.format(out="b.txt", text=text)
+    dvc_yaml.write_text(yaml.safe_dump(stages, sort_keys=False))
+
+
+def test_dvc_status_names_the_stale_stages_in_order(toy):
+    from flows.dag import stale_stages
+
+    root = toy.parent
+    assert stale_stages(root) == ["first", "second"]  # nothing ran yet
+    wikilm_pipeline(params_file=str(toy))
+    assert stale_stages(root) == []
+    _rewrite_second(toy, "c")
+    assert stale_stages(root) == ["second"]
+    (root / "a.txt").unlink()
+    assert stale_stages(root) == ["first", "second"]
+
+
+def test_stages_before_the_first_stale_one_are_skipped_without_running_dvc(toy):
+    wikilm_pipeline(params_file=str(toy))
+    _rewrite_second(toy, "c")
+    again = wikilm_pipeline(params_file=str(toy))
+    assert [(s["stage"], s["status"], s["seconds"]) for s in again["stages"]][0] == (
+        "first",
+        "skipped",
+        0.0,
+    )
+    assert again["stages"][1]["status"] == "ran"
+    assert (toy.parent / "b.txt").read_text() == "c"
+
+
+def test_a_run_with_nothing_to_do_starts_no_flow(toy, monkeypatch, caplog):
+    from flows.cli import main
+
+    monkeypatch.chdir(toy.parent)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["run", "--params", str(toy)]) == 0  # the first run has work: a flow run
+    runs = _flow_runs()
+    with caplog.at_level("INFO", logger="flows.cli"):
+        assert main(["run", "--params", str(toy)]) == 0
+    assert _flow_runs() == runs
+    assert "run: every stage is up to date and the export is registered already" in caplog.messages
+    _rewrite_second(toy, "c")
+    assert main(["run", "--params", str(toy)]) == 0  # work again: the flow runs
+    assert _flow_runs() == runs + 1
+
+
+def test_with_a_prefect_server_set_a_run_with_nothing_to_do_is_recorded_there(toy, monkeypatch):
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.cli import main
+
+    monkeypatch.chdir(toy.parent)
+    assert main(["run", "--params", str(toy)]) == 0
+    runs = _flow_runs()
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    assert main(["run", "--params", str(toy)]) == 0
+    assert _flow_runs() == runs + 1
+
+
 def test_a_failing_stage_fails_the_flow(tmp_path, monkeypatch):
     monkeypatch.setenv("WIKILM_TRACKING", "off")
     params = _project(

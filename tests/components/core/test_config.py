@@ -76,6 +76,10 @@ def test_repository_params_yaml_is_valid_and_explicit():
             {"clean": {"remove_stopwords": True}},
             "validate.min_stop_word_ratio: 0.05 cannot hold when clean.remove_stopwords",
         ),
+        (
+            {"promote": {"serve_int8": True}, "export": {"quantize": False}},
+            "promote.serve_int8: true needs the int8 classifier",
+        ),
     ],
     ids=lambda v: None if isinstance(v, dict) else v.split(":")[0],
 )

@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -38,7 +39,15 @@ def test_export_matches_pytorch_and_reports_latency(finetuned):
     assert result.provider == "CPUExecutionProvider"
     assert set(result.size_bytes) == {"lm", "classifier", "classifier.int8"}
     assert result.int8.argmax_agreement >= 0.9
-    assert 0 <= result.int8.accuracy <= 1
+    assert set(result.latency["classifier"]) == {"pytorch", "onnxruntime", "onnxruntime_int8"}
+    runtimes = {"pytorch", "onnxruntime", "onnxruntime_int8"}
+    assert set(result.int8.accuracy) == set(result.int8.macro_f1) == runtimes
+    # The fp32 graph is at parity with PyTorch: the same predictions, the same scores.
+    assert result.int8.accuracy["onnxruntime"] == result.int8.accuracy["pytorch"]
+    assert result.int8.macro_f1["onnxruntime"] == result.int8.macro_f1["pytorch"]
+    assert 0 <= result.int8.macro_f1["onnxruntime_int8"] <= 1
+    test = pd.read_parquet(finetuned.finetune / "splits" / "test.parquet")
+    assert result.int8.compared == len(test)
     assert {p.name for p in finetuned.export.iterdir()} >= {
         "lm.onnx",
         "classifier.onnx",

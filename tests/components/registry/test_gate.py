@@ -1,7 +1,7 @@
 import pytest
 
 from components.core.model_params import PromoteParams
-from components.registry.gate import Evidence, decide
+from components.registry.gate import Evidence, classifier_graph, decide
 
 GOOD = {"accuracy": 0.9, "macro_f1": 0.85, "parity_passed": True, "p95_latency_ms": 5.0}
 RULES = PromoteParams(min_accuracy=0.8, min_macro_f1=0.8, min_margin=0.01, max_p95_latency_ms=10)
@@ -35,3 +35,26 @@ def test_each_rule_can_fail_the_gate_and_names_itself(change, failing):
 def test_parity_can_be_waived():
     rules = PromoteParams(require_parity=False)
     assert decide(Evidence(**{**GOOD, "parity_passed": False}), rules).passed
+
+
+def _int8(int8_f1: float, fp32_f1: float = 0.80) -> dict:
+    return {"macro_f1": {"pytorch": fp32_f1, "onnxruntime": fp32_f1, "onnxruntime_int8": int8_f1}}
+
+
+@pytest.mark.parametrize(
+    ("serve_int8", "int8", "served", "reason"),
+    [
+        (False, _int8(0.80), "classifier.onnx", "serves the fp32 graph"),
+        (True, None, "classifier.onnx", "serves the fp32 graph"),  # export wrote no int8
+        (True, _int8(0.80), "classifier.int8.onnx", "drop +0.0000"),
+        (True, _int8(0.79), "classifier.int8.onnx", "drop +0.0100"),  # exactly the margin
+        (True, _int8(0.82), "classifier.int8.onnx", "drop -0.0200"),
+        (True, _int8(0.7899), "classifier.onnx", "int8 macro-F1 0.7899 vs fp32 0.8000"),
+    ],
+)
+def test_int8_serves_only_when_asked_and_close_enough_to_fp32(serve_int8, int8, served, reason):
+    rules = PromoteParams(serve_int8=serve_int8, int8_max_macro_f1_drop=0.01)
+    graph = classifier_graph(int8, rules)
+    assert graph.file == served
+    assert graph.runtime == ("onnxruntime_int8" if "int8" in served else "onnxruntime")
+    assert reason in graph.reason

@@ -2,7 +2,9 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ from components.registry.promotion import (
     approve,
     gated_latency_ms,
     register_and_gate,
+    registered_export,
     reject,
     rollback,
 )
@@ -286,3 +289,44 @@ def test_a_pipeline_run_registers_an_export_once(exported_workspace):
 def test_the_gate_judges_the_latency_of_one_request_whatever_the_order():
     runtimes = {"onnxruntime": {"batch_32": {"p95_ms": 10.5}, "batch_1": {"p95_ms": 0.2}}}
     assert gated_latency_ms({"latency": {"classifier": runtimes}}) == 0.2
+
+
+def test_a_run_knows_the_export_is_registered_without_logging_anything(exported_workspace):
+    paths = exported_workspace
+    assert registered_export(paths) is None  # no version yet
+    first = register_and_gate(_params(), paths, once=True)
+    known = registered_export(paths)
+    assert [(o.model, o.version, o.status) for o in known] == [
+        (CLASSIFIER, "1", "registered already"),
+        (LM, "1", "registered already"),
+    ]
+    assert [o.decision for o in known] == [o.decision for o in first]
+
+
+def test_serve_int8_registers_the_int8_graph_gated_on_its_own_scores(
+    exported_workspace, monkeypatch
+):
+    paths = exported_workspace
+    export = json.loads(paths.metrics_file("export").read_text())
+    (outcome, _) = register_and_gate(_params(serve_int8=True, int8_max_macro_f1_drop=1.0), paths)
+    assert outcome.decision.reasons[0].startswith("ok: serves int8 (int8 macro-F1")
+    version = Registry(paths).version(CLASSIFIER, outcome.version)
+    assert version.tags["wikilm.graph"] == "classifier.int8.onnx"
+    assert float(version.tags["wikilm.metric.macro_f1"]) == pytest.approx(
+        export["int8"]["macro_f1"]["onnxruntime_int8"]
+    )
+    int8_ms = export["latency"]["classifier"]["onnxruntime_int8"]["batch_1"]["p95_ms"]
+    assert any(f"p95 latency {int8_ms:.2f} ms" in r for r in outcome.decision.reasons)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri(paths.root))
+    model = f"models:/{CLASSIFIER}@{CHAMPION}"
+    files = Path(mlflow.artifacts.download_artifacts(artifact_uri=model))
+    assert {f.name for f in files.rglob("*.onnx")} == {"classifier.int8.onnx"}
+    served = mlflow.pyfunc.load_model(model)
+    assert len(served.predict(pd.DataFrame({"text": ["a fine film", "dull"]}))) == 2
+
+
+def test_by_default_the_fp32_graph_is_registered(exported_workspace):
+    (outcome, _) = register_and_gate(_params(), exported_workspace)
+    assert outcome.decision.reasons[0] == "ok: serves the fp32 graph"
+    version = Registry(exported_workspace).version(CLASSIFIER, outcome.version)
+    assert version.tags["wikilm.graph"] == "classifier.onnx"
