@@ -136,6 +136,13 @@ class FinetuneParams(Section):
     weight_decay: float = Field(0.01, ge=0)
     dropout: float = Field(0.1, ge=0, lt=1)
     freeze_layers: int = Field(0, ge=0, description="lower blocks (and embeddings) kept fixed")
+    pooling: Literal["last", "mean"] = "mean"  # the decoder's states -> one vector per text
+    # Each block learns at this factor of the rate of the block above it (1: all alike).
+    layer_lr_decay: float = Field(0.8, gt=0, le=1)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="of max_epochs' steps")
+    class_weights: Literal["none", "balanced"] = "balanced"  # of the training loss
+    # Also train the same classifier from random weights: what pretraining is worth.
+    compare_random_init: bool = True
     val_fraction: float = Field(0.15, gt=0, lt=1)
     test_fraction: float = Field(0.2, gt=0, lt=1)
     seed: int = 1337
@@ -158,6 +165,10 @@ class EvaluateParams(Section):
     tfidf_max_features: int = Field(50_000, ge=1)
     tfidf_ngram_max: int = Field(2, ge=1, le=3)
     logreg_c: float = Field(1.0, gt=0)
+    # Bootstrap confidence intervals of accuracy and macro-F1 (test examples resampled).
+    bootstrap_resamples: int = Field(1000, ge=100)
+    confidence_level: float = Field(0.95, gt=0, lt=1)
+    bootstrap_seed: int = 1337
 
 
 def check_model_fit(model: ModelParams, finetune: FinetuneParams) -> list[str]:
@@ -212,6 +223,10 @@ class PromoteParams(Section):
     min_macro_f1: float = Field(0.0, ge=0, le=1)
     # Macro-F1 above the current champion's, both scored on the challenger's test split.
     min_margin: float = Field(0.0, ge=-1, le=1)
+    # The classifier's macro-F1 must exceed TF-IDF + LR's on the same test split by more than
+    # this; the LM's bits per byte must be below the unigram baseline's by more than this.
+    min_margin_over_tfidf: float = Field(0.0, ge=-1, le=1)
+    min_bits_per_byte_below_unigram: float = Field(0.0, ge=-10, le=10)
     require_parity: bool = True  # ONNX parity of the export stage must have passed
     max_p95_latency_ms: float = Field(250.0, gt=0, description="classifier, onnxruntime, batch 1")
     # Register the int8 classifier (export.quantize) instead of fp32 when its macro-F1 on the

@@ -7,6 +7,7 @@ the attention mask tells :class:`components.model.gpt.GPTClassifier` where each 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pytorch_lightning as pl
@@ -16,7 +17,6 @@ from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
 from components.model.gpt import GPTClassifier
-from components.model.lm_module import param_groups
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # ids (B, T), mask (B, T), labels (B,)
 
@@ -89,20 +89,86 @@ def predict_proba(
     return np.concatenate(out)
 
 
-class ClassifierModule(pl.LightningModule):
-    """Cross-entropy fine-tuning of a :class:`GPTClassifier`; val loss and accuracy."""
+@dataclass(frozen=True)
+class Schedule:
+    """Fine-tuning's optimizer settings: layer-wise decayed learning rates, warm-up, decay.
 
-    def __init__(self, model: GPTClassifier, lr: float, weight_decay: float) -> None:
+    The head and the final norm learn at ``lr``; each block below at ``layer_decay`` times
+    the rate of the one above it, the embeddings lowest (ULMFiT's discriminative rates;
+    BEiT and ELECTRA's layer-wise decay). The rate warms up linearly over ``warmup_steps``,
+    then falls linearly to zero at ``total_steps``.
+    """
+
+    lr: float
+    weight_decay: float
+    layer_decay: float = 1.0
+    warmup_steps: int = 0
+    total_steps: int = 1
+
+    def multiplier(self, step: int) -> float:
+        """Learning-rate factor at optimizer step ``step``."""
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        left = self.total_steps - step
+        return max(0.0, left / max(1, self.total_steps - self.warmup_steps))
+
+
+def layer_depths(model: GPTClassifier) -> dict[int, int]:
+    """Depth of each parameter (by id), counted from the top.
+
+    0: the head and the final norm; 1: the top block; ``n_layer + 1``: the embeddings.
+    """
+    backbone = model.backbone
+    top = len(backbone.blocks)
+    depths = {id(p): top + 1 for p in backbone.parameters()}  # embeddings (and any rest)
+    for index, block in enumerate(backbone.blocks):
+        depths |= {id(p): top - index for p in block.parameters()}
+    for module in (backbone.ln_f, model.head):
+        depths |= {id(p): 0 for p in module.parameters()}
+    return depths
+
+
+def layerwise_groups(model: GPTClassifier, schedule: Schedule) -> list[dict]:
+    """Parameter groups per depth, decayed (matrices) or not (biases and norm gains)."""
+    depths = layer_depths(model)
+    groups: dict[tuple[int, bool], list[torch.nn.Parameter]] = {}
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            key = (depths[id(parameter)], parameter.dim() >= 2)
+            groups.setdefault(key, []).append(parameter)
+    return [
+        {
+            "params": params,
+            "lr": schedule.lr * schedule.layer_decay**depth,
+            "weight_decay": schedule.weight_decay if decayed else 0.0,
+        }
+        for (depth, decayed), params in sorted(groups.items(), key=lambda item: item[0])
+    ]
+
+
+class ClassifierModule(pl.LightningModule):
+    """Cross-entropy fine-tuning of a :class:`GPTClassifier`; val loss and accuracy.
+
+    ``class_weights`` weigh the training loss per class (None: every example alike);
+    validation loss is never weighted, so that it stays comparable between runs.
+    """
+
+    def __init__(
+        self,
+        model: GPTClassifier,
+        schedule: Schedule,
+        class_weights: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.model = model
-        self.lr = lr
-        self.weight_decay = weight_decay
+        self.schedule = schedule
+        self.register_buffer("class_weights", class_weights, persistent=False)
         self._val: list[torch.Tensor] = []
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         """Loss of one batch."""
         tokens, mask, labels = batch
-        loss = F.cross_entropy(self.model(tokens, mask), labels)
+        loss = F.cross_entropy(self.model(tokens, mask), labels, weight=self.class_weights)
         self.log("train/loss", loss.detach(), on_step=True, prog_bar=True)
         return loss
 
@@ -123,10 +189,23 @@ class ClassifierModule(pl.LightningModule):
         self.log("val/loss", loss / count, prog_bar=True, sync_dist=False)
         self.log("val/accuracy", correct / count, prog_bar=True, sync_dist=False)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """AdamW over the trainable parameters (no decay on biases and norms)."""
-        return torch.optim.AdamW(
-            param_groups(self.model, self.weight_decay),
-            lr=self.lr,
-            fused=self.device.type == "cuda",
+    def configure_optimizers(self) -> dict:
+        """AdamW over :func:`layerwise_groups`, stepped by the schedule's multiplier."""
+        optimizer = torch.optim.AdamW(
+            layerwise_groups(self.model, self.schedule), fused=self.device.type == "cuda"
         )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule.multiplier)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }
+
+
+def balanced_weights(labels: Sequence[int], classes: int) -> torch.Tensor:
+    """Per-class loss weights ``n / (classes * count)``: each class weighs the same in total.
+
+    As scikit-learn's ``class_weight="balanced"``; a class absent from ``labels`` gets 0.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=classes)
+    weights = np.where(counts > 0, len(labels) / (classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)

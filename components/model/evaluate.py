@@ -3,9 +3,10 @@
 Language model: loss, perplexity and bits per byte on the held-out Wikipedia split and on
 out-of-domain text (gensim's Lee news corpus by default), next to a unigram model counted on
 the training tokens and scored on the very same tokens. Classifier, on the test split that
-``finetune`` saved: accuracy, macro-F1, per-class precision and recall and the confusion
-matrix, next to a majority-class baseline and TF-IDF + logistic regression (scikit-learn)
-trained on the same train split.
+``finetune`` saved: accuracy and macro-F1 with bootstrap intervals, per-class precision and
+recall and the confusion matrix, next to the same classifier trained from random weights
+(when ``finetune`` trained one), a majority-class baseline and TF-IDF + logistic regression
+(scikit-learn) trained on the same train split.
 
 Writes ``metrics/evaluate.json``, ``reports/evaluate/`` (predictions, meta.json) and
 ``plots/evaluate/confusion.csv`` (a DVC confusion-matrix plot).
@@ -42,7 +43,7 @@ from components.data.tokenbin import open_tokens
 from components.data.tokenization import load_tokenizer
 from components.model.baselines import ClassifierScores, majority_baseline, scores, tfidf_baseline
 from components.model.classifier_module import encode_texts, predict_proba
-from components.model.finetune import pad_id
+from components.model.finetune import RANDOM_INIT, pad_id
 from components.model.gpt import GPT
 from components.model.model_io import load_classifier, load_gpt
 from components.model.training import cuda_usable
@@ -66,7 +67,7 @@ class EvaluateResult(Report):
 
     lm: dict[str, LanguageScores]  # val, val_unigram, ood, ood_unigram
     lm_beats_unigram: bool  # on held-out Wikipedia bits per byte
-    classifier: dict[str, ClassifierScores]  # model, majority, tfidf_logreg
+    classifier: dict[str, ClassifierScores]  # model, random_init, majority, tfidf_logreg
     classifier_beats_baselines: bool  # macro-F1 above both baselines
     test_examples: int
     seconds: float
@@ -177,13 +178,18 @@ def evaluate_classifier(
     test = pd.read_parquet(paths.finetune / "splits" / "test.parquet")
     tokenizer = load_tokenizer(paths.finetune / TOKENIZER_FILE)
     ids = encode_texts(tokenizer, test["text"].tolist(), config["max_length"])
-    probs = predict_proba(model.to(device), ids, pad_id(config), params.evaluate.batch_size)
+    cfg = params.evaluate
+    probs = predict_proba(model.to(device), ids, pad_id(config), cfg.batch_size)
     predicted = probs.argmax(axis=1)
     labels = test["label"].to_numpy()
-    results = {
-        "model": scores(labels, predicted, names),
-        "majority": majority_baseline(train, test, names),
-        "tfidf_logreg": tfidf_baseline(train, test, names, params.evaluate),
+    results = {"model": scores(labels, predicted, names, cfg)}
+    if (paths.finetune / RANDOM_INIT).is_dir():  # the same classifier, not pretrained
+        baseline, _ = load_classifier(paths.finetune / RANDOM_INIT)
+        others = predict_proba(baseline.to(device), ids, pad_id(config), cfg.batch_size)
+        results[RANDOM_INIT] = scores(labels, others.argmax(axis=1), names, cfg)
+    results |= {
+        "majority": majority_baseline(train, test, names, cfg),
+        "tfidf_logreg": tfidf_baseline(train, test, names, cfg),
     }
     predictions = test.assign(
         label=[names[i] for i in labels],

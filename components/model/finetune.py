@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+from torch.utils.data import DataLoader
 
 from components.core.artifacts import (
     TOKENIZER_FILE,
@@ -30,6 +32,7 @@ from components.core.artifacts import (
     write_json,
 )
 from components.core.config import Params
+from components.core.distributed import is_global_zero
 from components.core.model_params import FinetuneParams
 from components.core.paths import Paths
 from components.core.schema import Report
@@ -39,11 +42,13 @@ from components.data.tokenization import load_tokenizer
 from components.model.callbacks import LossCurve
 from components.model.classifier_module import (
     ClassifierModule,
+    Schedule,
+    balanced_weights,
     encode_texts,
     freeze_lower_layers,
     make_loader,
 )
-from components.model.gpt import GPTClassifier
+from components.model.gpt import GPT, GPTClassifier, GPTConfig
 from components.model.model_io import load_gpt, read_config, save_weights
 from components.model.training import make_trainer
 
@@ -51,11 +56,26 @@ log = logging.getLogger(__name__)
 
 STAGE = "finetune"
 SPLITS = ("train", "val", "test")
+RANDOM_INIT = "random_init"  # the sub-folder of the classifier trained from random weights
 PAD_TOKEN = "<|pad|>"
 
 
+class TrainingRun(Report):
+    """How one training of the classifier went (its best epoch is the one kept)."""
+
+    epochs: int
+    best_epoch: int
+    stopped_early: bool
+    best_val_loss: float
+    best_val_accuracy: float
+
+
 class FinetuneResult(Report):
-    """What ``finetune`` did: written to ``metrics/finetune.json``."""
+    """What ``finetune`` did: written to ``metrics/finetune.json``.
+
+    The top-level training facts are the pretrained classifier's; ``random_init`` holds the
+    same classifier's trained from random weights (``finetune.compare_random_init``).
+    """
 
     classes: int
     examples_train: int
@@ -68,6 +88,7 @@ class FinetuneResult(Report):
     best_val_loss: float
     best_val_accuracy: float
     trainable_parameters: int
+    random_init: TrainingRun | None
     seconds: float
 
 
@@ -88,11 +109,51 @@ def split_frames(data: LabelledData, cfg: FinetuneParams) -> dict[str, pd.DataFr
     }
 
 
-def build_classifier(paths: Paths, cfg: FinetuneParams, classes: int) -> GPTClassifier:
-    """The pretrained decoder with a fresh head, lower layers frozen as configured."""
-    model = GPTClassifier(load_gpt(paths.pretrain), classes, dropout=cfg.dropout)
+def build_classifier(backbone: GPT, cfg: FinetuneParams, classes: int) -> GPTClassifier:
+    """``backbone`` with a fresh head, lower layers frozen as configured."""
+    model = GPTClassifier(backbone, classes, dropout=cfg.dropout, pooling=cfg.pooling)
     freeze_lower_layers(model, cfg.freeze_layers)
     return model.train()
+
+
+@dataclass(frozen=True)
+class Loaders:
+    """What every training of the classifier reads: batches and the loss's class weights."""
+
+    train: DataLoader
+    val: DataLoader
+    class_weights: torch.Tensor | None
+
+
+def make_loaders(
+    encoded: dict[str, list[list[int]]],
+    frames: dict[str, pd.DataFrame],
+    cfg: FinetuneParams,
+    pad: int,
+    classes: int,
+) -> Loaders:
+    """Seeded training batches, validation batches, and balanced weights if asked for."""
+    labels = {name: frames[name]["label"].tolist() for name in ("train", "val")}
+    weights = None
+    if cfg.class_weights == "balanced":
+        weights = balanced_weights(labels["train"], classes)
+    return Loaders(
+        train=make_loader(encoded["train"], labels["train"], pad, cfg.batch_size, cfg.seed),
+        val=make_loader(encoded["val"], labels["val"], pad, cfg.batch_size),
+        class_weights=weights,
+    )
+
+
+def schedule(cfg: FinetuneParams, steps_per_epoch: int) -> Schedule:
+    """The learning-rate schedule over at most ``max_epochs`` epochs."""
+    total = cfg.max_epochs * steps_per_epoch
+    return Schedule(
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        layer_decay=cfg.layer_lr_decay,
+        warmup_steps=round(cfg.warmup_fraction * total),
+        total_steps=total,
+    )
 
 
 def _callbacks(folder: Path, cfg: FinetuneParams, steps_per_epoch: int) -> dict:
@@ -110,8 +171,41 @@ def _callbacks(folder: Path, cfg: FinetuneParams, steps_per_epoch: int) -> dict:
     }
 
 
+def train(
+    model: GPTClassifier, loaders: Loaders, params: Params, folder: Path
+) -> tuple[TrainingRun, LossCurve]:
+    """Train with early stopping on val loss; ``model`` ends with its best epoch's weights."""
+    cfg = params.finetune
+    shutil.rmtree(folder, ignore_errors=True)  # a fresh run: epochs are short, resume is moot
+    module = ClassifierModule(model, schedule(cfg, len(loaders.train)), loaders.class_weights)
+    callbacks = _callbacks(folder, cfg, len(loaders.train))
+    trainer = make_trainer(
+        params.trainer,
+        list(callbacks.values()),
+        root=folder,
+        max_epochs=cfg.max_epochs,
+        log_every_n_steps=max(1, min(50, len(loaders.train))),
+    )
+    trainer.fit(module, loaders.train, loaders.val)
+    best = _restore_best(module, callbacks["best"])
+    rows = [r for r in callbacks["curve"].rows["val"] if r["step"] > 0]
+    accuracy = min(rows, key=lambda r: r["loss"])["accuracy"] if rows else 0.0
+    shutil.rmtree(folder, ignore_errors=True)
+    facts = TrainingRun(
+        epochs=trainer.current_epoch,
+        best_epoch=best["epoch"],
+        stopped_early=callbacks["early"].stopped_epoch > 0,
+        best_val_loss=round(best["val_loss"], 6),
+        best_val_accuracy=round(accuracy, 6),
+    )
+    return facts, callbacks["curve"]
+
+
 def run(params: Params, paths: Paths) -> FinetuneResult:
     """Fine-tune the classifier on ``finetune.dataset`` into ``paths.finetune``.
+
+    With ``finetune.compare_random_init`` the same classifier is also trained from random
+    weights, with the same data, schedule and seed: what pretraining itself is worth.
 
     Raises:
         ArtifactError: the pretrained model is missing or from another stage.
@@ -128,37 +222,39 @@ def run(params: Params, paths: Paths) -> FinetuneResult:
     tokenizer = load_tokenizer(paths.pretrain / TOKENIZER_FILE)
     max_length = cfg.max_length or config["model"]["block_size"]
     encoded = {k: encode_texts(tokenizer, f["text"], max_length) for k, f in frames.items()}
+    classes = len(data.label_names)
+    loaders = make_loaders(encoded, frames, cfg, pad_id(config), classes)
     pl.seed_everything(cfg.seed, verbose=False)
-    model = build_classifier(paths, cfg, len(data.label_names))
-    module = ClassifierModule(model, cfg.lr, cfg.weight_decay)
-    pad = pad_id(config)
-    train = make_loader(
-        encoded["train"], frames["train"]["label"].tolist(), pad, cfg.batch_size, cfg.seed
-    )
-    val = make_loader(encoded["val"], frames["val"]["label"].tolist(), pad, cfg.batch_size)
-    folder = paths.checkpoint_dir(STAGE)
-    shutil.rmtree(folder, ignore_errors=True)  # a fresh run: epochs are short, resume is moot
-    callbacks = _callbacks(folder, cfg, len(train))
-    trainer = make_trainer(
-        params.trainer,
-        list(callbacks.values()),
-        root=folder,
-        max_epochs=cfg.max_epochs,
-        log_every_n_steps=max(1, min(50, len(train))),
-    )
+    model = build_classifier(load_gpt(paths.pretrain), cfg, classes)
     log.info(
         "finetune: %d classes, %d/%d/%d train/val/test examples, %s trainable parameters",
-        len(data.label_names),
+        classes,
         *(len(frames[s]) for s in SPLITS),
         f"{_trainable(model):,}",
     )
-    trainer.fit(module, train, val)
-    best = _restore_best(module, callbacks["best"])
-    result = _result(data, frames, trainer, callbacks, best, model, started)
-    if trainer.is_global_zero:
-        _write_outputs(params, paths, config, model, data, frames, max_length, result)
-        callbacks["curve"].write(paths.plots_dir(STAGE))
-        shutil.rmtree(folder, ignore_errors=True)
+    folder = paths.checkpoint_dir(STAGE)
+    pretrained, curve = train(model, loaders, params, folder)
+    baseline, random_init = None, None
+    if cfg.compare_random_init:
+        pl.seed_everything(cfg.seed, verbose=False)
+        baseline = build_classifier(GPT(GPTConfig(**config["model"])), cfg, classes)
+        random_init, _ = train(baseline, loaders, params, folder)
+        log.info("finetune: from random weights, best val loss %.4f", random_init.best_val_loss)
+    result = FinetuneResult(
+        classes=classes,
+        examples_train=len(frames["train"]),
+        examples_val=len(frames["val"]),
+        examples_test=len(frames["test"]),
+        dropped_rows=sum(data.dropped.values()),
+        **pretrained.model_dump(),
+        trainable_parameters=_trainable(model),
+        random_init=random_init,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    if is_global_zero():
+        models = {"": model} | ({RANDOM_INIT: baseline} if baseline is not None else {})
+        _write_outputs(params, paths, config, models, data, frames, max_length, result)
+        curve.write(paths.plots_dir(STAGE))
     log.info(
         "finetune: best val loss %.4f, accuracy %.3f at epoch %d of %d",
         result.best_val_loss,
@@ -180,46 +276,27 @@ def _restore_best(module: ClassifierModule, best: ModelCheckpoint) -> dict:
     return {"epoch": checkpoint["epoch"] + 1, "val_loss": float(best.best_model_score)}
 
 
-def _result(
-    data: LabelledData,
-    frames: dict[str, pd.DataFrame],
-    trainer: pl.Trainer,
-    callbacks: dict,
-    best: dict,
-    model: GPTClassifier,
-    started: float,
-) -> FinetuneResult:
-    rows = [r for r in callbacks["curve"].rows["val"] if r["step"] > 0]
-    accuracy = min(rows, key=lambda r: r["loss"])["accuracy"] if rows else 0.0
-    return FinetuneResult(
-        classes=len(data.label_names),
-        examples_train=len(frames["train"]),
-        examples_val=len(frames["val"]),
-        examples_test=len(frames["test"]),
-        dropped_rows=sum(data.dropped.values()),
-        epochs=trainer.current_epoch,
-        best_epoch=best["epoch"],
-        stopped_early=callbacks["early"].stopped_epoch > 0,
-        best_val_loss=round(best["val_loss"], 6),
-        best_val_accuracy=round(accuracy, 6),
-        trainable_parameters=_trainable(model),
-        seconds=round(time.perf_counter() - started, 3),
-    )
-
-
 def _write_outputs(
     params: Params,
     paths: Paths,
     pretrain_config: dict,
-    model: GPTClassifier,
+    models: dict[str, GPTClassifier],
     data: LabelledData,
     frames: dict[str, pd.DataFrame],
     max_length: int,
     result: FinetuneResult,
 ) -> None:
-    config = {**pretrain_config, "labels": data.label_names, "max_length": max_length}
+    """The classifier (and the random-init one in its sub-folder), splits and meta.json."""
+    config = {
+        **pretrain_config,
+        "labels": data.label_names,
+        "max_length": max_length,
+        "pooling": params.finetune.pooling,
+    }
     with atomic_dir(paths.finetune) as out:
-        save_weights(model, config, out)
+        for folder, model in models.items():
+            (out / folder).mkdir(exist_ok=True)
+            save_weights(model, config, out / folder)
         shutil.copy2(paths.pretrain / TOKENIZER_FILE, out / TOKENIZER_FILE)
         write_json(out / "labels.json", {name: i for i, name in enumerate(data.label_names)})
         (out / "splits").mkdir()

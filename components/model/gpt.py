@@ -149,12 +149,24 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
 
-class GPTClassifier(nn.Module):
-    """Sequence classifier: the decoder's state at the last real token -> class logits."""
+POOLINGS = ("last", "mean")
 
-    def __init__(self, backbone: GPT, num_classes: int, dropout: float = 0.0) -> None:
+
+class GPTClassifier(nn.Module):
+    """Sequence classifier: the decoder's states pooled over each text -> class logits.
+
+    ``pooling``: ``last``, the state at the last real token (the only one that has read the
+    whole text, in a causal decoder), or ``mean``, the average over the real tokens.
+    """
+
+    def __init__(
+        self, backbone: GPT, num_classes: int, dropout: float = 0.0, pooling: str = "last"
+    ) -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {pooling!r}")
         self.backbone = backbone
+        self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(backbone.config.n_embd, num_classes)
         _init_weights(self.head)
@@ -162,11 +174,16 @@ class GPTClassifier(nn.Module):
     def forward(self, idx: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(B, T) ids and (B, T) mask of real tokens (1) and right padding (0) -> (B, K).
 
-        A causal decoder has read the whole text only at its last real token, so that
-        state is pooled; padding after it can never leak into it.
+        Padding comes after the real tokens, so a causal decoder's states of real tokens
+        never see it; pooling reads only those.
         """
         hidden = self.backbone.hidden_states(idx)  # (B, T, C)
-        last = attention_mask.long().sum(dim=1).clamp(min=1) - 1  # (B,)
-        index = last.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])  # (B, 1, C)
-        pooled = hidden.gather(1, index).squeeze(1)  # (B, C)
+        mask = attention_mask.to(hidden.dtype)  # (B, T)
+        if self.pooling == "mean":
+            total = (hidden * mask.unsqueeze(-1)).sum(dim=1)  # (B, C)
+            pooled = total / mask.sum(dim=1, keepdim=True).clamp(min=1)
+        else:
+            last = attention_mask.long().sum(dim=1).clamp(min=1) - 1  # (B,)
+            index = last.view(-1, 1, 1).expand(-1, 1, hidden.shape[-1])  # (B, 1, C)
+            pooled = hidden.gather(1, index).squeeze(1)  # (B, C)
         return self.head(self.dropout(pooled))

@@ -64,6 +64,8 @@ def load_classifier(folder: Path) -> tuple[GPTClassifier, dict[str, Any]]:
     """The fine-tuned classifier saved in ``folder`` (eval mode) and its config."""
     config = read_config(folder)
     backbone = GPT(GPTConfig(**config["model"]))
-    model = GPTClassifier(backbone, num_classes=len(config["labels"]))
+    # Classifiers saved before pooling was a choice pooled the last token.
+    pooling = config.get("pooling", "last")
+    model = GPTClassifier(backbone, num_classes=len(config["labels"]), pooling=pooling)
     _load_into(model, folder)
     return model.eval(), config

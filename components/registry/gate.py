@@ -20,6 +20,7 @@ class Evidence:
     parity_passed: bool
     p95_latency_ms: float
     champion_macro_f1: float | None = None  # on the challenger's test split; None: no champion
+    tfidf_macro_f1: float | None = None  # TF-IDF + LR on the same split; None: not measured
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,8 @@ class Decision:
         return "failed: " + "; ".join(r for r in self.reasons if r.startswith("FAIL"))
 
 
-def _rule(ok: bool, text: str) -> str:
+def rule(ok: bool, text: str) -> str:
+    """One reason of a decision: ``ok: <rule>`` or ``FAIL: <rule>``."""
     return f"{'ok' if ok else 'FAIL'}: {text}"
 
 
@@ -53,6 +55,7 @@ def decide(evidence: Evidence, rules: PromoteParams) -> Decision:
     ]
     if rules.require_parity:
         checks.append((e.parity_passed, "ONNX parity passed"))
+    checks.append(_beats_tfidf(e, rules.min_margin_over_tfidf))
     if e.champion_macro_f1 is None:
         checks.append((True, "no champion yet"))
     else:
@@ -65,8 +68,29 @@ def decide(evidence: Evidence, rules: PromoteParams) -> Decision:
                 f"test split: margin {margin:+.4f} >= {rules.min_margin}",
             )
         )
-    reasons = [_rule(ok, text) for ok, text in checks]
+    reasons = [rule(ok, text) for ok, text in checks]
     return Decision(passed=all(ok for ok, _ in checks), reasons=reasons)
+
+
+def _beats_tfidf(e: Evidence, margin: float) -> tuple[bool, str]:
+    """A classifier that loses to a classical baseline is not worth serving."""
+    if e.tfidf_macro_f1 is None:
+        return False, "TF-IDF + LR's macro-F1 on the test split is not in evaluate's metrics"
+    # Rounded as the reported metrics are.
+    gain = round(e.macro_f1 - e.tfidf_macro_f1, 6)
+    return gain > margin, (
+        f"macro-F1 {e.macro_f1:.4f} vs TF-IDF + LR {e.tfidf_macro_f1:.4f} on the same test "
+        f"split: margin {gain:+.4f} > {margin}"
+    )
+
+
+def lm_beats_unigram(bits_per_byte: float, unigram: float, margin: float) -> tuple[bool, str]:
+    """The LM must predict held-out text better than counting tokens does."""
+    gain = round(unigram - bits_per_byte, 6)
+    return gain > margin, (
+        f"{bits_per_byte:.4f} bits/byte vs the unigram baseline's {unigram:.4f} on held-out "
+        f"text: {gain:+.4f} below it > {margin}"
+    )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,16 @@ from components.core.config import Params
 from components.core.errors import ArtifactError
 from components.core.paths import Paths
 from components.core.tracking import fluent_tracking, lineage, stage_run
-from components.registry.gate import FP32, Decision, Evidence, Graph, classifier_graph, decide
+from components.registry.gate import (
+    FP32,
+    Decision,
+    Evidence,
+    Graph,
+    classifier_graph,
+    decide,
+    lm_beats_unigram,
+    rule,
+)
 from components.registry.packaging import GRAPHS, log_model
 from components.registry.store import (
     APPROVAL_TAG,
@@ -97,6 +106,7 @@ def classifier_evidence(
         parity_passed=export["parity"]["classifier"]["passed"],
         p95_latency_ms=gated_latency_ms(export, graph.runtime),
         champion_macro_f1=champion_macro_f1(registry, test, labels),
+        tfidf_macro_f1=evaluate["classifier"].get("tfidf_logreg", {}).get("macro_f1"),
     )
 
 
@@ -107,14 +117,14 @@ def gated_latency_ms(export: dict, runtime: str = FP32.runtime) -> float:
 
 def lm_decision(evaluate: dict, export: dict, params: Params) -> Decision:
     """The LM must match its ONNX graph and beat the unigram baseline on held-out text."""
-    lm = evaluate["lm"]
-    beats = lm["val"]["bits_per_byte"] < lm["val_unigram"]["bits_per_byte"]
+    val = evaluate["lm"]
     parity = export["parity"]["lm"]["passed"] or not params.promote.require_parity
-    reasons = [
-        f"{'ok' if parity else 'FAIL'}: ONNX parity passed",
-        f"{'ok' if beats else 'FAIL'}: {lm['val']['bits_per_byte']:.4f} bits/byte below the "
-        f"unigram baseline's {lm['val_unigram']['bits_per_byte']:.4f}",
-    ]
+    beats, compared = lm_beats_unigram(
+        val["val"]["bits_per_byte"],
+        val["val_unigram"]["bits_per_byte"],
+        params.promote.min_bits_per_byte_below_unigram,
+    )
+    reasons = [f"{'ok' if parity else 'FAIL'}: ONNX parity passed", rule(beats, compared)]
     return Decision(passed=parity and beats, reasons=reasons)
 
 

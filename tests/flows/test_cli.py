@@ -203,14 +203,16 @@ def test_champion_commands_answer_and_refusals_are_one_line(
     exported_workspace, capsys, monkeypatch
 ):
     from components.registry.promotion import register_and_gate
-    from tests.conftest import make_params
+    from tests.conftest import MECHANICS_GATE, make_params
 
     for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WIKILM_USER", "trainer-bot")
     params = exported_workspace.root / "params.yaml"
     params.write_text("promote:\n  approval: manual\n")
-    register_and_gate(make_params(promote={"approval": "manual"}), exported_workspace)
+    register_and_gate(
+        make_params(promote={**MECHANICS_GATE, "approval": "manual"}), exported_workspace
+    )
     assert main(["predict", "a fine film", "--params", str(params)]) == 1
     assert (
         capsys.readouterr()

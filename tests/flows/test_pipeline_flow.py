@@ -297,12 +297,12 @@ def _pending_classifier(paths, monkeypatch) -> tuple:
 def _pending(paths, monkeypatch, models: tuple[str, ...]) -> tuple:
     """Register the exported models for manual approval; the outcome rows of ``models``."""
     from components.registry.promotion import register_and_gate
-    from tests.conftest import make_params
+    from tests.conftest import MECHANICS_GATE, make_params
 
     for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WIKILM_USER", "trainer-bot")
-    params = make_params(promote={"approval": "manual"})
+    params = make_params(promote={**MECHANICS_GATE, "approval": "manual"})
     outcomes = [
         {"model": o.model, "version": o.version, "status": o.status}
         for o in register_and_gate(params, paths)

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from components.registry.promotion import register_and_gate
-from tests.conftest import make_params
+from tests.conftest import MECHANICS_GATE, make_params
 
 
 def _free_port() -> int:
@@ -46,7 +46,7 @@ def test_serve_answers_rest_predictions_from_the_champion(exported_workspace, mo
     paths = exported_workspace
     for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
         monkeypatch.delenv(name, raising=False)
-    register_and_gate(make_params(), paths)
+    register_and_gate(make_params(promote=MECHANICS_GATE), paths)
     (paths.root / "params.yaml").write_text("{}\n")
     port = _free_port()
     command = [sys.executable, "-m", "flows.cli", "serve", "wikilm-classifier", "--port", str(port)]

@@ -5,11 +5,19 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import logsumexp
+from sklearn.metrics import f1_score
 
 from components.core.errors import SourceError
 from components.core.model_params import EvaluateParams
 from components.data.tokenization import load_tokenizer
-from components.model.baselines import majority_baseline, scores, tfidf_baseline
+from components.model.baselines import (
+    Interval,
+    bootstrap_intervals,
+    macro_f1,
+    majority_baseline,
+    scores,
+    tfidf_baseline,
+)
 from components.model.evaluate import (
     language_scores,
     run,
@@ -44,7 +52,11 @@ def test_evaluate_reports_both_models_beside_their_baselines(finetuned):
     assert lm["val"].tokens == lm["val_unigram"].tokens <= 5000
     assert lm["ood"].tokens == lm["ood_unigram"].tokens > 0
     assert result.lm_beats_unigram == (lm["val"].bits_per_byte < lm["val_unigram"].bits_per_byte)
-    assert set(result.classifier) == {"model", "majority", "tfidf_logreg"}
+    assert set(result.classifier) == {"model", "random_init", "majority", "tfidf_logreg"}
+    for scores_ in result.classifier.values():
+        for name in ("accuracy", "macro_f1"):
+            interval = scores_.intervals[name]
+            assert interval.low <= getattr(scores_, name) <= interval.high
     assert result.test_examples == 40
     majority = result.classifier["majority"]
     assert majority.accuracy == 0.5  # the polarity test split is balanced
@@ -107,15 +119,44 @@ def test_baselines_on_a_separable_split():
     test = pd.DataFrame({"text": ["great good", "poor bad", "fine"], "label": [1, 0, 1]})
     names = ["neg", "pos"]
     assert tfidf_baseline(train, test, names, EvaluateParams()).accuracy == 1.0
-    majority = majority_baseline(train.iloc[:-1], test, names)  # one more pos than neg
+    majority = majority_baseline(train.iloc[:-1], test, names, EvaluateParams())  # more pos
     assert majority.accuracy == pytest.approx(2 / 3, abs=1e-6)
     assert majority.per_class["neg"].recall == 0.0
 
 
 def test_scores_of_a_perfect_and_an_inverted_classifier():
     labels = np.array([0, 1, 1, 2])
-    perfect = scores(labels, labels, ["a", "b", "c"])
+    perfect = scores(labels, labels, ["a", "b", "c"], EvaluateParams())
     assert (perfect.accuracy, perfect.macro_f1) == (1.0, 1.0)
-    inverted = scores(labels, 2 - labels, ["a", "b", "c"])
+    assert perfect.intervals["accuracy"] == Interval(low=1.0, high=1.0)
+    inverted = scores(labels, 2 - labels, ["a", "b", "c"], EvaluateParams())
     assert inverted.confusion_matrix == [[0, 0, 1], [0, 2, 0], [1, 0, 0]]
     assert inverted.per_class["b"].f1 == 1.0
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_the_vectorised_macro_f1_is_scikit_learns(classes):
+    rng = np.random.default_rng(classes)
+    labels = rng.integers(0, classes, size=(4, 300))
+    predicted = np.where(rng.random((4, 300)) < 0.6, labels, rng.integers(0, classes, (4, 300)))
+    predicted[0] = 0  # one resample predicts a single class: zero division for the others
+    expected = [
+        f1_score(y, p, labels=range(classes), average="macro", zero_division=0)
+        for y, p in zip(labels, predicted, strict=True)
+    ]
+    assert macro_f1(classes)(labels, predicted) == pytest.approx(expected)
+
+
+def test_intervals_cover_the_score_and_narrow_with_more_examples():
+    rng = np.random.default_rng(7)
+
+    def interval(n: int) -> Interval:
+        labels = rng.integers(0, 2, n)
+        predicted = np.where(rng.random(n) < 0.8, labels, 1 - labels)
+        found = bootstrap_intervals(labels, predicted, 2, EvaluateParams())["accuracy"]
+        assert found.low <= (labels == predicted).mean() <= found.high
+        return found
+
+    small, large = interval(100), interval(4000)
+    assert large.high - large.low < (small.high - small.low) / 3  # about 1/sqrt(40)
+    assert 0.76 < large.low < large.high < 0.84

@@ -1,9 +1,15 @@
 import pytest
 
 from components.core.model_params import PromoteParams
-from components.registry.gate import Evidence, classifier_graph, decide
+from components.registry.gate import Evidence, classifier_graph, decide, lm_beats_unigram
 
-GOOD = {"accuracy": 0.9, "macro_f1": 0.85, "parity_passed": True, "p95_latency_ms": 5.0}
+GOOD = {
+    "accuracy": 0.9,
+    "macro_f1": 0.85,
+    "parity_passed": True,
+    "p95_latency_ms": 5.0,
+    "tfidf_macro_f1": 0.80,
+}
 RULES = PromoteParams(min_accuracy=0.8, min_macro_f1=0.8, min_margin=0.01, max_p95_latency_ms=10)
 
 
@@ -12,11 +18,14 @@ RULES = PromoteParams(min_accuracy=0.8, min_macro_f1=0.8, min_margin=0.01, max_p
     [
         ({}, None),
         ({"accuracy": 0.7}, "accuracy 0.7000 >= 0.8"),
-        ({"macro_f1": 0.5}, "macro-F1 0.5000 >= 0.8"),
+        ({"macro_f1": 0.5, "tfidf_macro_f1": 0.4}, "macro-F1 0.5000 >= 0.8"),
         ({"parity_passed": False}, "ONNX parity passed"),
         ({"p95_latency_ms": 11.0}, "p95 latency 11.00 ms <= 10"),
         ({"champion_macro_f1": 0.845}, "margin +0.0050 >= 0.01"),
         ({"champion_macro_f1": 0.80}, None),
+        ({"tfidf_macro_f1": 0.86}, "macro-F1 0.8500 vs TF-IDF + LR 0.8600 on the same test split"),
+        ({"tfidf_macro_f1": 0.85}, "margin +0.0000 > 0.0"),  # a tie does not beat it
+        ({"tfidf_macro_f1": None}, "TF-IDF + LR's macro-F1 on the test split is not in"),
     ],
 )
 def test_each_rule_can_fail_the_gate_and_names_itself(change, failing):
@@ -58,3 +67,22 @@ def test_int8_serves_only_when_asked_and_close_enough_to_fp32(serve_int8, int8, 
     assert graph.file == served
     assert graph.runtime == ("onnxruntime_int8" if "int8" in served else "onnxruntime")
     assert reason in graph.reason
+
+
+def test_the_baseline_margins_are_params():
+    rules = PromoteParams(min_margin_over_tfidf=0.06)
+    failed = decide(Evidence(**GOOD), rules)  # 0.85 beats 0.80 by 0.05 only
+    assert failed.summary() == (
+        "failed: FAIL: macro-F1 0.8500 vs TF-IDF + LR 0.8000 on the same test split: "
+        "margin +0.0500 > 0.06"
+    )
+
+
+@pytest.mark.parametrize(
+    ("bits_per_byte", "margin", "beats"),
+    [(2.40, 0.0, True), (2.725, 0.0, False), (2.80, 0.0, False), (2.40, 0.5, False)],
+)
+def test_the_lm_must_beat_the_unigram_baseline_by_the_margin(bits_per_byte, margin, beats):
+    ok, text = lm_beats_unigram(bits_per_byte, 2.725, margin)
+    assert ok == beats
+    assert f"{bits_per_byte:.4f} bits/byte vs the unigram baseline's 2.7250" in text

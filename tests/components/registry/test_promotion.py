@@ -33,7 +33,7 @@ from components.registry.store import (
     Registry,
     RegistryError,
 )
-from tests.conftest import make_params
+from tests.conftest import MECHANICS_GATE, make_params
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +46,7 @@ def local_store(monkeypatch):
 
 
 def _params(**promote):
-    return make_params(promote=promote)
+    return make_params(promote={**MECHANICS_GATE, **promote})
 
 
 def _champion(paths, model=CLASSIFIER):
@@ -227,7 +227,8 @@ def test_promote_without_the_exported_models_is_one_clear_error(tmp_path):
 
 def test_racing_promotions_lose_no_history_and_keep_a_gated_champion(exported_workspace):
     paths = exported_workspace
-    (paths.root / "params.yaml").write_text(yaml.safe_dump({"promote": {"approval": "auto"}}))
+    promote = {**MECHANICS_GATE, "approval": "auto"}
+    (paths.root / "params.yaml").write_text(yaml.safe_dump({"promote": promote}))
     command = [sys.executable, "-m", "flows.cli", "promote", "--params", "params.yaml"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     racers = [
@@ -330,3 +331,18 @@ def test_by_default_the_fp32_graph_is_registered(exported_workspace):
     assert outcome.decision.reasons[0] == "ok: serves the fp32 graph"
     version = Registry(exported_workspace).version(CLASSIFIER, outcome.version)
     assert version.tags["wikilm.graph"] == "classifier.onnx"
+
+
+def test_the_gate_refuses_a_classifier_that_loses_to_tfidf_even_the_first(exported_workspace):
+    paths = exported_workspace
+    evaluate = json.loads(paths.metrics_file("evaluate").read_text())
+    ours = evaluate["classifier"]["model"]["macro_f1"]
+    tfidf = evaluate["classifier"]["tfidf_logreg"]["macro_f1"]
+    margin = round(ours - tfidf, 6) + 0.01  # what the classifier falls short of, by 0.01
+    (outcome, _) = register_and_gate(make_params(promote={"min_margin_over_tfidf": margin}), paths)
+    assert outcome.status == "gate failed"
+    assert outcome.decision.summary() == (
+        f"failed: FAIL: macro-F1 {ours:.4f} vs TF-IDF + LR {tfidf:.4f} on the same test "
+        f"split: margin {round(ours - tfidf, 6):+.4f} > {margin}"
+    )
+    assert _champion(paths) is None  # not even the first version
