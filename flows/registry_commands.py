@@ -156,13 +156,20 @@ def _champion(paths: Paths, model: str):  # noqa: ANN202 - mlflow's PyFuncModel
     import mlflow.pyfunc
 
     from components.core.tracking import fluent_tracking
-    from components.registry.store import RegistryError
 
     registry = Registry(paths)
     if registry.alias(model, CHAMPION) is None:
-        raise RegistryError(f"{model} has no champion yet: run `wikilm run` first")
+        raise _no_alias(model, CHAMPION)
     with fluent_tracking(registry.uri):
         return mlflow.pyfunc.load_model(f"models:/{model}@{CHAMPION}")
+
+
+def _no_alias(model: str, alias: str) -> RegistryError:
+    """The error for a model without ``alias``: where to look for the reason."""
+    return RegistryError(
+        f"{model} has no {alias}: `wikilm history {model}` shows each decision of the gate "
+        "and of reviewers (`wikilm run` registers and gates a new version)"
+    )
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -271,7 +278,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     _, paths = _context(args)
     if Registry(paths).alias(args.model, args.alias) is None:
-        raise RegistryError(f"{args.model} has no {args.alias} yet: run `wikilm run` first")
+        raise _no_alias(args.model, args.alias)
     uri = tracking_uri(paths.root)
     command = [
         sys.executable,

@@ -42,6 +42,8 @@ TINY_MODEL = {
     "pad_vocab_to": 64,
 }
 CPU_TRAINER = {"accelerator": "cpu", "devices": 1}
+# 200 labelled sentences: seconds to fine-tune on, where the default set takes minutes.
+SMALL_LABELLED = "builtin:polarity"
 # Models trained for seconds rarely beat TF-IDF + LR: tests of the registry's mechanics
 # (promotion, approval, rollback, serving) waive that rule of the gate; its own tests do not.
 MECHANICS_GATE = {"min_margin_over_tfidf": -1.0}
@@ -117,7 +119,7 @@ def exported_root(tmp_path_factory: pytest.TempPathFactory, pretrained_root: Pat
     params = make_params(
         model=TINY_MODEL,
         trainer=CPU_TRAINER,
-        finetune={"max_epochs": 2, "lr": 2e-3},
+        finetune={"dataset": SMALL_LABELLED, "max_epochs": 2, "lr": 2e-3},
         evaluate={"max_tokens": 5000},
         export={"latency_repeats": 3, "latency_batch_sizes": [1], "latency_seq_len": 16},
     )

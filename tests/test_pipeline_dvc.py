@@ -120,7 +120,8 @@ def test_repro_produces_every_stage_output(repo):
     assert (repo / "models" / "pretrain" / "model.safetensors").is_file()
     assert (repo / "models" / "finetune" / "splits" / "test.parquet").is_file()
     evaluate = json.loads((repo / "metrics" / "evaluate.json").read_text())
-    assert evaluate["test_examples"] == 40
+    assert evaluate["test_examples"] > 2000  # a fifth of builtin:movie-reviews
+    assert set(evaluate["classifier"]) == {"model", "random_init", "majority", "tfidf_logreg"}
 
 
 def test_stage_runs_nest_under_one_pipeline_run(repo):
@@ -177,6 +178,41 @@ def test_predict_prints_its_answer_and_nothing_else(repo):
     assert label in json.loads((repo / "models" / "export" / "serving.json").read_text())["labels"]
     assert 0.5 <= float(probability) <= 1.0
     assert text == "A gripping, beautifully acted film."
+
+
+# Reviews written for this test: no snippet of the training data.
+UNSEEN_REVIEWS = {
+    "pos": [
+        "A wonderful, warm and funny film; I loved every minute of it.",
+        "Brilliant acting and a moving story: one of the best films of the year.",
+        "A delightful surprise, beautifully shot and full of heart.",
+        "Smart, touching and very entertaining from start to finish.",
+        "An excellent cast makes this charming comedy a real pleasure.",
+        "Gripping, powerful and superbly directed.",
+        "A beautiful, honest and deeply affecting drama.",
+        "Great fun, with wonderful performances and a clever script.",
+    ],
+    "neg": [
+        "A dull, boring mess that wastes a talented cast.",
+        "Tedious and predictable; I nearly fell asleep.",
+        "The worst film I have seen in years: lazy, stupid and ugly.",
+        "A tiresome, pointless sequel with no laughs at all.",
+        "Bland characters and a silly plot make this a chore to watch.",
+        "Painfully slow, badly acted and utterly forgettable.",
+        "An awful script and flat direction sink this dreary film.",
+        "Loud, empty and far too long.",
+    ],
+}
+
+
+def test_the_champion_classifies_reviews_it_has_never_seen_better_than_chance(repo):
+    texts = [text for reviews in UNSEEN_REVIEWS.values() for text in reviews]
+    output = _plain(["wikilm", "predict", *texts], repo)
+    predicted = [line.split("\t")[0] for line in output.splitlines()]
+    expected = [label for label, reviews in UNSEEN_REVIEWS.items() for _ in reviews]
+    correct = sum(p == e for p, e in zip(predicted, expected, strict=True))
+    # 12 of 16 or more: a coin would do as well less than 4% of the time.
+    assert correct >= 12, list(zip(texts, predicted, strict=True))
 
 
 def test_metrics_show_lists_every_stage(repo):

@@ -122,16 +122,16 @@ class PretrainParams(Section):
 class FinetuneParams(Section):
     """Stage ``finetune``: a classification head on the pretrained decoder."""
 
-    # builtin:polarity | path/to/file.{csv,tsv,jsonl,parquet} | hf:<datasets name or folder>
-    dataset: str = "builtin:polarity"
+    # builtin:movie-reviews | builtin:polarity | path/to/file.{csv,tsv,jsonl,parquet} | hf:<name>
+    dataset: str = "builtin:movie-reviews"
     dataset_split: str = "train"  # the split of an hf: dataset to read
     text_column: str = "text"
     label_column: str = "label"
     # Tokens per text; longer ones are cut. None: the model's block_size.
     max_length: int | None = Field(None, ge=2)
     batch_size: int = Field(16, ge=1)
-    max_epochs: int = Field(20, ge=1)
-    patience: int = Field(3, ge=1, description="epochs without a better val loss before stopping")
+    max_epochs: int = Field(8, ge=1)
+    patience: int = Field(2, ge=1, description="epochs without a better val loss before stopping")
     lr: float = Field(5e-4, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -141,6 +141,8 @@ class FinetuneParams(Section):
     layer_lr_decay: float = Field(0.8, gt=0, le=1)
     warmup_fraction: float = Field(0.1, ge=0, lt=1, description="of max_epochs' steps")
     class_weights: Literal["none", "balanced"] = "balanced"  # of the training loss
+    # Weight of the auxiliary next-token loss on the training texts (GPT-1); 0: none.
+    lm_loss_weight: float = Field(0.0, ge=0)
     # Also train the same classifier from random weights: what pretraining is worth.
     compare_random_init: bool = True
     val_fraction: float = Field(0.15, gt=0, lt=1)
@@ -197,7 +199,7 @@ class ExportParams(Section):
         8,
         ge=1,
         description="held-out LM windows compared; the classifier is compared on its test "
-        "split (at most 2048 texts), the texts its int8 scores are measured on",
+        "split (at most 4096 texts), the texts its int8 scores are measured on",
     )
     # Batch 1 is required: the promotion gate's latency rule reads it.
     latency_batch_sizes: list[PositiveInt] = Field([1, 32], min_length=1)

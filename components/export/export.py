@@ -61,7 +61,7 @@ from components.model.token_data import evaluation_batches
 log = logging.getLogger(__name__)
 
 STAGE = "export"
-MAX_CLASSIFIER_CHECK = 2048  # test texts compared at most
+MAX_CLASSIFIER_CHECK = 4096  # test texts compared at most
 INT8 = "onnxruntime_int8"  # the int8 graph's runtime name in the reports
 
 

@@ -158,19 +158,39 @@ class ClassifierModule(pl.LightningModule):
         model: GPTClassifier,
         schedule: Schedule,
         class_weights: torch.Tensor | None = None,
+        lm_loss_weight: float = 0.0,
     ) -> None:
         super().__init__()
         self.model = model
         self.schedule = schedule
+        self.lm_loss_weight = lm_loss_weight
         self.register_buffer("class_weights", class_weights, persistent=False)
         self._val: list[torch.Tensor] = []
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        """Loss of one batch."""
+        """Classification loss of one batch, plus the weighted next-token loss on its texts.
+
+        The auxiliary language-modelling loss is GPT-1's (Radford et al. 2018, section 3.2):
+        it keeps the decoder a language model of the task's own text while it learns the task.
+        """
         tokens, mask, labels = batch
-        loss = F.cross_entropy(self.model(tokens, mask), labels, weight=self.class_weights)
+        hidden = self.model.backbone.hidden_states(tokens)  # (B, T, C)
+        logits = self.model.classify(hidden, mask)
+        loss = F.cross_entropy(logits, labels, weight=self.class_weights)
         self.log("train/loss", loss.detach(), on_step=True, prog_bar=True)
+        if self.lm_loss_weight > 0 and tokens.shape[1] > 1:
+            loss = loss + self.lm_loss_weight * self._next_token_loss(hidden, tokens, mask)
         return loss
+
+    def _next_token_loss(
+        self, hidden: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Mean next-token cross-entropy over the real tokens (padding is no target)."""
+        predicted = self.model.backbone.lm_head(hidden[:, :-1])  # (B, T-1, V)
+        targets = tokens[:, 1:].masked_fill(mask[:, 1:] == 0, -100)  # (B, T-1)
+        lm_loss = F.cross_entropy(predicted.flatten(0, 1).float(), targets.flatten())
+        self.log("train/lm_loss", lm_loss.detach(), on_step=True)
+        return lm_loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         """Summed loss, correct predictions and count of one batch."""

@@ -110,7 +110,8 @@ def split_frames(data: LabelledData, cfg: FinetuneParams) -> dict[str, pd.DataFr
 
 
 def build_classifier(backbone: GPT, cfg: FinetuneParams, classes: int) -> GPTClassifier:
-    """``backbone`` with a fresh head, lower layers frozen as configured."""
+    """``backbone`` with a fresh head, dropout throughout, lower layers frozen as configured."""
+    backbone.set_dropout(cfg.dropout)
     model = GPTClassifier(backbone, classes, dropout=cfg.dropout, pooling=cfg.pooling)
     freeze_lower_layers(model, cfg.freeze_layers)
     return model.train()
@@ -177,7 +178,9 @@ def train(
     """Train with early stopping on val loss; ``model`` ends with its best epoch's weights."""
     cfg = params.finetune
     shutil.rmtree(folder, ignore_errors=True)  # a fresh run: epochs are short, resume is moot
-    module = ClassifierModule(model, schedule(cfg, len(loaders.train)), loaders.class_weights)
+    module = ClassifierModule(
+        model, schedule(cfg, len(loaders.train)), loaders.class_weights, cfg.lm_loss_weight
+    )
     callbacks = _callbacks(folder, cfg, len(loaders.train))
     trainer = make_trainer(
         params.trainer,

@@ -115,6 +115,17 @@ class GPT(nn.Module):
             if name.endswith("proj.weight"):  # GPT-2: scale residual projections by depth
                 nn.init.normal_(parameter, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
+    def set_dropout(self, p: float) -> None:
+        """Dropout ``p`` on embeddings, attention and residual branches from now on.
+
+        Fine-tuning regularises a decoder pretrained without dropout (GPT-1 used 0.1).
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = p
+            elif isinstance(module, CausalSelfAttention):
+                module.dropout = p
+
     def hidden_states(self, idx: torch.Tensor) -> torch.Tensor:
         """Final normalised hidden states: (B, T) -> (B, T, C)."""
         positions = torch.arange(idx.shape[1], device=idx.device)  # (T,)
@@ -177,7 +188,10 @@ class GPTClassifier(nn.Module):
         Padding comes after the real tokens, so a causal decoder's states of real tokens
         never see it; pooling reads only those.
         """
-        hidden = self.backbone.hidden_states(idx)  # (B, T, C)
+        return self.classify(self.backbone.hidden_states(idx), attention_mask)
+
+    def classify(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) decoder states and (B, T) mask -> (B, K) logits."""
         mask = attention_mask.to(hidden.dtype)  # (B, T)
         if self.pooling == "mean":
             total = (hidden * mask.unsqueeze(-1)).sum(dim=1)  # (B, C)

@@ -56,11 +56,16 @@ def test_a_missing_params_file_starts_nothing(tmp_path):
 
 
 def _servers_started(params_file: str) -> str:
+    # The server starts in the background: look for it for up to 10 s (a busy machine).
     code = (
-        "import psutil; from components.early import start_workers_early; "
+        "import time, psutil; from components.early import start_workers_early; "
         f"started = start_workers_early(['ingest', '--params', {params_file!r}]); "
-        "servers = [p for p in psutil.Process().children() "
-        "if 'forkserver' in ' '.join(p.cmdline())]; "
+        "deadline = time.monotonic() + (10 if started else 1)\n"
+        "while True:\n"
+        "    servers = [p for p in psutil.Process().children() "
+        "if 'forkserver' in ' '.join(p.cmdline())]\n"
+        "    if servers or time.monotonic() > deadline: break\n"
+        "    time.sleep(0.05)\n"
         "print(started, len(servers))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

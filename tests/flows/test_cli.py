@@ -221,7 +221,8 @@ def test_champion_commands_answer_and_refusals_are_one_line(
     )
     assert main(["serve", "wikilm-lm", "--params", str(params)]) == 1
     assert capsys.readouterr().err.strip() == (
-        "error: serve: wikilm-lm has no champion yet: run `wikilm run` first"
+        "error: serve: wikilm-lm has no champion: `wikilm history wikilm-lm` shows each "
+        "decision of the gate and of reviewers (`wikilm run` registers and gates a new version)"
     )
     args = ["approve", "wikilm-classifier", "1", "--comment", "mine", "--params", str(params)]
     assert main(args) == 1

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from components.core.errors import SourceError
-from components.data.labelled import load_labelled, read_fasttext, stratified_split
+from components.data.labelled import load_labelled, read_fasttext, read_rated, stratified_split
 
 
 def test_builtin_polarity_is_balanced_and_binary(tmp_path):
@@ -11,6 +11,29 @@ def test_builtin_polarity_is_balanced_and_binary(tmp_path):
     assert data.class_counts() == {"neg": 100, "pos": 100}
     assert data.texts[0].startswith("simplistic , silly and tedious")
     assert data.dropped == {}
+
+
+def test_builtin_movie_reviews_are_real_size_and_balanced(tmp_path):
+    data = load_labelled("builtin:movie-reviews", tmp_path)
+    assert data.label_names == ["neg", "pos"]
+    counts = data.class_counts()
+    assert sum(counts.values()) > 10_000  # a test split of 20% holds over 2,000
+    assert 0.45 < counts["pos"] / sum(counts.values()) < 0.55
+    assert data.dropped == {"missing_label": 37}  # snippets rated exactly 0: neither
+    first = data.texts[data.texts.index("Effective but too tepid biopic")]
+    assert data.label_names[data.labels[data.texts.index(first)]] == "neg"
+
+
+def test_rated_lines_are_labelled_by_the_sign_of_their_rating(tmp_path):
+    path = tmp_path / "rated.txt"
+    path.write_text(
+        "id\tsentiment\ttext\n1\t2.5\tA joy.\n2\t-0.2\tTepid.\n3\t0.0\tA film.\n"
+        "4\tnot a number\tBroken.\n5\t1.0\tTabs\tinside.\n"
+    )
+    frame = read_rated(path)
+    assert frame["text"].tolist() == ["A joy.", "Tepid.", "A film.", "Broken.", "Tabs\tinside."]
+    assert frame["label"].isna().tolist() == [False, False, True, True, False]
+    assert frame["label"].dropna().tolist() == ["pos", "neg", "pos"]
 
 
 def test_fasttext_lines_without_a_label_have_none(tmp_path):

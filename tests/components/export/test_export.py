@@ -7,7 +7,7 @@ from components.core.errors import ArtifactError
 from components.export.export import ParityFailed, parity, percentiles, run
 from components.export.graphs import session
 from components.model.finetune import run as finetune
-from tests.conftest import CPU_TRAINER, TINY_MODEL, make_params
+from tests.conftest import CPU_TRAINER, SMALL_LABELLED, TINY_MODEL, make_params
 
 
 def _params(**export):
@@ -15,7 +15,7 @@ def _params(**export):
     return make_params(
         model=TINY_MODEL,
         trainer=CPU_TRAINER,
-        finetune={"max_epochs": 1},
+        finetune={"dataset": SMALL_LABELLED, "max_epochs": 1},
         export={**values, **export},
     )
 

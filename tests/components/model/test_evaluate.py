@@ -26,14 +26,14 @@ from components.model.evaluate import (
     windows,
 )
 from components.model.finetune import run as finetune
-from tests.conftest import CPU_TRAINER, TINY_MODEL, make_params
+from tests.conftest import CPU_TRAINER, SMALL_LABELLED, TINY_MODEL, make_params
 
 
 def _params(**evaluate):
     return make_params(
         model=TINY_MODEL,
         trainer=CPU_TRAINER,
-        finetune={"max_epochs": 2, "lr": 2e-3},
+        finetune={"dataset": SMALL_LABELLED, "max_epochs": 2, "lr": 2e-3},
         evaluate={"max_tokens": 5000, **evaluate},
     )
 

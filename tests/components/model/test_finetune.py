@@ -10,11 +10,18 @@ from components.data.tokenization import load_tokenizer
 from components.model.classifier_module import encode_texts, pad_batch, predict_proba
 from components.model.finetune import pad_id, run
 from components.model.model_io import load_classifier, load_gpt
-from tests.conftest import CPU_TRAINER, TINY_MODEL, make_params
+from tests.conftest import CPU_TRAINER, SMALL_LABELLED, TINY_MODEL, make_params
 
 
 def _params(**finetune):
-    values = {"max_epochs": 4, "patience": 2, "batch_size": 16, "lr": 2e-3, **finetune}
+    values = {
+        "dataset": SMALL_LABELLED,
+        "max_epochs": 4,
+        "patience": 2,
+        "batch_size": 16,
+        "lr": 2e-3,
+        **finetune,
+    }
     return make_params(model=TINY_MODEL, trainer=CPU_TRAINER, finetune=values)
 
 
