@@ -1,0 +1,21 @@
+#!/bin/sh
+# Start the MLflow tracking server with basic auth. Its user database comes from the
+# environment, written to the auth config MLflow reads at start-up; the admin's password
+# stays in the environment (MLFLOW_AUTH_ADMIN_PASSWORD), never on disk.
+set -eu
+config="$(mktemp -d)/basic_auth.ini"
+cat > "$config" <<INI
+[mlflow]
+default_permission = READ
+database_uri = ${MLFLOW_AUTH_DATABASE_URI}
+admin_username = ${MLFLOW_ADMIN_USERNAME}
+authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+INI
+export MLFLOW_AUTH_CONFIG_PATH="$config"
+export MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_ADMIN_PASSWORD"
+exec mlflow server \
+  --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" \
+  --artifacts-destination "$MLFLOW_ARTIFACTS_DESTINATION" \
+  --serve-artifacts \
+  --app-name basic-auth \
+  --host 0.0.0.0 --port 5000
