@@ -12,6 +12,7 @@ import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -47,8 +48,15 @@ def requirements() -> list[str]:
     return pinned
 
 
-def log_model(export_dir: Path, model: str, graph: str | None = None) -> str:
-    """Log one pyfunc model into the active MLflow run; returns its model URI.
+class Logged(NamedTuple):
+    """A logged model: its ``models:/`` URI and its id (a registry server asks for both)."""
+
+    uri: str
+    model_id: str
+
+
+def log_model(export_dir: Path, model: str, graph: str | None = None) -> Logged:
+    """Log one pyfunc model into the active MLflow run.
 
     ``graph``: the ONNX file it serves, if not the model's fp32 graph (see :func:`artifacts`).
     """
@@ -78,4 +86,4 @@ def log_model(export_dir: Path, model: str, graph: str | None = None) -> str:
         input_example=EXAMPLE,
         pip_requirements=requirements(),
     )
-    return info.model_uri
+    return Logged(info.model_uri, info.model_id)

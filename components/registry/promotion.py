@@ -32,7 +32,7 @@ from components.registry.gate import (
     lm_beats_unigram,
     rule,
 )
-from components.registry.packaging import GRAPHS, log_model
+from components.registry.packaging import GRAPHS, Logged, log_model
 from components.registry.store import (
     APPROVAL_TAG,
     ARRIVALS,
@@ -128,20 +128,25 @@ def lm_decision(evaluate: dict, export: dict, params: Params) -> Decision:
     return Decision(passed=parity and beats, reasons=reasons)
 
 
-def _register(registry: Registry, model: str, uri: str, run_id: str, tags: dict[str, str]) -> str:
+def _register(
+    registry: Registry, model: str, logged: Logged, run_id: str, tags: dict[str, str]
+) -> str:
     from mlflow.exceptions import MlflowException
 
     # It may exist already, perhaps created a moment ago by a concurrent run.
     with contextlib.suppress(MlflowException):
         registry.client.create_registered_model(model)
-    version = str(
-        registry.client.create_model_version(model, uri, run_id=run_id, tags=tags).version
+    created = registry.client.create_model_version(
+        model, logged.uri, run_id=run_id, tags=tags, model_id=logged.model_id
     )
+    version = str(created.version)
     registry.client.set_registered_model_alias(model, CHALLENGER, version)
     return version
 
 
-def _log_models(params: Params, paths: Paths, graphs: dict[str, str]) -> tuple[str, dict[str, str]]:
+def _log_models(
+    params: Params, paths: Paths, graphs: dict[str, str]
+) -> tuple[str, dict[str, Logged]]:
     """Log both pyfunc models in a ``register`` run (nested under the pipeline's run).
 
     Each serves its ONNX file of the export named in ``graphs``.
@@ -153,8 +158,8 @@ def _log_models(params: Params, paths: Paths, graphs: dict[str, str]) -> tuple[s
         if tracker.run_id is None:
             raise RegistryError("the registry needs MLflow tracking: unset WIKILM_TRACKING=off")
         with fluent_tracking(tracker.uri), mlflow.start_run(run_id=tracker.run_id):
-            uris = {model: log_model(paths.export, model, file) for model, file in graphs.items()}
-    return tracker.run_id, uris
+            logged = {model: log_model(paths.export, model, f) for model, f in graphs.items()}
+    return tracker.run_id, logged
 
 
 def register_and_gate(params: Params, paths: Paths, once: bool = False) -> list[Outcome]:
@@ -182,7 +187,7 @@ def _register_and_gate(
         return known
     graph = classifier_graph(export.get("int8"), params.promote)
     graphs = {CLASSIFIER: graph.file, LM: GRAPHS[LM]}
-    run_id, uris = _log_models(params, paths, graphs)
+    run_id, logged = _log_models(params, paths, graphs)
     user = current_user()
     base_tags = {**lineage(paths, params.model_dump(mode="json", by_alias=True))}
     base_tags |= {"wikilm.run_id": run_id, TRIGGER_TAG: user, EXPORT_TAG: digest}
@@ -201,7 +206,7 @@ def _register_and_gate(
             registry,
             params,
             model,
-            uris[model],
+            logged[model],
             run_id,
             base_tags | {GRAPH_TAG: graphs[model]},
             metrics[model],
@@ -253,7 +258,7 @@ def _gate_one(
     registry: Registry,
     params: Params,
     model: str,
-    uri: str,
+    logged: Logged,
     run_id: str,
     base_tags: dict[str, str],
     metrics: dict[str, float],
@@ -262,7 +267,7 @@ def _gate_one(
     tags = {**base_tags, **{f"{METRIC_TAG}{k}": str(v) for k, v in metrics.items()}}
     tags |= {GATE_TAG: "passed" if decision.passed else "failed"}
     tags["wikilm.gate.reasons"] = "\n".join(decision.reasons)
-    version = _register(registry, model, uri, run_id, tags)
+    version = _register(registry, model, logged, run_id, tags)
     champion = registry.alias(model, CHAMPION)
     before = str(champion.version) if champion else None
     action = "gate_passed" if decision.passed else "gate_failed"
