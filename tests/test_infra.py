@@ -117,7 +117,7 @@ def test_the_images_install_what_the_makefile_pins(name):
 def test_the_server_extra_has_the_clients_the_stack_needs():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     names = {re.split(r"[<>=]", spec)[0] for spec in project["optional-dependencies"]["server"]}
-    assert names == {"psycopg[binary]", "boto3", "dvc-s3"}
+    assert names == {"psycopg[binary]", "boto3"}
 
 
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])
