@@ -45,6 +45,13 @@ def test_finetune_on_polarity_writes_a_loadable_classifier(pretrained_workspace)
     loss = -np.log(probs[np.arange(len(val)), val["label"]]).mean()
     assert loss == pytest.approx(result.best_val_loss, abs=1e-4)
     assert (paths.plots_dir("finetune") / "val.csv").is_file()
+    # The same classifier from random weights, saved beside it and reported.
+    baseline, baseline_config = load_classifier(paths.finetune / "random_init")
+    assert baseline_config == config
+    assert result.random_init is not None
+    assert 1 <= result.random_init.best_epoch <= result.random_init.epochs
+    pretrained_embeddings = load_gpt(paths.pretrain).wte.weight
+    assert not torch.equal(baseline.backbone.wte.weight, pretrained_embeddings)
     assert not paths.checkpoint_dir("finetune").exists()
 
 

@@ -59,8 +59,9 @@ def test_padded_vocab(size, padded):
     assert padded_vocab(size) == padded
 
 
-def test_classifier_ignores_right_padding(model):
-    classifier = GPTClassifier(model, num_classes=3).eval()
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_classifier_ignores_right_padding(model, pooling):
+    classifier = GPTClassifier(model, num_classes=3, pooling=pooling).eval()
     short = torch.randint(1, TINY.vocab_size, (1, 5))
     padded = torch.cat([short, torch.zeros(1, 7, dtype=torch.long)], dim=1)
     mask = torch.cat([torch.ones(1, 5), torch.zeros(1, 7)], dim=1)
@@ -90,3 +91,29 @@ def test_classifier_trains_end_to_end(model):
         loss.backward()
         optimizer.step()
     assert loss.item() < first / 4
+
+
+def test_mean_pooling_averages_the_real_tokens_states(model):
+    classifier = GPTClassifier(model, num_classes=3, pooling="mean").eval()
+    idx = torch.randint(1, TINY.vocab_size, (1, 6))
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    with torch.no_grad():
+        hidden = model.hidden_states(idx)
+        expected = classifier.head(hidden[:, :4].mean(dim=1))
+        torch.testing.assert_close(classifier(idx, mask), expected)
+        assert not torch.allclose(expected, classifier.head(hidden[:, 3]))  # not the last token's
+
+
+def test_an_unknown_pooling_is_refused(model):
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        GPTClassifier(model, num_classes=2, pooling="max")
+
+
+def test_set_dropout_reaches_embeddings_attention_and_residuals(model):
+    model.set_dropout(0.3)
+    rates = {m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)}
+    assert rates == {0.3}
+    assert all(block.attn.dropout == 0.3 for block in model.blocks)
+    model.train()
+    idx = torch.randint(0, TINY.vocab_size, (2, 8))
+    assert not torch.allclose(model(idx), model(idx))  # dropout is active in training
