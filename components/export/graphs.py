@@ -113,6 +113,25 @@ def export_graph(
             external_data=False,
             verbose=False,
         )
+    _drop_stack_traces(path)
+
+
+# Each node's Python stack trace at export, with the checkout's absolute paths in it.
+STACK_TRACE = "pkg.torch.onnx.stack_trace"
+
+
+def _drop_stack_traces(path: Path) -> None:
+    """Remove the exporter's per-node stack traces from the ONNX file at ``path``.
+
+    They name the folder the code ran from, so the same model exported from two checkouts
+    would differ in bytes (and in dvc.lock). The nodes' scopes and names stay.
+    """
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        kept = [p for p in node.metadata_props if p.key != STACK_TRACE]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    onnx.save(model, str(path))
 
 
 def providers() -> list[str]:
