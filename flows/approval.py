@@ -10,6 +10,7 @@ applied only when nobody decided with the command meanwhile.
 
 from __future__ import annotations
 
+import time
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -21,6 +22,8 @@ from prefect.runtime import flow_run
 from components.core.config import Params
 from components.core.paths import Paths
 from components.registry.store import APPROVAL_TAG, WAITING_RUN_TAG, Registry, RegistryError
+
+REGISTRY_POLL_S = 2.0  # how often a wait without Prefect looks for the reviewer's decision
 
 
 class ApprovalForm(RunInput):
@@ -57,30 +60,74 @@ def await_approval(params: Params, paths: Paths, outcomes: list[dict], timeout_s
 
 
 def _pause(paths: Paths, outcome: dict, timeout_s: int) -> ApprovalForm | None:
-    """The form's answer, or None at the timeout; the version names this run meanwhile."""
+    """The form's answer, or None at the timeout; the version names this run meanwhile.
+
+    A Prefect server that stops answering during the pause (restarted, its database down)
+    does not end the wait: the decision is then awaited in the registry, its one record,
+    where ``wikilm approve`` writes it whether or not Prefect answers.
+    """
     client = Registry(paths).client
     model, version = outcome["model"], outcome["version"]
     client.set_model_version_tag(model, version, WAITING_RUN_TAG, str(flow_run.id))
+    deadline = time.monotonic() + timeout_s
     try:
         return pause_flow_run(wait_for_input=ApprovalForm, timeout=timeout_s, poll_interval=2)
     except FlowPauseTimeout:
+        _running_again()
+        return None
+    except Exception as error:
+        if not _prefect_outage(error):
+            raise
+        get_run_logger().warning(
+            "the Prefect server stopped answering while %s v%s waited (%s): waiting for the "
+            "decision in the registry instead",
+            model,
+            version,
+            type(error).__name__,
+        )
+        _wait_in_registry(paths, outcome, deadline)
         _running_again()
         return None
     finally:
         client.delete_model_version_tag(model, version, WAITING_RUN_TAG)
 
 
+def _prefect_outage(error: Exception) -> bool:
+    """Whether ``error`` says the Prefect server did not answer (rather than refused)."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    if isinstance(error, httpx.TransportError):
+        return True
+    return isinstance(error, PrefectHTTPStatusError) and error.response.status_code >= 500
+
+
+def _wait_in_registry(paths: Paths, outcome: dict, deadline: float) -> None:
+    """Poll the version's approval tag until someone decides or the deadline passes."""
+    registry = Registry(paths)
+    while time.monotonic() < deadline:
+        tags = registry.version(outcome["model"], outcome["version"]).tags
+        if tags.get(APPROVAL_TAG) not in (None, "pending"):
+            return
+        time.sleep(REGISTRY_POLL_S)
+
+
 def _running_again() -> None:
-    """Put the run back to Running after an unanswered pause.
+    """Put the run back to Running after a pause that ended without Prefect's answer.
 
     Prefect leaves it Paused: the next pause would be refused ("not currently running") and
-    the run could not complete.
+    the run could not complete. Best effort: a server that still does not answer gets the
+    run's next state when it is back.
     """
     from prefect.client.orchestration import get_client
     from prefect.states import Running
 
-    with get_client(sync_client=True) as prefect:
-        prefect.set_flow_run_state(flow_run.id, Running(), force=True)
+    try:
+        with get_client(sync_client=True) as prefect:
+            prefect.set_flow_run_state(flow_run.id, Running(), force=True)
+    except Exception as error:
+        if not _prefect_outage(error):
+            raise
 
 
 def _apply(params: Params, paths: Paths, outcome: dict, answer: ApprovalForm) -> None:

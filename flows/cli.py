@@ -23,6 +23,7 @@ from components.cli import add_stage_arguments, configure_logging, execute
 from components.core.config import Params, load_params
 from components.core.errors import WikilmError
 from components.core.paths import Paths
+from components.core.tracking import check_tracking_store, redacted
 from components.stages import STAGES
 from flows.dag import check_pipeline_params
 from flows.pipeline import repro, up_to_date
@@ -204,6 +205,7 @@ def run_pipeline(
     check_pipeline_params(params_file)
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, params_file.resolve().parent)
+    check_tracking_store(paths.root)  # before any stage runs or any version is registered
     outcomes = _outcomes_without_work(params, paths, force, prefect)
     if outcomes is None and prefect:
         from flows.dag import dvc_stages
@@ -221,9 +223,15 @@ def run_pipeline(
         print(f"{outcome['model']:<18} v{outcome['version']}: {outcome['status']}")  # noqa: T201
     if outcomes:
         print_champions(paths)
+    server = os.environ.get("MLFLOW_TRACKING_URI")
+    runs = (
+        f"runs: {redacted(server)}"
+        if server
+        else "mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    )
     print(  # noqa: T201 - command output
         "more: dvc metrics show | dvc plots show | wikilm history wikilm-classifier | "
-        'wikilm predict "some text" | mlflow ui --backend-store-uri sqlite:///mlflow.db'
+        f'wikilm predict "some text" | {runs}'
     )
     return 0
 

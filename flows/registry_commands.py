@@ -16,6 +16,7 @@ from pathlib import Path
 from components.cli import configure_logging
 from components.core.config import Params, load_params
 from components.core.paths import Paths
+from components.registry.access import acting_reviewer
 from components.registry.store import (
     CHAMPION,
     CLASSIFIER,
@@ -24,7 +25,6 @@ from components.registry.store import (
     WAITING_RUN_TAG,
     Registry,
     RegistryError,
-    current_user,
 )
 
 MODELS = (CLASSIFIER, LM)
@@ -62,7 +62,12 @@ def _add(
 def _decision_args(parser: argparse.ArgumentParser) -> None:
     """Who decides and why: both recorded in the history."""
     parser.add_argument(
-        "--reviewer", default=None, help="who decides (default: WIKILM_USER or login)"
+        "--reviewer",
+        default=None,
+        help=(
+            "who decides (default: the account signed in to the tracking server, else "
+            "WIKILM_USER, else the login name)"
+        ),
     )
     parser.add_argument("--comment", required=True, help="why: recorded in the history")
 
@@ -78,7 +83,7 @@ def approve_command(args: argparse.Namespace) -> int:
     from components.registry.promotion import approve
 
     params, paths = _context(args)
-    reviewer = args.reviewer or current_user()
+    reviewer = acting_reviewer(args.reviewer)
     approve(paths, params, args.model, args.version, reviewer, args.comment)
     print(f"{args.model} v{args.version} approved: now {CHAMPION}")
     _resume_waiting_run(paths, args, approved=True, reviewer=reviewer)
@@ -90,7 +95,7 @@ def reject_command(args: argparse.Namespace) -> int:
     from components.registry.promotion import reject
 
     _, paths = _context(args)
-    reviewer = args.reviewer or current_user()
+    reviewer = acting_reviewer(args.reviewer)
     reject(paths, args.model, args.version, reviewer, args.comment)
     print(f"{args.model} v{args.version} rejected")
     _resume_waiting_run(paths, args, approved=False, reviewer=reviewer)
@@ -147,7 +152,7 @@ def rollback_command(args: argparse.Namespace) -> int:
     from components.registry.promotion import rollback
 
     _, paths = _context(args)
-    version = rollback(paths, args.model, args.reviewer or current_user(), args.comment)
+    version = rollback(paths, args.model, acting_reviewer(args.reviewer), args.comment)
     print(f"{args.model}: champion is v{version} again")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -177,3 +178,26 @@ def dump_mirror(tmp_path: Path):
     for httpd in servers:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh clone-like copy with the Prefect flow run once, embedded (no servers).
+
+    Next to it: ``flow-result.json`` (the flow's result) and ``dvc.lock.after-run`` (the
+    lock as the run left it; tests may change the copy's own afterwards).
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.pipeline_flow import wikilm_pipeline
+    from tests.repository import quick_clone
+
+    root = quick_clone(tmp_path_factory.mktemp("repo"))
+    with pytest.MonkeyPatch.context() as patch, prefect_test_harness(server_startup_timeout=120):
+        patch.setenv("DVC_NO_ANALYTICS", "1")
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        patch.delenv("PREFECT_API_URL", raising=False)
+        result = wikilm_pipeline(params_file=str(root / "params.yaml"))
+    (root.parent / "flow-result.json").write_text(json.dumps(result))
+    shutil.copy(root / "dvc.lock", root.parent / "dvc.lock.after-run")
+    return root

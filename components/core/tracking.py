@@ -5,23 +5,32 @@ the repository root (``mlflow.db``, artifacts in ``mlartifacts/``), so nothing n
 A pipeline orchestrator hands its parent run to stages through ``WIKILM_PARENT_RUN_ID``.
 ``WIKILM_TRACKING=off`` turns tracking into a no-op (for benchmarks and quick experiments).
 Params, metrics and tags are sent in batches, never one call per value.
+
+A tracking server that stops answering (restarted, its database down) does not fail a
+stage: every call is retried with backoff for ``WIKILM_TRACKING_PATIENCE_S`` seconds (15
+minutes by default) beyond MLflow's own retries, and only then is the stage's error
+:class:`Unreachable` (exit code 75, which the flow retries). A store that cannot be reached
+when a run starts is reported at once, in one line, its password hidden.
 """
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from components.core.artifacts import META_FILE, file_digest, git_commit
 from components.core.distributed import is_global_zero
+from components.core.errors import Unreachable
 from components.core.paths import Paths
 
 log = logging.getLogger(__name__)
@@ -31,6 +40,83 @@ PARENT_RUN_ENV = "WIKILM_PARENT_RUN_ID"
 SWITCH_ENV = "WIKILM_TRACKING"
 _BATCH = 100  # MLflow accepts at most 100 params (and 1000 metrics) per batch call
 RESUMED_TAG = "wikilm.resumed"
+USER_ENV = "WIKILM_USER"
+# The account signed in to a tracking server with auth: who acts, whatever WIKILM_USER says.
+SERVER_USER_ENV = "MLFLOW_TRACKING_USERNAME"
+PATIENCE_ENV = "WIKILM_TRACKING_PATIENCE_S"
+DEFAULT_PATIENCE_S = 900.0
+_MAX_BACKOFF_S = 30.0
+
+T = TypeVar("T")
+
+
+def current_user() -> str:
+    """Who acts: the account signed in to the tracking server, else ``WIKILM_USER``, else login."""
+    try:
+        login = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container's arbitrary uid)
+        login = "unknown"
+    return os.environ.get(SERVER_USER_ENV) or os.environ.get(USER_ENV) or login
+
+
+def redacted(uri: str) -> str:
+    """``uri`` with its password, if it has one, shown as ``***``."""
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the tracking server did not answer (rather than refused)."""
+    from mlflow.exceptions import MlflowException
+    from requests.exceptions import ConnectionError as RequestsConnectionError
+
+    if isinstance(error, RequestsConnectionError):
+        return True
+    # MLflow reports a connection failure after its own retries as an internal error (500),
+    # and a server whose database is down answers 5xx.
+    return isinstance(error, MlflowException) and error.get_http_status_code() >= 500
+
+
+def patiently(call: Callable[[], T], uri: str, what: str) -> T:
+    """``call()``, retried with exponential backoff while the tracking server is unreachable.
+
+    Retried calls must be idempotent: batches carry their own timestamps, and the store
+    ignores a metric it already holds.
+
+    Raises:
+        Unreachable: the server did not answer within the patience.
+    """
+    patience = float(os.environ.get(PATIENCE_ENV, DEFAULT_PATIENCE_S))
+    deadline = time.monotonic() + patience
+    delay, outage = 1.0, False
+    while True:
+        try:
+            result = call()
+        except Exception as error:
+            if not _unreachable(error):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise Unreachable(
+                    f"the tracking server {redacted(uri)} did not answer for {patience:.0f} s "
+                    f"({what}); set {PATIENCE_ENV} to wait longer"
+                ) from None
+            if not outage:
+                log.warning(
+                    "the tracking server %s does not answer (%s): retrying for up to %.0f s",
+                    redacted(uri),
+                    what,
+                    patience,
+                )
+            outage = True
+            time.sleep(delay)
+            delay = min(2 * delay, _MAX_BACKOFF_S)
+            continue
+        if outage:
+            log.info("the tracking server %s answers again", redacted(uri))
+        return result
 
 
 class Tracker(Protocol):
@@ -79,7 +165,8 @@ class MlflowTracker:
 
         items = [Param(key, str(value)[:6000]) for key, value in params.items()]
         for start in range(0, len(items), _BATCH):
-            self.client.log_batch(self.run_id, params=items[start : start + _BATCH])
+            batch = items[start : start + _BATCH]
+            self._patiently(lambda b=batch: self.client.log_batch(self.run_id, params=b), "params")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         """Log numeric metrics at ``step``."""
@@ -88,17 +175,27 @@ class MlflowTracker:
         now = int(time.time() * 1000)
         items = [Metric(key, float(value), now, step) for key, value in metrics.items()]
         for start in range(0, len(items), 10 * _BATCH):
-            self.client.log_batch(self.run_id, metrics=items[start : start + 10 * _BATCH])
+            batch = items[start : start + 10 * _BATCH]
+            self._patiently(
+                lambda b=batch: self.client.log_batch(self.run_id, metrics=b), "metrics"
+            )
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         """Upload a file to the run's artifacts."""
-        self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+        self._patiently(
+            lambda: self.client.log_artifact(self.run_id, str(path), artifact_path=folder),
+            f"artifact {path.name}",
+        )
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         """Set (or replace) tags of the run, in one batch."""
         from mlflow.entities import RunTag
 
-        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        batch = [RunTag(k, str(v)) for k, v in tags.items()]
+        self._patiently(lambda: self.client.log_batch(self.run_id, tags=batch), "tags")
+
+    def _patiently(self, call: Callable[[], T], what: str) -> T:
+        return patiently(call, self.uri, what)
 
 
 def tracking_enabled() -> bool:
@@ -202,11 +299,14 @@ def open_client(paths: Paths) -> Any:
     from filelock import FileLock
     from mlflow import MlflowClient
 
+    # The run links MLflow prints on a server would interleave with the commands' own output.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     # MLflow sets its loggers up when imported (after ours): its store chatter is not news.
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
     uri = tracking_uri(paths.root)
     if os.environ.get("MLFLOW_TRACKING_URI"):
+        check_reachable(uri)
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
     paths.root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(paths.root / ".mlflow.db.lock"), timeout=600):
@@ -214,6 +314,64 @@ def open_client(paths: Paths) -> Any:
         client.search_experiments(max_results=1)
         client.search_registered_models(max_results=1)
     return client
+
+
+def check_reachable(uri: str, timeout_s: float = 10) -> None:
+    """Fail at once, in one line, when the tracking store at ``uri`` does not answer.
+
+    A server (http/https) must answer its health check; a database store (PostgreSQL,
+    MySQL) must accept a connection. MLflow's own retries would take minutes to say so.
+
+    Raises:
+        Unreachable: it does not; the message names ``uri`` with its password hidden.
+    """
+    scheme = urlsplit(uri).scheme
+    if scheme in {"http", "https"}:
+        reason = _health(uri, timeout_s)
+    elif scheme.split("+")[0] in {"postgresql", "mysql", "mssql"}:
+        reason = _connects(uri, timeout_s)
+    else:
+        return  # a local file or SQLite store: created on first use
+    if reason:
+        raise Unreachable(f"the tracking store {redacted(uri)} cannot be reached: {reason}")
+
+
+def check_tracking_store(root: Path) -> None:
+    """Before a run: a tracking store named by ``MLFLOW_TRACKING_URI`` must answer.
+
+    Raises:
+        Unreachable: it does not (see :func:`check_reachable`).
+    """
+    if tracking_enabled() and os.environ.get("MLFLOW_TRACKING_URI"):
+        check_reachable(tracking_uri(root))
+
+
+def _health(uri: str, timeout_s: float) -> str | None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s)  # noqa: S310
+    except urllib.error.HTTPError:
+        return None  # it answers (an auth proxy may refuse the unauthenticated check)
+    except OSError as error:
+        return str(getattr(error, "reason", error))
+    return None
+
+
+def _connects(uri: str, timeout_s: float) -> str | None:
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(timeout_s)})
+    try:
+        with engine.connect():
+            return None
+    except sqlalchemy.exc.SQLAlchemyError as error:
+        cause = getattr(error, "orig", None) or error
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        return first.replace(urlsplit(uri).password or "\0", "***")
+    finally:
+        engine.dispose()
 
 
 def _client(paths: Paths) -> tuple[Any, str]:
@@ -242,7 +400,7 @@ def _open_run(
 ) -> str:
     if resume and (run_id := _reopen(client, resume, stage)):
         return run_id
-    tags = {"wikilm.stage": stage, **lineage(paths, params)}
+    tags = {"wikilm.stage": stage, "mlflow.user": current_user(), **lineage(paths, params)}
     if parent := os.environ.get(PARENT_RUN_ENV):
         tags["mlflow.parentRunId"] = parent
     run = client.create_run(_experiment_id(client, paths.root), run_name=stage, tags=tags)
@@ -256,12 +414,24 @@ def _terminating(client: Any, run_id: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        client.set_terminated(run_id, status="KILLED")
+        _end_quietly(client, run_id, "KILLED")
         raise
     except BaseException:
-        client.set_terminated(run_id, status="FAILED")
+        _end_quietly(client, run_id, "FAILED")
         raise
-    client.set_terminated(run_id, status="FINISHED")
+    patiently(lambda: client.set_terminated(run_id, status="FINISHED"), client.tracking_uri, "end")
+
+
+def _end_quietly(client: Any, run_id: str, status: str) -> None:
+    """End a failing run with ``status``; an unreachable server must not mask the failure."""
+    try:
+        client.set_terminated(run_id, status=status)
+    except Exception as error:
+        if not _unreachable(error):
+            raise
+        log.warning(
+            "run %s could not be marked %s: the tracking server does not answer", run_id, status
+        )
 
 
 @contextmanager
@@ -298,7 +468,7 @@ def pipeline_run(paths: Paths, params: Mapping[str, Any]) -> Iterator[Tracker]:
         yield NullTracker()
         return
     client, uri = _client(paths)
-    tags = {"wikilm.stage": "pipeline", **lineage(paths, params)}
+    tags = {"wikilm.stage": "pipeline", "mlflow.user": current_user(), **lineage(paths, params)}
     run = client.create_run(_experiment_id(client, paths.root), run_name="pipeline", tags=tags)
     tracker = MlflowTracker(client, run.info.run_id, uri)
     previous = os.environ.get(PARENT_RUN_ENV)

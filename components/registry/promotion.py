@@ -21,7 +21,8 @@ from components.core.artifacts import dir_digest, read_meta
 from components.core.config import Params
 from components.core.errors import ArtifactError
 from components.core.paths import Paths
-from components.core.tracking import fluent_tracking, lineage, stage_run
+from components.core.tracking import current_user, fluent_tracking, lineage, stage_run
+from components.registry.access import acting_reviewer, require_manage
 from components.registry.gate import (
     FP32,
     Decision,
@@ -45,7 +46,6 @@ from components.registry.store import (
     TRIGGER_TAG,
     Registry,
     RegistryError,
-    current_user,
 )
 
 log = logging.getLogger(__name__)
@@ -287,10 +287,12 @@ def approve(
     """A reviewer's approval: checks gate, pending state and four-eyes, then promotes.
 
     Raises:
-        RegistryError: unknown version, gate failed, not awaiting approval, or the reviewer
-            triggered the run while the four-eyes rule is on.
+        RegistryError: unknown version, gate failed, not awaiting approval, the reviewer
+            triggered the run while the four-eyes rule is on, or the server does not let
+            the reviewer decide (see ``access``).
     """
     registry = Registry(paths)
+    reviewer = authorised(registry, model, reviewer)
     target = registry.version(model, version)
     if target.tags.get(GATE_TAG) != "passed":
         raise RegistryError(f"{model} v{version} did not pass the gate: it cannot be approved")
@@ -339,10 +341,11 @@ def reject(paths: Paths, model: str, version: str, reviewer: str, comment: str) 
     """A reviewer's rejection: the version leaves ``challenger`` and is recorded as rejected.
 
     Raises:
-        RegistryError: the version is the champion (roll it back instead), or was already
-            approved or rejected.
+        RegistryError: the version is the champion (roll it back instead), was already
+            approved or rejected, or the server does not let the reviewer decide.
     """
     registry = Registry(paths)
+    reviewer = authorised(registry, model, reviewer)
     target = registry.version(model, version)
     decided = target.tags.get(APPROVAL_TAG)
     if decided in ("approved", "rejected"):
@@ -375,9 +378,11 @@ def rollback(paths: Paths, model: str, actor: str, reason: str) -> str:
     is not an arrival to return from), skipping versions rejected since.
 
     Raises:
-        RegistryError: no champion, or no earlier champion to return to.
+        RegistryError: no champion, no earlier champion to return to, or the server does
+            not let ``actor`` decide.
     """
     registry = Registry(paths)
+    actor = authorised(registry, model, actor)
     current = registry.alias(model, CHAMPION)
     if current is None:
         raise RegistryError(f"{model} has no champion to roll back")
@@ -386,6 +391,13 @@ def rollback(paths: Paths, model: str, actor: str, reason: str) -> str:
         raise RegistryError(f"{model} v{current.version} has no earlier champion to roll back to")
     registry.move_champion(model, target, "rollback", reason, actor)
     return target
+
+
+def authorised(registry: Registry, model: str, reviewer: str | None) -> str:
+    """The reviewer who may decide on ``model``, checked against the server's accounts."""
+    acting = acting_reviewer(reviewer)
+    require_manage(registry, model, acting)
+    return acting
 
 
 def _replaced(registry: Registry, model: str, version: str) -> str | None:

@@ -10,7 +10,6 @@ Alias moves of one model are serialised by a file lock next to the tracking stor
 
 from __future__ import annotations
 
-import getpass
 import json
 import logging
 import os
@@ -22,7 +21,12 @@ from typing import Any
 
 from components.core.errors import WikilmError
 from components.core.paths import Paths
-from components.core.tracking import get_or_create_experiment, open_client, tracking_uri
+from components.core.tracking import (
+    current_user,
+    get_or_create_experiment,
+    open_client,
+    tracking_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +35,6 @@ LM = "wikilm-lm"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 HISTORY_EXPERIMENT = "wikilm-registry-history"
-USER_ENV = "WIKILM_USER"
 GATE_TAG = "wikilm.gate"
 APPROVAL_TAG = "wikilm.approval"
 # The Prefect flow run paused for a reviewer's decision on the version (flows/approval.py).
@@ -45,11 +48,6 @@ METRIC_TAG = "wikilm.metric."  # prefix of the metrics a version was gated on
 
 class RegistryError(WikilmError):
     """A registry action is not allowed or refers to something that does not exist."""
-
-
-def current_user() -> str:
-    """Who acts: ``WIKILM_USER`` if set, else the login name."""
-    return os.environ.get(USER_ENV) or getpass.getuser()
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 #!/bin/sh
 # Start the MLflow tracking server with basic auth. Its user database comes from the
 # environment, written to the auth config MLflow reads at start-up; the admin's password
-# stays in the environment (MLFLOW_AUTH_ADMIN_PASSWORD), never on disk.
+# stays in the environment (MLFLOW_AUTH_ADMIN_PASSWORD), never on disk, as does the key that
+# signs the auth app's CSRF tokens (MLFLOW_FLASK_SERVER_SECRET_KEY).
 set -eu
+: "${MLFLOW_FLASK_SERVER_SECRET_KEY:?set it to a long random string: it signs the auth app's CSRF tokens}"
 config="$(mktemp -d)/basic_auth.ini"
 cat > "$config" <<INI
 [mlflow]
@@ -18,4 +20,4 @@ exec mlflow server \
   --artifacts-destination "$MLFLOW_ARTIFACTS_DESTINATION" \
   --serve-artifacts \
   --app-name basic-auth \
-  --host 0.0.0.0 --port 5000
+  --host "${MLFLOW_HOST:-0.0.0.0}" --port "${MLFLOW_PORT:-5000}"

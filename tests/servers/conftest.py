@@ -1,67 +1,74 @@
 """Real servers for the deployment's integration tests, started as plain processes.
 
 PostgreSQL is the machine's (``WIKILM_TEST_POSTGRES``, by default the local server with trust
-auth); each test session gets a database of its own, dropped afterwards. S3 is moto's server
-on a free port; MLflow is ``mlflow server`` on both. Without a reachable PostgreSQL the tests
-here are skipped, with the reason.
+auth); each server gets databases of its own, dropped after the session. S3 is moto's server
+on a free port; MLflow is ``mlflow server`` on both (plain, and with basic auth started by
+``infra/mlflow/serve.sh`` as the compose file does); Prefect is ``prefect server start`` on
+PostgreSQL. Without a reachable PostgreSQL the tests here are skipped, with the reason.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
+import secrets
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.servers.processes import ServerProcess, free_port
+
+REPO = Path(__file__).resolve().parents[2]
 POSTGRES = os.environ.get("WIKILM_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "wikilm-test", "AWS_SECRET_ACCESS_KEY": "wikilm-test-secret"}
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+@dataclass
+class Databases:
+    """Creates fresh databases on the PostgreSQL server; drops them all at the end."""
 
+    admin: object  # a psycopg connection in autocommit mode
+    created: list[str]
 
-def wait_until_up(url: str, process: subprocess.Popen, log: Path, seconds: float = 90) -> None:
-    """Poll ``url`` until it answers; fail with the server's log if it exits or never does."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"{url}: the server exited ({process.returncode}):\n{log.read_text()}")
-        try:
-            urllib.request.urlopen(url, timeout=2)  # noqa: S310 - a local test server
-            return
-        except OSError:
-            time.sleep(0.5)
-    pytest.fail(f"{url} did not answer within {seconds} s:\n{log.read_text()[-3000:]}")
+    def create(self, purpose: str) -> str:
+        """A new, empty database for ``purpose``: its postgresql:// URL."""
+        name = f"wikilm_test_{purpose}_{uuid.uuid4().hex[:8]}"
+        with self.admin.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+        self.created.append(name)
+        return POSTGRES.rsplit("/", 1)[0] + f"/{name}"
 
 
 @pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for this session: its URL."""
+def databases() -> Iterator[Databases]:
+    """The PostgreSQL server, or a skip naming why it cannot be reached."""
     import psycopg
 
     try:
         admin = psycopg.connect(POSTGRES, connect_timeout=3, autocommit=True)
     except psycopg.OperationalError as error:
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES}: {str(error).strip()}")
-    name = f"wikilm_test_{uuid.uuid4().hex[:12]}"
+    made = Databases(admin, [])
+    yield made
     with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    yield POSTGRES.rsplit("/", 1)[0] + f"/{name}"
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for name in made.created:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin.close()
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """This environment, with this interpreter's folder first on PATH, plus ``extra``."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    return {**os.environ, "PATH": path, **MLFLOW_SERVER_SETTINGS, **extra}
+
+
+# As infra/docker-compose.yml runs it: without the job runner for MLflow's GenAI features,
+# a dozen worker processes that wikilm never uses.
+MLFLOW_SERVER_SETTINGS = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 
 @dataclass(frozen=True)
@@ -103,30 +110,138 @@ class MlflowServer:
     bucket: str
 
 
+def _mlflow(name: str, command: list[str], env: dict, port: int, folder: Path) -> ServerProcess:
+    uri = f"http://127.0.0.1:{port}"
+    return ServerProcess(name, command, env, f"{uri}/health", folder / "server.log")
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(
-    postgres_database: str, s3: S3, tmp_path_factory: pytest.TempPathFactory
+    databases: Databases, s3: S3, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[MlflowServer]:
-    """``mlflow server`` with its store on PostgreSQL and its artifacts on S3."""
+    """``mlflow server`` with its store on PostgreSQL and its artifacts on S3 (no auth)."""
     bucket = "mlflow"
     s3.client().create_bucket(Bucket=bucket)
     port = free_port()
-    log = tmp_path_factory.mktemp("mlflow-server") / "server.log"
-    env = {**os.environ, **S3_KEYS, "MLFLOW_S3_ENDPOINT_URL": s3.endpoint}
     command = [
         sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", postgres_database,
+        "--backend-store-uri", databases.create("mlflow"),
         "--artifacts-destination", f"s3://{bucket}/",
         "--serve-artifacts",
         "--host", "127.0.0.1", "--port", str(port),
         "--workers", "1",
     ]  # fmt: skip
-    with log.open("w") as output:
-        process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
-    uri = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_up(f"{uri}/health", process, log)
-        yield MlflowServer(uri, bucket)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    env = environment(**S3_KEYS, MLFLOW_S3_ENDPOINT_URL=s3.endpoint)
+    server = _mlflow("mlflow server", command, env, port, tmp_path_factory.mktemp("mlflow"))
+    server.start()
+    yield MlflowServer(f"http://127.0.0.1:{port}", bucket)
+    server.stop()
+
+
+@dataclass(frozen=True)
+class AuthMlflowServer:
+    """``mlflow server`` with basic auth: its URI, bucket, process and users' passwords."""
+
+    uri: str
+    bucket: str
+    process: ServerProcess
+    passwords: dict[str, str]
+
+    def credentials(self, user: str) -> dict[str, str]:
+        """The environment a client acting as ``user`` needs."""
+        return {
+            "MLFLOW_TRACKING_URI": self.uri,
+            "MLFLOW_TRACKING_USERNAME": user,
+            "MLFLOW_TRACKING_PASSWORD": self.passwords[user],
+        }
+
+
+# Who works with the authenticated server: the pipeline's account, a reviewer whom the admin
+# gives MANAGE on the models, and two colleagues with less (READ is the server's default).
+USERS = ("trainer", "reviewer", "editor", "viewer")
+
+
+@pytest.fixture(scope="session")
+def auth_mlflow_server(
+    databases: Databases, s3: S3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AuthMlflowServer]:
+    """``infra/mlflow/serve.sh`` (the compose file's MLflow) on PostgreSQL and S3, with users."""
+    bucket = "mlflow-auth"
+    s3.client().create_bucket(Bucket=bucket)
+    port = free_port()
+    passwords = {user: secrets.token_urlsafe(16) for user in ("admin", *USERS)}
+    env = environment(
+        **S3_KEYS,
+        MLFLOW_S3_ENDPOINT_URL=s3.endpoint,
+        MLFLOW_BACKEND_STORE_URI=databases.create("mlflow"),
+        MLFLOW_AUTH_DATABASE_URI=databases.create("mlflow_auth"),
+        MLFLOW_ARTIFACTS_DESTINATION=f"s3://{bucket}/",
+        MLFLOW_ADMIN_USERNAME="admin",
+        MLFLOW_ADMIN_PASSWORD=passwords["admin"],
+        MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(32),
+        MLFLOW_HOST="127.0.0.1",
+        MLFLOW_PORT=str(port),
+    )
+    command = ["sh", str(REPO / "infra" / "mlflow" / "serve.sh")]
+    server = _mlflow(
+        "mlflow server (basic auth)", command, env, port, tmp_path_factory.mktemp("auth")
+    )
+    server.start()
+    running = AuthMlflowServer(f"http://127.0.0.1:{port}", bucket, server, passwords)
+    _create_users(running)
+    yield running
+    server.stop()
+
+
+def _create_users(server: AuthMlflowServer) -> None:
+    from mlflow.server.auth.client import AuthServiceClient
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in server.credentials("admin").items():
+            patch.setenv(name, value)
+        admin = AuthServiceClient(server.uri)
+        for user in USERS:
+            admin.create_user(user, server.passwords[user])
+
+
+@dataclass(frozen=True)
+class PrefectServer:
+    """A running ``prefect server``: its API URL and its process."""
+
+    api_url: str
+    process: ServerProcess
+
+
+@contextmanager
+def prefect_client(api_url: str) -> Iterator[object]:
+    """A Prefect client of the server at ``api_url`` (whatever this process was set up with)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def prefect_server(
+    databases: Databases, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrefectServer]:
+    """``prefect server start`` with its database on PostgreSQL."""
+    folder = tmp_path_factory.mktemp("prefect")
+    port = free_port()
+    database = databases.create("prefect").replace("postgresql://", "postgresql+asyncpg://")
+    env = environment(
+        PREFECT_HOME=str(folder / "home"),
+        PREFECT_API_DATABASE_CONNECTION_URL=database,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_API_URL="",  # the server is not a client of another one
+    )
+    command = [
+        sys.executable, "-m", "prefect", "server", "start",
+        "--host", "127.0.0.1", "--port", str(port), "--no-ui", "--no-services",
+    ]  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api"
+    server = ServerProcess("prefect server", command, env, f"{api}/health", folder / "server.log")
+    server.start()
+    yield PrefectServer(api, server)
+    server.stop()

@@ -1,0 +1,116 @@
+"""Reviewers on a tracking server with basic auth: accounts, MANAGE permission, four-eyes."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.registry.promotion import register_and_gate
+from components.registry.store import (
+    CHALLENGER,
+    CHAMPION,
+    CLASSIFIER,
+    HISTORY_EXPERIMENT,
+    Registry,
+)
+from flows.cli import main
+from tests.conftest import MECHANICS_GATE, make_params
+
+pytestmark = pytest.mark.servers
+
+MANUAL = {**MECHANICS_GATE, "approval": "manual", "four_eyes": True}
+
+
+def act_as(monkeypatch: pytest.MonkeyPatch, server, user: str) -> None:
+    """This process is a client signed in as ``user``."""
+    for name, value in server.credentials(user).items():
+        monkeypatch.setenv(name, value)
+    for name in ("WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING", "MLFLOW_S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WIKILM_USER", "someone-else")  # the signed-in account wins
+
+
+def grant(server, user: str, kind: str, resource: str, permission: str, monkeypatch) -> None:
+    """The admin grants ``user`` ``permission`` on a resource."""
+    from mlflow.server.auth.client import AuthServiceClient
+
+    with monkeypatch.context() as admin:
+        for name, value in server.credentials("admin").items():
+            admin.setenv(name, value)
+        AuthServiceClient(server.uri).grant_user_permission(user, kind, resource, permission)
+
+
+@pytest.fixture
+def pending(exported_workspace, auth_mlflow_server, monkeypatch, tmp_path):
+    """A classifier version awaiting approval, registered by the pipeline's account."""
+    act_as(monkeypatch, auth_mlflow_server, "trainer")
+    params = make_params(promote=MANUAL)
+    outcomes = register_and_gate(params, exported_workspace)
+    (classifier,) = [o for o in outcomes if o.model == CLASSIFIER]
+    assert classifier.status == "awaiting approval"
+    (exported_workspace.root / "params.yaml").write_text(f"promote: {MANUAL}\n")
+    monkeypatch.chdir(exported_workspace.root)
+    return classifier.version
+
+
+def decide(*args: str) -> int:
+    return main([*args, "--comment", "reviewed"])
+
+
+def aliases(paths) -> tuple[str | None, str | None]:
+    registry = Registry(paths)
+    found = [registry.alias(CLASSIFIER, alias) for alias in (CHAMPION, CHALLENGER)]
+    return tuple(None if v is None else str(v.version) for v in found)
+
+
+@pytest.mark.parametrize(
+    ("user", "permission"), [("viewer", None), ("editor", "EDIT")], ids=["read", "edit"]
+)
+def test_approve_reject_and_rollback_need_manage(
+    pending, exported_workspace, auth_mlflow_server, monkeypatch, capsys, user, permission
+):
+    if permission:
+        grant(auth_mlflow_server, user, "registered_model", CLASSIFIER, permission, monkeypatch)
+    act_as(monkeypatch, auth_mlflow_server, user)
+    before = aliases(exported_workspace)
+    for command in (
+        ("approve", CLASSIFIER, pending),
+        ("reject", CLASSIFIER, pending),
+        ("rollback", CLASSIFIER),
+    ):
+        assert decide(*command) != 0
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1, error  # one line, no traceback
+        assert f"{user} has {permission or 'READ'} permission on {CLASSIFIER}" in error
+        assert "need MANAGE" in error
+    assert aliases(exported_workspace) == before == (None, pending)
+
+
+def test_the_runs_author_cannot_approve_it_even_with_manage(
+    pending, exported_workspace, auth_mlflow_server, monkeypatch, capsys
+):
+    # The pipeline's account created the model, so MLflow gave it MANAGE on it.
+    act_as(monkeypatch, auth_mlflow_server, "trainer")
+    assert decide("approve", CLASSIFIER, pending) != 0
+    assert "four-eyes rule: trainer triggered the run" in capsys.readouterr().err
+    assert aliases(exported_workspace) == (None, pending)
+
+
+def test_a_reviewer_with_manage_approves_as_themselves_only(
+    pending, exported_workspace, auth_mlflow_server, monkeypatch, capsys
+):
+    grant(auth_mlflow_server, "reviewer", "registered_model", CLASSIFIER, "MANAGE", monkeypatch)
+    act_as(monkeypatch, auth_mlflow_server, "reviewer")
+    assert decide("approve", CLASSIFIER, pending, "--reviewer", "trainer2") != 0
+    assert "signed in to the tracking server as reviewer" in capsys.readouterr().err
+    # MANAGE on the model, but the decision could not be recorded: refused before any change.
+    assert decide("approve", CLASSIFIER, pending) != 0
+    error = capsys.readouterr().err
+    assert f"reviewer has READ permission on the experiment {HISTORY_EXPERIMENT}" in error
+    assert aliases(exported_workspace) == (None, pending)
+    history = Registry(exported_workspace).client.get_experiment_by_name(HISTORY_EXPERIMENT)
+    grant(auth_mlflow_server, "reviewer", "experiment", history.experiment_id, "EDIT", monkeypatch)
+
+    assert decide("approve", CLASSIFIER, pending) == 0
+    assert aliases(exported_workspace)[0] == pending
+    approved = Registry(exported_workspace).history(CLASSIFIER)[-1]
+    assert (approved.action, approved.actor) == ("approved", "reviewer")
