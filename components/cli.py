@@ -117,11 +117,17 @@ def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
     paths = Paths.resolve(params.paths, root or params_file.resolve().parent)
     started = time.perf_counter()
     entry = STAGES[stage]
-    if entry.workers and worker_count(params.section(stage).workers) > 1:
+    # A stage that reads `data` runs its workers' module on the Dask cluster, if it names one.
+    local = "data" not in entry.reads or params.data.engine == "local"
+    if entry.workers and local and worker_count(params.section(stage).workers) > 1:
         # The worker server imports its module while this process imports the stage's.
         prestart(entry.workers)
     module = entry.load()
     quiet_libraries()
+    # Settings this machine or its launcher cannot run (trainer: devices, nodes, strategy)
+    # fail here, before the stage records a run or does any work.
+    if hasattr(module, "preflight"):
+        module.preflight(params)
     # A resumable stage continues the MLflow run of its interrupted execution.
     resume = module.resume_run_id(params, paths) if hasattr(module, "resume_run_id") else None
     recorded = stage_params(params, stage)

@@ -6,9 +6,10 @@ it only when that is done. Started after the command-line module and params were
 that import was still running when the first batch was ready: 0.1 s of every parallel
 stage. Started here it overlaps with them.
 
-This runs before params are validated, so it only reads the stage's ``workers`` key as
-written. Without one (or with an unreadable file) it starts nothing and leaves the decision
-to :func:`components.cli.run_stage`, which makes it again from the validated params.
+This runs before params are validated, so it only reads the stage's ``workers`` key (and
+``data.engine``: a stage on a Dask cluster starts no local workers) as written. Without one
+(or with an unreadable file) it starts nothing and leaves the decision to
+:func:`components.cli.run_stage`, which makes it again from the validated params.
 
 It also gives numpy's OpenBLAS one thread in these stages (:func:`single_blas_thread`).
 """
@@ -55,9 +56,17 @@ def requested_workers(argv: list[str]) -> tuple[str, int] | None:
             raw = yaml.load(handle, Loader=_LOADER)
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
-    section = raw.get(stage) if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or on_cluster(raw, stage):
+        return None
+    section = raw.get(stage)
     workers = section.get("workers") if isinstance(section, dict) else None
     return (stage, workers) if type(workers) is int and workers >= 0 else None
+
+
+def on_cluster(raw: dict, stage: str) -> bool:
+    """Whether ``stage`` sends its work to a Dask cluster (``data.engine``) instead."""
+    data = raw.get("data")
+    return "data" in STAGES[stage].reads and isinstance(data, dict) and data.get("engine") == "dask"
 
 
 def params_path(argv: list[str]) -> Path:

@@ -2,8 +2,10 @@
 
 Names line up everywhere: stage = DVC stage = Prefect task = params.yaml section = output
 folder. Each implementing module exposes ``run(params, paths) -> Report`` (a resumable stage
-also ``resume_run_id(params, paths)``) and is imported only when its stage runs: ingest never
-pays for torch, and ``python -m components`` reads this table before any heavy import.
+also ``resume_run_id(params, paths)``; a stage with settings only the machine can judge also
+``preflight(params)``, called before any work) and is imported only when its stage runs:
+ingest never pays for torch, and ``python -m components`` reads this table before any heavy
+import.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
-    "ingest": Stage("components.data.ingest", workers="components.data.render"),
-    "clean": Stage("components.data.clean", workers="components.data.assess"),
+    "ingest": Stage("components.data.ingest", reads=("data",), workers="components.data.render"),
+    "clean": Stage("components.data.clean", reads=("data",), workers="components.data.assess"),
     "validate": Stage("components.data.validate", workers="components.data.validate"),
     "tokenize": Stage("components.data.tokenization"),
     "pretrain": Stage("components.model.pretrain", reads=("model", "trainer")),

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from components.core.data_params import (
     CleanParams,
+    DataParams,
     IngestParams,
     TokenizeParams,
     ValidateParams,
@@ -39,6 +40,7 @@ class Params(Section):
     """The whole ``params.yaml``."""
 
     paths: PathsParams = PathsParams()
+    data: DataParams = DataParams()
     ingest: IngestParams = IngestParams()
     clean: CleanParams = CleanParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")

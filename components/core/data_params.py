@@ -1,4 +1,4 @@
-"""Params sections of the data stages: ingest, clean, validate and tokenize.
+"""Params sections of the data stages: ingest, clean, validate and tokenize, and ``data``.
 
 They are part of :class:`components.core.config.Params`; the model stages' sections live in
 :mod:`components.core.model_params`.
@@ -15,6 +15,40 @@ from pydantic import Field, field_validator, model_validator
 from components.core.schema import Section
 
 MAX_NGRAM = 10  # the longest word n-gram a repetition rule may look at
+
+
+class DataParams(Section):
+    """Section ``data``: where ingest and clean run their per-document work.
+
+    ``local`` is a process pool on this machine (``<stage>.workers`` processes); ``dask``
+    sends the same work to the workers of a Dask cluster. Outputs are the same bytes either
+    way.
+    """
+
+    engine: Literal["local", "dask"] = "local"
+    # null: Dask's own configuration (its scheduler-address key, DASK_SCHEDULER_ADDRESS).
+    scheduler: str | None = Field(
+        None,
+        pattern=r"^((tcp|tls|ucx|ws|wss)://)?[^\s/]+:\d+$",
+        description="a Dask scheduler address such as tcp://host:8786",
+    )
+
+    @model_validator(mode="after")
+    def _check_dask_usable(self) -> Self:
+        if self.engine != "dask":
+            return self
+        try:  # dask is an optional extra: imported only when it is asked for
+            from components.core.dask_engine import SCHEDULER_VARIABLE, default_address
+        except ImportError:
+            raise ValueError(
+                "engine: 'dask' needs the dask extra: pip install 'wikilm[dask]'"
+            ) from None
+        if not (self.scheduler or default_address()):
+            raise ValueError(
+                "scheduler: engine 'dask' needs a scheduler address: set data.scheduler "
+                f"(tcp://host:8786) or the {SCHEDULER_VARIABLE} environment variable"
+            )
+        return self
 
 
 class IngestParams(Section):

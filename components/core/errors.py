@@ -40,6 +40,10 @@ class Unreachable(SourceError):
     exit_code = 75  # EX_TEMPFAIL (sysexits.h): what schedulers treat as worth a retry
 
 
+class ClusterError(WikilmError):
+    """A Dask cluster cannot take the work: a malformed address, or workers without the project."""
+
+
 class ArtifactError(WikilmError):
     """An upstream artifact is missing, of the wrong version, or inconsistent."""
 

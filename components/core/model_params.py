@@ -82,8 +82,18 @@ class TrainerParams(Section):
 
     @model_validator(mode="after")
     def _check_devices(self) -> Self:
+        problems = []
         if isinstance(self.devices, int) and self.devices < 1:
-            raise ValueError("devices: must be at least 1 (or auto)")
+            problems.append("devices: must be at least 1 (or auto)")
+        # torch can shard on CPUs (gloo), but Lightning's FSDPStrategy refuses any accelerator
+        # but CUDA; auto is left to the trainer, which knows whether a GPU is present.
+        if self.strategy == "fsdp" and self.accelerator in {"cpu", "mps"}:
+            problems.append(
+                f"strategy: fsdp runs on CUDA GPUs only (Lightning refuses it with "
+                f"accelerator: {self.accelerator}); set accelerator: gpu, or strategy: ddp"
+            )
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
 

@@ -3,6 +3,10 @@
 ``ProcessPoolExecutor.map`` and ``Pool.imap`` submit the whole input up front, so a producer
 faster than the workers (an XML parser feeding slower converters) would hold the whole dump
 in memory. Keeping at most ``window`` tasks in flight keeps memory constant.
+
+The tasks run in a local process pool, or on a Dask cluster when ``data.engine`` is
+``dask`` (:mod:`components.core.dask_engine`): the same functions, the same order, the
+same results.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ import multiprocessing
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from components.core.data_params import DataParams
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +58,49 @@ def prestart(module: str) -> None:
 
 
 def ordered_map(
-    fn: Callable[[T], R], items: Iterable[T], workers: int, window_per_worker: int = 3
+    fn: Callable[[T], R],
+    items: Iterable[T],
+    workers: int,
+    window_per_worker: int = 3,
+    engine: DataParams | None = None,
 ) -> Iterator[R]:
     """Yield ``fn(item)`` for each item, in input order, using ``workers`` processes.
 
-    With one worker everything runs in this process (no pickling, easy to debug). ``fn`` must
-    be a module-level function (or a partial of one) so that worker processes can import it.
+    With one worker everything runs in this process (no pickling, easy to debug). With
+    ``engine.engine == "dask"`` the items go to the threads of that Dask cluster instead,
+    ``workers`` notwithstanding. ``fn`` must be a module-level function (or a partial of
+    one) so that worker processes can import it.
     """
+    module = getattr(fn, "func", fn).__module__
+    if engine is not None and engine.engine == "dask":
+        yield from _on_cluster(fn, items, engine.scheduler, module, window_per_worker)
+        return
     if workers <= 1:
         yield from map(fn, items)
         return
-    context = _context(getattr(fn, "func", fn).__module__)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        pending: deque[Future[R]] = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= workers * window_per_worker:
-                yield pending.popleft().result()
-        while pending:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(module)) as pool:
+        yield from _windowed(pool, fn, items, workers * window_per_worker)
+
+
+def _on_cluster(
+    fn: Callable[[T], R], items: Iterable[T], scheduler: str | None, module: str, per_thread: int
+) -> Iterator[R]:
+    """:func:`ordered_map` on the Dask cluster at ``scheduler``, ``per_thread`` tasks a thread."""
+    # Imported here: dask is an optional extra, and the local pool never needs it.
+    from components.core.dask_engine import cluster_executor
+
+    with cluster_executor(scheduler, module) as (executor, threads):
+        yield from _windowed(executor, fn, items, threads * per_thread)
+
+
+def _windowed(
+    executor: Executor, fn: Callable[[T], R], items: Iterable[T], window: int
+) -> Iterator[R]:
+    """Submit ``fn(item)`` for each item, with at most ``window`` in flight; results in order."""
+    pending: deque[Future[R]] = deque()
+    for item in items:
+        pending.append(executor.submit(fn, item))
+        if len(pending) >= window:
             yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

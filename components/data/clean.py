@@ -1,9 +1,10 @@
 """Stage ``clean``: normalise, quality-filter and deduplicate the ingested articles.
 
-Worker processes normalise each document, apply the Gopher rules and compute its MinHash
-signature (:mod:`components.data.assess`); the main process then deduplicates in input order (the
-first copy is kept) and writes kept documents to ``data/clean/`` and dropped ones, with their
-reason, to ``data/clean/rejected/`` for audit.
+Worker processes (or a Dask cluster's workers: ``data.engine``) normalise each document,
+apply the Gopher rules and compute its MinHash signature (:mod:`components.data.assess`);
+the main process then deduplicates in input order (the first copy is kept) and writes kept
+documents to ``data/clean/`` and dropped ones, with their reason, to ``data/clean/rejected/``
+for audit.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ def run(params: Params, paths: Paths) -> CleanResult:
         # Until the LSH index is built, assessed documents wait here in input order: the
         # workers keep getting batches instead of idling while datasketch loads.
         waiting: list[Assessment] = []
-        for assessments in ordered_map(assess, batches, worker_count(cfg.workers)):
+        fanned_out = ordered_map(assess, batches, worker_count(cfg.workers), engine=params.data)
+        for assessments in fanned_out:
             waiting += assessments
             if dedup.ready():
                 tally.decide(waiting, dedup)

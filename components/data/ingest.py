@@ -1,9 +1,9 @@
 """Stage ``ingest``: a MediaWiki XML dump -> Parquet shards of plain-text articles.
 
-The main process streams pages out of the (compressed) XML; worker processes render
-wikitext to text in batches (:mod:`components.data.render`). Only namespace-0, non-redirect
-wikitext pages become documents; every other page is counted under a stable snake_case
-outcome.
+The main process streams pages out of the (compressed) XML; worker processes (or a Dask
+cluster's workers: ``data.engine``) render wikitext to text in batches
+(:mod:`components.data.render`). Only namespace-0, non-redirect wikitext pages become
+documents; every other page is counted under a stable snake_case outcome.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from functools import partial
 
 from components.core.artifacts import atomic_dir, build_meta, write_json
 from components.core.config import Params
-from components.core.data_params import IngestParams
+from components.core.data_params import DataParams, IngestParams
 from components.core.errors import SourceError
 from components.core.parallel import ordered_map, worker_count
 from components.core.paths import Paths
@@ -105,14 +105,20 @@ def _options(reader: DumpReader, cfg: IngestParams) -> Options:
     return Options(keep_headings=cfg.keep_headings, hidden_namespaces=hidden)
 
 
-def convert(reader: DumpReader, cfg: IngestParams, outcomes: Counter[str]) -> Iterator[dict]:
-    """Yield a document row for every kept article, counting every page's outcome."""
+def convert(
+    reader: DumpReader, cfg: IngestParams, outcomes: Counter[str], engine: DataParams | None = None
+) -> Iterator[dict]:
+    """Yield a document row for every kept article, counting every page's outcome.
+
+    Pages are rendered by ``cfg.workers`` local processes, or on the Dask cluster that
+    ``engine`` names.
+    """
     render = partial(
         render_batch, keep_disambiguation=cfg.keep_disambiguation, min_chars=cfg.min_chars
     )
     items = _work_items(reader, cfg, outcomes)
     with progress(total=reader.path.stat().st_size, unit="B", desc="ingest") as bar:
-        for results in ordered_map(render, items, worker_count(cfg.workers)):
+        for results in ordered_map(render, items, worker_count(cfg.workers), engine=engine):
             bar.update(reader.bytes_read - bar.n)
             for outcome, row in results:
                 outcomes[outcome] += 1
@@ -142,7 +148,7 @@ def run(params: Params, paths: Paths) -> IngestResult:
     text_chars = 0
     with atomic_dir(paths.ingest) as out:
         writer = ShardWriter(out, shard_rows=cfg.shard_docs, group_bytes=_GROUP_CHARS)
-        for row in convert(reader, cfg, outcomes):
+        for row in convert(reader, cfg, outcomes, params.data):
             text_chars += len(row["text"])
             writer.write(row)
         writer.close()

@@ -50,7 +50,7 @@ from components.model.classifier_module import (
 )
 from components.model.gpt import GPT, GPTClassifier, GPTConfig
 from components.model.model_io import load_gpt, read_config, save_weights
-from components.model.training import make_trainer
+from components.model.training import check_trainer, make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,11 @@ class FinetuneResult(Report):
     trainable_parameters: int
     random_init: TrainingRun | None
     seconds: float
+
+
+def preflight(params: Params) -> None:
+    """Refuse trainer settings this machine or launcher cannot run, before any work."""
+    check_trainer(params.trainer)
 
 
 def pad_id(config: dict) -> int:

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional name
+from torch.distributed.fsdp import FullyShardedDataParallel
 
 from components.model.gpt import GPT, GPTConfig
 
@@ -180,7 +181,13 @@ class LanguageModel(pl.LightningModule):
         scaler = getattr(self._trainer.precision_plugin, "scaler", None) if self._trainer else None
         if scaler is not None and scaler.is_enabled():
             scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
+        wrapped = self._trainer.model if self._trainer else None
+        if isinstance(wrapped, FullyShardedDataParallel):
+            # Each rank holds a shard of every gradient: FSDP reduces the norm over all of
+            # them (torch.nn.utils.clip_grad_norm_ would clip each shard by its own norm).
+            wrapped.clip_grad_norm_(gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
 
     def configure_optimizers(self) -> dict:
         """AdamW with a per-step cosine schedule."""

@@ -13,6 +13,7 @@ Writes ``models/pretrain/`` (weights, config, tokenizer, meta.json) and the loss
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import time
 import warnings
@@ -41,7 +42,7 @@ from components.model.gpt import GPT, GPTConfig, padded_vocab
 from components.model.lm_module import LanguageModel, OptimConfig, language_metrics
 from components.model.model_io import save_weights
 from components.model.token_data import TokenDataModule, WindowSpec, evaluation_batches
-from components.model.training import make_trainer
+from components.model.training import check_trainer, make_trainer
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,11 @@ def resume_point(params: Params, paths: Paths) -> ResumePoint:
     return ResumePoint(paths.checkpoint_dir(STAGE), key)
 
 
+def preflight(params: Params) -> None:
+    """Refuse trainer settings this machine or launcher cannot run, before any work."""
+    check_trainer(params.trainer)
+
+
 def resume_run_id(params: Params, paths: Paths) -> str | None:
     """The MLflow run of an interrupted execution with the same fingerprint, if any."""
     return resume_point(params, paths).run_id() if params.pretrain.resume else None
@@ -185,10 +191,12 @@ def run(params: Params, paths: Paths) -> PretrainResult:
     pl.seed_everything(params.trainer.seed, verbose=False)
     point = resume_point(params, paths)
     # The first process decides (and discards stale state); the others follow its decision.
+    # Under torchrun or srun every rank starts at once, so they read the same rule rather
+    # than the first one's result; across nodes the checkpoint folder must be shared.
     if is_global_zero():
         checkpoint = point.begin(active_tracker().run_id, allow_resume=cfg.resume)
     else:
-        checkpoint = point.resumable()
+        checkpoint = point.resumable() if cfg.resume else None
     config = gpt_config(params, meta["vocab_size"])
     module = LanguageModel(
         config, optim_config(cfg), params.trainer.compile, bytes_per_token(meta, "val")
@@ -208,12 +216,16 @@ def run(params: Params, paths: Paths) -> PretrainResult:
         f", resuming from {checkpoint}" if checkpoint else "",
     )
     trainer.fit(module, datamodule=data, ckpt_path=checkpoint)
-    val_loss = final_validation(
-        module.model, paths.tokens, spec, cfg.val_batches, trainer.strategy.root_device
-    )
+    model = trained_model(trainer, config)
+    # The first process scores and writes the model; the others' results are not recorded.
+    val_loss = math.nan
+    if model is not None:
+        val_loss = final_validation(
+            model, paths.tokens, spec, cfg.val_batches, trainer.strategy.root_device
+        )
     result = _result(params, trainer, callbacks, val_loss, bytes_per_token(meta, "val"), started)
-    if trainer.is_global_zero:
-        _write_outputs(params, paths, meta, module.model, result)
+    if model is not None:
+        _write_outputs(params, paths, meta, model, result)
         callbacks["curve"].write(paths.plots_dir(STAGE))
         point.finish()
     log.info(
@@ -223,6 +235,24 @@ def run(params: Params, paths: Paths) -> PretrainResult:
         f"{result.tokens_per_s:,.0f}" if result.tokens_per_s else "n/a",
     )
     return result
+
+
+def trained_model(trainer: pl.Trainer, config: GPTConfig) -> GPT | None:
+    """The trained decoder, whole, in the global-zero process; None in the others.
+
+    Every rank must call it. Under FSDP each rank holds only shards of the weights after
+    ``fit``, and the strategy gathers the full state on the first rank (a collective); under
+    DDP and on one device this is the module's own state.
+    """
+    state = trainer.strategy.lightning_module_state_dict()
+    if not trainer.is_global_zero:
+        return None
+    model = GPT(config)
+    prefix = "model."
+    model.load_state_dict(
+        {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    )
+    return model
 
 
 def _result(

@@ -45,6 +45,11 @@ def test_the_params_file_is_found_as_the_cli_reads_it(argv, expected):
         ("clean", "clean:\n  workers: true\n", None),
         ("clean", "- a list\n", None),
         ("clean", "clean: [unclosed\n", None),
+        # A stage on a Dask cluster (data.engine) has no local workers; validate never is.
+        ("ingest", "data: {engine: dask}\ningest:\n  workers: 2\n", None),
+        ("clean", "data: {engine: dask}\nclean:\n  workers: 2\n", None),
+        ("clean", "data: {engine: local}\nclean:\n  workers: 2\n", ("clean", 2)),
+        ("validate", "data: {engine: dask}\nvalidate:\n  workers: 2\n", ("validate", 2)),
     ],
 )
 def test_only_a_valid_workers_key_of_a_fanning_out_stage_counts(tmp_path, stage, text, expected):

@@ -93,6 +93,7 @@ def test_run_stage_logs_params_metrics_lineage_and_artifacts(tmp_path):
     client, (run,) = _runs(tmp_path)
     assert run.data.params["min_words"] == "20"
     assert run.data.params["dedup.threshold"] == "0.8"
+    assert run.data.params["data.engine"] == "local"  # where the work ran (components.stages)
     assert run.data.metrics["documents_out"] == 1.0  # three near-identical texts
     assert run.data.tags["wikilm.dump"] == "x-pages-articles.xml"
     assert run.data.tags["wikilm.dump_sha1"] == "abc"
