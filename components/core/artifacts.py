@@ -144,12 +144,18 @@ def git_commit() -> str | None:
     return f"{commit}-dirty" if dirty else commit
 
 
+# What differs from one execution to the next: durations, throughput, latencies, the run's
+# id. They are in metrics/<stage>.json and the stage's MLflow run, never in an output.
+RUN_DEPENDENT = frozenset({"seconds", "tokens_per_s", "mfu", "latency", "mlflow_run_id"})
+
+
 def build_meta(stage: str, params: dict[str, Any], inputs: dict[str, str], **extra: Any) -> dict:
     """The ``meta.json`` every output folder carries: what produced it, from what.
 
-    No clock time: the same code, params and inputs give the same bytes, so DVC sees an
-    unchanged output as unchanged (downstream stages stay cached) and runs on different
-    machines leave the same dvc.lock. When a stage ran is in its MLflow run.
+    No clock time and no measurement of the execution (:data:`RUN_DEPENDENT`): the same
+    code, params and inputs give the same bytes, so DVC sees an unchanged output as
+    unchanged (downstream stages stay cached) and runs on different machines or against
+    different servers leave the same dvc.lock.
     """
     return {
         "stage": stage,
@@ -157,8 +163,17 @@ def build_meta(stage: str, params: dict[str, Any], inputs: dict[str, str], **ext
         "git_commit": git_commit(),
         "params": params,
         "inputs": inputs,
-        **extra,
+        **_reproducible(extra),
     }
+
+
+def _reproducible(value: Any) -> Any:
+    """``value`` without the :data:`RUN_DEPENDENT` keys of its mappings, at any depth."""
+    if isinstance(value, dict):
+        return {k: _reproducible(v) for k, v in value.items() if k not in RUN_DEPENDENT}
+    if isinstance(value, list):
+        return [_reproducible(v) for v in value]
+    return value
 
 
 def read_meta(folder: Path, stage: str) -> dict:

@@ -36,7 +36,6 @@ from components.core.distributed import is_global_zero
 from components.core.model_params import FinetuneParams
 from components.core.paths import Paths
 from components.core.schema import Report
-from components.core.tracking import active_tracker
 from components.data.labelled import LabelledData, load_labelled, stratified_split
 from components.data.tokenization import load_tokenizer
 from components.model.callbacks import LossCurve
@@ -322,7 +321,6 @@ def _write_outputs(
                 dataset=params.finetune.dataset,
                 class_counts=data.class_counts(),
                 dropped=data.dropped,
-                mlflow_run_id=active_tracker().run_id,
                 result=result.model_dump(mode="json"),
             ),
         )

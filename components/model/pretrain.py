@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import time
 import warnings
@@ -306,8 +307,11 @@ def _write_outputs(
                     "trainer": params.trainer.model_dump(mode="json"),
                 },
                 {"tokens": file_digest(paths.tokens / "meta.json")},
-                tokenizer={"source": str(tokenizer), "sha256": file_digest(tokenizer)},
-                mlflow_run_id=active_tracker().run_id,
+                # Relative: the checkout's folder is not part of what was made.
+                tokenizer={
+                    "source": os.path.relpath(tokenizer, paths.root),
+                    "sha256": file_digest(tokenizer),
+                },
                 val_bytes_per_token=bytes_per_token(meta, "val"),
                 result=result.model_dump(mode="json"),
             ),
