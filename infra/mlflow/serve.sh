@@ -12,6 +12,9 @@ default_permission = READ
 database_uri = ${MLFLOW_AUTH_DATABASE_URI}
 admin_username = ${MLFLOW_ADMIN_USERNAME}
 authorization_function = mlflow.server.auth:authenticate_request_basic_auth
+# Each request's password check is a deliberately slow hash; a stage logs hundreds. Cached
+# for a minute per worker, so a changed or removed password stops working within a minute.
+auth_cache_ttl_seconds = 60
 INI
 export MLFLOW_AUTH_CONFIG_PATH="$config"
 export MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_ADMIN_PASSWORD"
