@@ -184,8 +184,8 @@ def dump_mirror(tmp_path: Path):
 def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh clone-like copy with the Prefect flow run once, embedded (no servers).
 
-    Next to it: ``flow-result.json`` (the flow's result) and ``dvc.lock.after-run`` (the
-    lock as the run left it; tests may change the copy's own afterwards).
+    Next to it: ``flow-result.json`` (the flow's result), ``dvc.lock.after-run`` and
+    ``metrics.after-run/`` (as the run left them; tests may change the copy's own afterwards).
     """
     from prefect.testing.utilities import prefect_test_harness
 
@@ -200,4 +200,5 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         result = wikilm_pipeline(params_file=str(root / "params.yaml"))
     (root.parent / "flow-result.json").write_text(json.dumps(result))
     shutil.copy(root / "dvc.lock", root.parent / "dvc.lock.after-run")
+    shutil.copytree(root / "metrics", root.parent / "metrics.after-run")
     return root
