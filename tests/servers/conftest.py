@@ -115,6 +115,20 @@ def _mlflow(name: str, command: list[str], env: dict, port: int, folder: Path) -
     return ServerProcess(name, command, env, f"{uri}/health", folder / "server.log")
 
 
+def plain_mlflow(store: str, artifacts: str, env: dict, folder: Path) -> tuple[str, ServerProcess]:
+    """``mlflow server`` without auth on a free port, not started yet: its URI and process."""
+    port = free_port()
+    command = [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", store,
+        "--artifacts-destination", artifacts,
+        "--serve-artifacts",
+        "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+    return f"http://127.0.0.1:{port}", _mlflow("mlflow server", command, env, port, folder)
+
+
 @pytest.fixture(scope="session")
 def mlflow_server(
     databases: Databases, s3: S3, tmp_path_factory: pytest.TempPathFactory
@@ -122,19 +136,11 @@ def mlflow_server(
     """``mlflow server`` with its store on PostgreSQL and its artifacts on S3 (no auth)."""
     bucket = "mlflow"
     s3.client().create_bucket(Bucket=bucket)
-    port = free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", databases.create("mlflow"),
-        "--artifacts-destination", f"s3://{bucket}/",
-        "--serve-artifacts",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1",
-    ]  # fmt: skip
     env = environment(**S3_KEYS, MLFLOW_S3_ENDPOINT_URL=s3.endpoint)
-    server = _mlflow("mlflow server", command, env, port, tmp_path_factory.mktemp("mlflow"))
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri, server = plain_mlflow(databases.create("mlflow"), f"s3://{bucket}/", env, folder)
     server.start()
-    yield MlflowServer(f"http://127.0.0.1:{port}", bucket)
+    yield MlflowServer(uri, bucket)
     server.stop()
 
 

@@ -17,7 +17,7 @@ import yaml
 from components.cli import execute
 from components.core.errors import Unreachable
 from tests.conftest import CPU_TRAINER, TINY_MODEL
-from tests.servers.conftest import environment, prefect_client
+from tests.servers.conftest import environment, plain_mlflow, prefect_client
 from tests.servers.processes import ServerProcess, free_port
 
 pytestmark = pytest.mark.servers
@@ -44,19 +44,8 @@ class Served:
 @pytest.fixture
 def mlflow_to_kill(databases, tmp_path) -> Iterator[Served]:
     """An ``mlflow server`` of this test's own, on PostgreSQL: the test kills it."""
-    port = free_port()
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", databases.create("mlflow_fault"),
-        "--artifacts-destination", (tmp_path / "artifacts").as_uri(),
-        "--serve-artifacts",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1",
-    ]  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-    server = ServerProcess(
-        "mlflow server", command, environment(), f"{uri}/health", tmp_path / "log"
-    )
+    store, artifacts = databases.create("mlflow_fault"), (tmp_path / "artifacts").as_uri()
+    uri, server = plain_mlflow(store, artifacts, environment(), tmp_path)
     server.start()
     yield Served(uri, server)
     server.stop()

@@ -113,3 +113,24 @@ def test_write_csv_is_atomic_and_headed_by_the_first_row(tmp_path):
         write_csv(path, [{"step": 3}, {"step": 4, "extra": 1}])
     assert path.read_text().splitlines()[-1] == "2,2.25"  # the old file is untouched
     assert [p.name for p in path.parent.iterdir()] == ["loss.csv"]  # no temporaries left
+
+
+def test_meta_holds_nothing_that_differs_between_executions():
+    from components.core.artifacts import build_meta
+
+    result = {"steps": 20, "seconds": 5.5, "tokens_per_s": 812.0, "mfu": None}
+    export = {"parity": {"passed": True}, "latency": {"lm": {"p95_ms": 3.1}}}
+    meta = build_meta(
+        "pretrain",
+        {"lr": 1.0},
+        {"tokens": "abc"},
+        result=result,
+        export=[export],
+        mlflow_run_id="r",
+    )
+    assert "created_at" not in meta
+    assert "mlflow_run_id" not in meta
+    assert meta["result"] == {"steps": 20}
+    assert meta["export"] == [{"parity": {"passed": True}}]
+    assert meta["params"] == {"lr": 1.0}
+    assert meta["inputs"] == {"tokens": "abc"}

@@ -100,3 +100,16 @@ def test_percentiles_are_ordered():
 def test_missing_graph_is_a_clear_error(tmp_path):
     with pytest.raises(ArtifactError, match="run the 'export' stage first"):
         session(tmp_path / "lm.onnx", threads=1)
+
+
+def test_the_graphs_name_no_folder_of_the_checkout(finetuned):
+    import onnx
+
+    from components.export.graphs import STACK_TRACE
+
+    run(_params(), finetuned)
+    model = onnx.load(str(finetuned.export / "classifier.onnx"))
+    keys = {prop.key for node in model.graph.node for prop in node.metadata_props}
+    assert keys  # the exporter's other node metadata (scopes, names) stays
+    assert STACK_TRACE not in keys
+    assert str(finetuned.root) not in model.SerializeToString().decode("latin-1")
