@@ -71,7 +71,14 @@ def _pause(paths: Paths, outcome: dict, timeout_s: int) -> ApprovalForm | None:
     client.set_model_version_tag(model, version, WAITING_RUN_TAG, str(flow_run.id))
     deadline = time.monotonic() + timeout_s
     try:
-        return pause_flow_run(wait_for_input=ApprovalForm, timeout=timeout_s, poll_interval=2)
+        # A key per version: an answer sent to an earlier pause (one whose wait went on in
+        # the registry while Prefect was down) is never read as this version's answer.
+        return pause_flow_run(
+            wait_for_input=ApprovalForm,
+            timeout=timeout_s,
+            poll_interval=2,
+            key=f"{model}-v{version}",
+        )
     except FlowPauseTimeout:
         _running_again()
         return None
