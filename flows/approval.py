@@ -59,6 +59,11 @@ def await_approval(params: Params, paths: Paths, outcomes: list[dict], timeout_s
         _apply(params, paths, outcome, answer)
 
 
+def pause_key(model: str, version: str | int) -> str:
+    """The key of the pause that waits for ``model`` ``version``: its answers are its own."""
+    return f"{model}-v{version}"
+
+
 def _pause(paths: Paths, outcome: dict, timeout_s: int) -> ApprovalForm | None:
     """The form's answer, or None at the timeout; the version names this run meanwhile.
 
@@ -77,7 +82,7 @@ def _pause(paths: Paths, outcome: dict, timeout_s: int) -> ApprovalForm | None:
             wait_for_input=ApprovalForm,
             timeout=timeout_s,
             poll_interval=2,
-            key=f"{model}-v{version}",
+            key=pause_key(model, version),
         )
     except FlowPauseTimeout:
         _running_again()
@@ -172,24 +177,26 @@ def _decided_elsewhere(paths: Paths, outcome: dict) -> bool:
     return True
 
 
-def resume_waiting_run(run_id: str, answer: ApprovalForm) -> str:
-    """Resume the flow run paused for a version with the decision taken on it.
+def resume_waiting_run(run_id: str, answer: ApprovalForm, key: str) -> str:
+    """Resume the flow run paused for a version (its pause ``key``) with the decision on it.
 
     Called after the decision is recorded: a run that cannot be resumed (finished, timed
-    out, its Prefect server unreachable) changes nothing about it, so this never raises.
+    out, waiting for another version, its Prefect server unreachable) changes nothing about
+    it, so this never raises. A run that waited for this version in the registry while
+    Prefect was down may since have paused for the next version: Prefect would hand this
+    answer to whatever pause is current, so a run paused under another key is left alone.
 
     Returns:
         What happened to the waiting run, for the reviewer.
     """
     from prefect.exceptions import NotPausedError, ObjectNotFound
-    from prefect.flow_runs import resume_flow_run
 
     try:
-        resume_flow_run(UUID(run_id), run_input=answer.model_dump())
+        _resume_if_waiting_for(UUID(run_id), answer, key)
     except ObjectNotFound:
         reason = "this Prefect server does not know it"
-    except NotPausedError:
-        reason = "it is no longer paused"
+    except NotPausedError as error:
+        reason = str(error)
     except FlowPauseTimeout:
         reason = "its pause has timed out"
     except Exception as error:  # noqa: BLE001 - any failure leaves the decision as recorded
@@ -197,3 +204,22 @@ def resume_waiting_run(run_id: str, answer: ApprovalForm) -> str:
     else:
         return f"the Prefect flow run {run_id} waiting for it goes on"
     return f"the Prefect flow run {run_id} waiting for it was not resumed: {reason}"
+
+
+def _resume_if_waiting_for(run_id: UUID, answer: ApprovalForm, key: str) -> None:
+    """Resume ``run_id`` with ``answer`` if it is paused under ``key``.
+
+    Raises:
+        NotPausedError: the run is not paused, or paused for another version.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import NotPausedError
+    from prefect.flow_runs import resume_flow_run
+
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(run_id).state
+    if state is None or not state.is_paused():
+        raise NotPausedError("it is no longer paused")
+    if state.state_details.pause_key != key:
+        raise NotPausedError(f"it now waits for another version ({state.state_details.pause_key})")
+    resume_flow_run(run_id, run_input=answer.model_dump())

@@ -108,10 +108,10 @@ def _resume_waiting_run(
     """End the pause of a Prefect flow run waiting for this decision, if one is."""
     run_id = Registry(paths).version(args.model, args.version).tags.get(WAITING_RUN_TAG)
     if run_id:
-        from flows.approval import ApprovalForm, resume_waiting_run
+        from flows.approval import ApprovalForm, pause_key, resume_waiting_run
 
         answer = ApprovalForm(approve=approved, reviewer=reviewer, comment=args.comment)
-        print(resume_waiting_run(run_id, answer))
+        print(resume_waiting_run(run_id, answer, pause_key(args.model, args.version)))
 
 
 def promote_command(args: argparse.Namespace) -> int:

@@ -472,6 +472,62 @@ def test_the_command_ends_the_pause_of_the_run_waiting_for_it(
     assert [e.action for e in Registry(paths).history("wikilm-classifier")].count(expected) == 1
 
 
+def test_a_decision_never_ends_the_pause_of_another_version(
+    exported_workspace, monkeypatch, capsys
+):
+    """The command read the waiting run's id, but the run has moved on to the next pause.
+
+    That happens when the run waited in the registry (Prefect down) and saw the decision
+    there first. Prefect hands an answer to whatever pause is current, so a resume then
+    would decide the next version with this one's answer.
+    """
+    import threading
+
+    from prefect import flow
+    from prefect.flow_runs import pause_flow_run
+    from prefect.runtime import flow_run
+
+    from components.registry.store import APPROVAL_TAG, WAITING_RUN_TAG, Registry
+    from flows.approval import ApprovalForm, pause_key, resume_waiting_run
+    from flows.cli import main
+
+    paths = exported_workspace
+    _pending_classifier(paths, monkeypatch)
+    params_file = paths.root / "params.yaml"
+    params_file.write_text("promote:\n  approval: manual\n")
+    run_ids: list[str] = []
+    answers: list[ApprovalForm] = []
+    outputs: list[str] = []
+    lm_key = pause_key("wikilm-lm", 1)
+
+    @flow
+    def waiting_for_the_lm() -> None:
+        run_ids.append(flow_run.id)
+        answers.append(pause_flow_run(ApprovalForm, timeout=120, poll_interval=1, key=lm_key))
+
+    def reviewer() -> None:
+        run_id = str(_paused(run_ids))
+        client = Registry(paths).client
+        client.set_model_version_tag("wikilm-classifier", "1", WAITING_RUN_TAG, run_id)
+        command = ["approve", "wikilm-classifier", "1", "--reviewer", "ana", "--comment", "clf"]
+        assert main([*command, "--params", str(params_file)]) == 0
+        lm = ApprovalForm(approve=False, reviewer="bo", comment="lm")
+        outputs.append(resume_waiting_run(run_id, lm, lm_key))
+
+    thread = threading.Thread(target=reviewer, daemon=True)
+    thread.start()
+    waiting_for_the_lm()
+    thread.join(timeout=30)
+    out = capsys.readouterr().out
+    assert f"not resumed: it now waits for another version ({lm_key})" in out
+    assert outputs == [f"the Prefect flow run {run_ids[0]} waiting for it goes on"]
+    fields = {"approve", "reviewer", "comment"}
+    assert [answer.model_dump(include=fields) for answer in answers] == [
+        {"approve": False, "reviewer": "bo", "comment": "lm"}
+    ]
+    assert Registry(paths).version("wikilm-classifier", "1").tags[APPROVAL_TAG] == "approved"
+
+
 def test_a_decision_for_a_run_no_longer_waiting_is_kept(exported_workspace, monkeypatch, capsys):
     import uuid
 
