@@ -177,6 +177,10 @@ def _decided_elsewhere(paths: Paths, outcome: dict) -> bool:
     return True
 
 
+class PausedForAnother(Exception):
+    """The flow run is paused, under another version's key (the exception's argument)."""
+
+
 def resume_waiting_run(run_id: str, answer: ApprovalForm, key: str) -> str:
     """Resume the flow run paused for a version (its pause ``key``) with the decision on it.
 
@@ -195,8 +199,10 @@ def resume_waiting_run(run_id: str, answer: ApprovalForm, key: str) -> str:
         _resume_if_waiting_for(UUID(run_id), answer, key)
     except ObjectNotFound:
         reason = "this Prefect server does not know it"
-    except NotPausedError as error:
-        reason = str(error)
+    except NotPausedError:
+        reason = "it is no longer paused"
+    except PausedForAnother as error:
+        reason = f"it now waits for another version ({error})"
     except FlowPauseTimeout:
         reason = "its pause has timed out"
     except Exception as error:  # noqa: BLE001 - any failure leaves the decision as recorded
@@ -210,7 +216,8 @@ def _resume_if_waiting_for(run_id: UUID, answer: ApprovalForm, key: str) -> None
     """Resume ``run_id`` with ``answer`` if it is paused under ``key``.
 
     Raises:
-        NotPausedError: the run is not paused, or paused for another version.
+        NotPausedError: the run is not paused.
+        PausedForAnother: it is paused under another key.
     """
     from prefect.client.orchestration import get_client
     from prefect.exceptions import NotPausedError
@@ -219,7 +226,7 @@ def _resume_if_waiting_for(run_id: UUID, answer: ApprovalForm, key: str) -> None
     with get_client(sync_client=True) as client:
         state = client.read_flow_run(run_id).state
     if state is None or not state.is_paused():
-        raise NotPausedError("it is no longer paused")
+        raise NotPausedError
     if state.state_details.pause_key != key:
-        raise NotPausedError(f"it now waits for another version ({state.state_details.pause_key})")
+        raise PausedForAnother(state.state_details.pause_key)
     resume_flow_run(run_id, run_input=answer.model_dump())
