@@ -182,6 +182,9 @@ def train(
     """Train with early stopping on val loss; ``model`` ends with its best epoch's weights."""
     cfg = params.finetune
     shutil.rmtree(folder, ignore_errors=True)  # a fresh run: epochs are short, resume is moot
+    # Every training shuffles afresh from the seed: the random-init twin sees the batches the
+    # pretrained classifier saw, however many epochs that training took from the generator.
+    loaders.train.generator.manual_seed(cfg.seed)
     module = ClassifierModule(
         model, schedule(cfg, len(loaders.train)), loaders.class_weights, cfg.lm_loss_weight
     )

@@ -7,6 +7,7 @@ import torch
 
 from components.core.errors import ArtifactError, SourceError
 from components.data.tokenization import load_tokenizer
+from components.model import finetune
 from components.model.classifier_module import encode_texts, pad_batch, predict_proba
 from components.model.finetune import pad_id, run
 from components.model.model_io import load_classifier, load_gpt
@@ -53,6 +54,37 @@ def test_finetune_on_polarity_writes_a_loadable_classifier(pretrained_workspace)
     pretrained_embeddings = load_gpt(paths.pretrain).wte.weight
     assert not torch.equal(baseline.backbone.wte.weight, pretrained_embeddings)
     assert not paths.checkpoint_dir("finetune").exists()
+
+
+def test_each_training_sees_the_same_batches_whatever_ran_before(pretrained_workspace, tmp_path):
+    """The random-init twin is trained on the very batches the pretrained one was."""
+    import pytorch_lightning as pl
+
+    from components.data.labelled import load_labelled
+    from components.model.gpt import GPT, GPTConfig
+    from components.model.model_io import read_config
+
+    params = _params(max_epochs=1)
+    cfg, paths = params.finetune, pretrained_workspace
+    config = read_config(paths.pretrain)
+    frames = finetune.split_frames(load_labelled(cfg.dataset, paths.root), cfg)
+    tokenizer = load_tokenizer(paths.pretrain / "tokenizer.json")
+    encoded = {k: encode_texts(tokenizer, f["text"], 32) for k, f in frames.items()}
+
+    def trained(loaders: finetune.Loaders) -> dict[str, torch.Tensor]:
+        pl.seed_everything(cfg.seed, verbose=False)
+        model = finetune.build_classifier(GPT(GPTConfig(**config["model"])), cfg, 2)
+        finetune.train(model, loaders, params, tmp_path / "checkpoints")
+        return model.state_dict()
+
+    def loaders() -> finetune.Loaders:
+        return finetune.make_loaders(encoded, frames, cfg, pad_id(config), 2)
+
+    shared = loaders()
+    trained(shared)  # a first training draws its epoch's order from the shared generator
+    second = trained(shared)
+    alone = trained(loaders())
+    assert all(torch.equal(second[name], alone[name]) for name in alone)
 
 
 def test_early_stopping_keeps_the_best_epoch(pretrained_workspace):
