@@ -22,7 +22,6 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
 )
-from sklearn.pipeline import Pipeline, make_pipeline
 
 from components.core.model_params import EvaluateParams
 from components.core.schema import Report
@@ -143,15 +142,12 @@ class Tuning(Report):
     val_macro_f1: dict[str, float]  # str(C) -> macro-F1 on the val split
 
 
-def tfidf_logreg(cfg: EvaluateParams, c: float) -> Pipeline:
-    """TF-IDF word n-grams (sublinear counts) and logistic regression with strength ``c``."""
-    return make_pipeline(
-        TfidfVectorizer(
-            ngram_range=(1, cfg.tfidf_ngram_max),
-            max_features=cfg.tfidf_max_features,
-            sublinear_tf=True,
-        ),
-        LogisticRegression(C=c, max_iter=1000),
+def tfidf_vectorizer(cfg: EvaluateParams) -> TfidfVectorizer:
+    """TF-IDF of word 1- to ``tfidf_ngram_max``-grams with sublinear counts."""
+    return TfidfVectorizer(
+        ngram_range=(1, cfg.tfidf_ngram_max),
+        max_features=cfg.tfidf_max_features,
+        sublinear_tf=True,
     )
 
 
@@ -168,11 +164,18 @@ def tfidf_baseline(
     a tie goes to the smaller C (the stronger regularisation).
     """
     classes = list(range(len(names)))
+    # The features do not depend on C: one vocabulary and one matrix per split for every C.
+    vectorizer = tfidf_vectorizer(cfg).fit(train["text"])
+    features = {
+        name: vectorizer.transform(part["text"])
+        for name, part in (("train", train), ("val", val), ("test", test))
+    }
     fitted, on_val = {}, {}
     for c in sorted(cfg.logreg_c):
-        fitted[c] = tfidf_logreg(cfg, c).fit(train["text"], train["label"])
-        predicted = fitted[c].predict(val["text"])
+        fitted[c] = LogisticRegression(C=c, max_iter=1000).fit(features["train"], train["label"])
+        predicted = fitted[c].predict(features["val"])
         on_val[c] = float(f1_score(val["label"], predicted, labels=classes, average="macro"))
     best = max(on_val, key=lambda c: (on_val[c], -c))
     tuning = Tuning(c=best, val_macro_f1={f"{c:g}": round(f1, 6) for c, f1 in on_val.items()})
-    return scores(test["label"].to_numpy(), fitted[best].predict(test["text"]), names, cfg), tuning
+    predicted = fitted[best].predict(features["test"])
+    return scores(test["label"].to_numpy(), predicted, names, cfg), tuning
