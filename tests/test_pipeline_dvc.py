@@ -155,8 +155,8 @@ def test_plots_show_renders_the_declared_plots(pipeline_repo, tmp_path):
 
 
 def test_changed_param_reruns_only_that_stage_and_downstream(pipeline_repo):
-    # A pretraining knob: the data stages above it stay as they are, the models below rerun.
-    setting, expected = "pretrain.max_steps=10", {"pretrain", "finetune", "evaluate", "export"}
+    # A fine-tuning knob: the five stages above it stay as they are, the two below rerun.
+    setting, expected = "finetune.max_epochs=1", {"finetune", "evaluate", "export"}
     done = run_command(["dvc", "exp", "run", "-S", setting], pipeline_repo)
     ran = {stage for stage in STAGES if f"Running stage '{stage}'" in done.stdout}
     assert ran == expected, done.stdout
