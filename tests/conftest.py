@@ -103,7 +103,7 @@ def pretrained_root(tmp_path_factory: pytest.TempPathFactory, token_corpus: Path
 @pytest.fixture
 def pretrained_workspace(tmp_path: Path, pretrained_root: Path) -> Paths:
     """A copy of :func:`pretrained_root` that a test may change."""
-    return _copy_workspace(pretrained_root, tmp_path / "work")
+    return copy_workspace(pretrained_root, tmp_path / "work")
 
 
 @pytest.fixture(scope="session")
@@ -133,10 +133,10 @@ def exported_root(tmp_path_factory: pytest.TempPathFactory, pretrained_root: Pat
 @pytest.fixture
 def exported_workspace(tmp_path: Path, exported_root: Path) -> Paths:
     """A copy of :func:`exported_root` with no MLflow store yet."""
-    return _copy_workspace(exported_root, tmp_path / "work")
+    return copy_workspace(exported_root, tmp_path / "work")
 
 
-def _copy_workspace(source: Path, root: Path) -> Paths:
+def copy_workspace(source: Path, root: Path) -> Paths:
     """Copy a session-built workspace to ``root`` and resolve its default paths."""
     shutil.copytree(source, root)
     return Paths.resolve(PathsParams(), root)

@@ -13,7 +13,7 @@ from components.registry.store import (
     Registry,
 )
 from flows.cli import main
-from tests.conftest import MECHANICS_GATE, make_params
+from tests.conftest import MECHANICS_GATE, copy_workspace, make_params
 
 pytestmark = pytest.mark.servers
 
@@ -39,17 +39,33 @@ def grant(server, user: str, kind: str, resource: str, permission: str, monkeypa
         AuthServiceClient(server.uri).grant_user_permission(user, kind, resource, permission)
 
 
-@pytest.fixture
-def pending(exported_workspace, auth_mlflow_server, monkeypatch, tmp_path):
-    """A classifier version awaiting approval, registered by the pipeline's account."""
-    act_as(monkeypatch, auth_mlflow_server, "trainer")
-    params = make_params(promote=MANUAL)
-    outcomes = register_and_gate(params, exported_workspace)
+@pytest.fixture(scope="module")
+def registered(auth_mlflow_server, exported_root, tmp_path_factory):
+    """A classifier version awaiting approval, registered once by the pipeline's account.
+
+    The refusals below leave it pending; the one test that approves it runs last.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        act_as(patch, auth_mlflow_server, "trainer")
+        paths = copy_workspace(exported_root, tmp_path_factory.mktemp("auth") / "work")
+        outcomes = register_and_gate(make_params(promote=MANUAL), paths)
     (classifier,) = [o for o in outcomes if o.model == CLASSIFIER]
     assert classifier.status == "awaiting approval"
-    (exported_workspace.root / "params.yaml").write_text(f"promote: {MANUAL}\n")
-    monkeypatch.chdir(exported_workspace.root)
-    return classifier.version
+    (paths.root / "params.yaml").write_text(f"promote: {MANUAL}\n")
+    return paths, classifier.version
+
+
+@pytest.fixture
+def exported_workspace(registered, monkeypatch):
+    """The registered workspace, the commands' working directory."""
+    monkeypatch.chdir(registered[0].root)
+    return registered[0]
+
+
+@pytest.fixture
+def pending(registered, exported_workspace):
+    """The version awaiting approval."""
+    return registered[1]
 
 
 def decide(*args: str) -> int:
