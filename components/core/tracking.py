@@ -276,9 +276,23 @@ def get_or_create_experiment(client: Any, name: str, location: str | None = None
         return client.get_experiment_by_name(name).experiment_id
 
 
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment of the store at ``uri`` keeps its artifacts.
+
+    Beside a SQLite store's file (``mlartifacts/``), whatever the working directory: MLflow's
+    own default for it is ``./mlruns`` of the process that creates the experiment. A server
+    or a database store decides itself (None).
+    """
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri.removeprefix("sqlite:///")).resolve()
+    return (database.parent / "mlartifacts").as_uri()
+
+
 def _experiment_id(client: Any, root: Path) -> str:
-    # The embedded store keeps artifacts next to it; a server chooses its own location.
-    location = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
+    # By the URI, not by whether MLFLOW_TRACKING_URI is set: registration sets it (MLflow's
+    # fluent API exports it) while it creates the experiment on the embedded store.
+    location = artifact_location(tracking_uri(root))
     return get_or_create_experiment(client, EXPERIMENT, location)
 
 

@@ -8,6 +8,7 @@ from components.core.tracking import (
     NullTracker,
     active_tracker,
     flatten,
+    fluent_tracking,
     numeric,
     stage_run,
     tracking_uri,
@@ -55,6 +56,21 @@ def test_stage_run_records_and_finishes(workspace):
     assert "wikilm.git_commit" in run.data.tags
     assert len(run.data.tags["wikilm.params_digest"]) == 16
     assert (workspace.root / "mlflow.db").is_file()
+
+
+def test_artifacts_stay_beside_a_sqlite_store_whatever_the_directory(
+    workspace, tmp_path, monkeypatch
+):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    # Registration runs inside fluent_tracking, which exports MLFLOW_TRACKING_URI.
+    with fluent_tracking(tracking_uri(workspace.root)), stage_run("register", workspace, {}):
+        pass
+    client, _ = _runs(workspace.root)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment.artifact_location == (workspace.root / "mlartifacts").as_uri()
+    assert not (elsewhere / "mlruns").exists()
 
 
 def test_failed_stage_marks_the_run_failed(workspace):
