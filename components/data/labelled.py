@@ -190,7 +190,8 @@ def _checked(source: str, table: pd.DataFrame) -> LabelledData:
     no_text = table["text"].isna() | (table["text"].astype(str).str.strip() == "")
     usable = ~(no_label | no_text)
     # A text met again would land in two splits; the first row's label is the one kept.
-    repeated = usable & table["text"].astype(str).str.strip().duplicated()
+    texts = table["text"].astype(str).str.strip().where(usable)  # unusable rows repeat nothing
+    repeated = usable & texts.duplicated()
     dropped = {
         "missing_label": int(no_label.sum()),
         "empty_text": int((no_text & ~no_label).sum()),

@@ -52,12 +52,14 @@ def test_question_lines_are_labelled_by_their_coarse_type(tmp_path):
 
 def test_repeated_texts_are_dropped_and_counted_the_first_label_kept(tmp_path):
     path = tmp_path / "x.csv"
-    frame = pd.DataFrame({"text": ["a b", "c", " a b ", "d", "c"], "label": [1, 0, 0, 1, 0]})
+    frame = pd.DataFrame(
+        {"text": ["e", "a b", "c", " a b ", "d", "c", "e"], "label": [None, 1, 0, 0, 1, 0, 1]}
+    )
     frame.to_csv(path, index=False)
     data = load_labelled(str(path), tmp_path)
-    assert data.texts == ["a b", "c", "d"]
-    assert data.labels == [1, 0, 1]
-    assert data.dropped == {"duplicate_text": 2}
+    assert data.texts == ["a b", "c", "d", "e"]  # an unlabelled "e" does not hide a labelled one
+    assert data.labels == [1, 0, 1, 1]
+    assert data.dropped == {"missing_label": 1, "duplicate_text": 2}
 
 
 def test_rated_lines_are_labelled_by_the_sign_of_their_rating(tmp_path):
