@@ -38,7 +38,7 @@ from components.core.config import load_params, parse_params
 from components.core.errors import ConfigError
 from components.core.model_params import TrainerParams
 from components.core.paths import Paths
-from components.model.model_io import load_gpt
+from components.model.model_io import load_classifier, load_gpt
 from components.model.pretrain import final_validation
 from components.model.token_data import WindowSpec
 from components.model.training import make_trainer
@@ -357,20 +357,26 @@ def test_torchrun_across_two_nodes_and_srun_train_the_same_model(tmp_path, token
         torch.testing.assert_close(tensor, weights[1][name], rtol=0, atol=1e-5, msg=name)
 
 
+def _stage(stage: str, params: Path, store: Path) -> subprocess.CompletedProcess:
+    """``stage`` run as DVC runs it, exit code 0 required."""
+    done = subprocess.run(
+        [sys.executable, "-m", "components", stage, "--params", str(params)],
+        env=_clean_env(store),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="Lightning's FSDP needs CUDA devices")
 def test_fsdp_on_the_gpus_writes_the_whole_trained_model(tmp_path, token_corpus):
     gpus = torch.cuda.device_count()
     trainer = {"accelerator": "gpu", "devices": gpus, "strategy": "fsdp", "precision": "32-true"}
     params = _workspace(tmp_path, token_corpus, **trainer)
-    done = subprocess.run(
-        [sys.executable, "-m", "components", "pretrain", "--params", str(params)],
-        env=_clean_env(tmp_path / "mlflow.db"),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    _stage("pretrain", params, tmp_path / "mlflow.db")
     metrics = json.loads((tmp_path / "metrics" / "pretrain.json").read_text())
     assert metrics["world_size"] == gpus
     # Whole tensors, not one rank's shards, and the weights the stage scored.
@@ -383,6 +389,13 @@ def test_fsdp_on_the_gpus_writes_the_whole_trained_model(tmp_path, token_corpus)
     tokens = tmp_path / "data" / "tokens"
     loss = final_validation(model, tokens, spec, PRETRAIN["val_batches"], torch.device("cuda"))
     assert loss == pytest.approx(metrics["val_loss"], abs=1e-4)
+    # Fine-tuning under the same settings keeps a whole classifier per GPU.
+    sections = yaml.safe_load(params.read_text())
+    finetune = {"dataset": "builtin:polarity", "max_epochs": 2}
+    params.write_text(yaml.safe_dump({**sections, "finetune": finetune}))
+    done = _stage("finetune", params, tmp_path / "mlflow.db")
+    assert "keeps a whole copy per device (ddp)" in done.stderr
+    assert load_classifier(tmp_path / "models" / "finetune")[1]["labels"] == ["neg", "pos"]
 
 
 # --- the examples: infra/k8s and infra/slurm ----------------------------------------------

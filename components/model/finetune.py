@@ -33,7 +33,7 @@ from components.core.artifacts import (
 )
 from components.core.config import Params
 from components.core.distributed import is_global_zero
-from components.core.model_params import FinetuneParams
+from components.core.model_params import FinetuneParams, TrainerParams
 from components.core.paths import Paths
 from components.core.schema import Report
 from components.data.labelled import LabelledData, load_labelled, stratified_split
@@ -93,7 +93,17 @@ class FinetuneResult(Report):
 
 def preflight(params: Params) -> None:
     """Refuse trainer settings this machine or launcher cannot run, before any work."""
-    check_trainer(params.trainer)
+    check_trainer(replicated(params.trainer))
+
+
+def replicated(cfg: TrainerParams) -> TrainerParams:
+    """The trainer settings fine-tuning runs under: ``fsdp`` becomes ``ddp``, the rest stay.
+
+    The classifier is loaded whole from one file, trained, and its best epoch loaded back
+    whole; under FSDP each device would hold only shards of it by then. One copy per device
+    (DDP) keeps those steps plain; FSDP stays what pretraining a large decoder needs.
+    """
+    return cfg.model_copy(update={"strategy": "ddp"}) if cfg.strategy == "fsdp" else cfg
 
 
 def pad_id(config: dict) -> int:
@@ -190,7 +200,7 @@ def train(
     )
     callbacks = _callbacks(folder, cfg, len(loaders.train))
     trainer = make_trainer(
-        params.trainer,
+        replicated(params.trainer),
         list(callbacks.values()),
         root=folder,
         max_epochs=cfg.max_epochs,
@@ -236,6 +246,8 @@ def run(params: Params, paths: Paths) -> FinetuneResult:
     loaders = make_loaders(encoded, frames, cfg, pad_id(config), classes)
     pl.seed_everything(cfg.seed, verbose=False)
     model = build_classifier(load_gpt(paths.pretrain), cfg, classes)
+    if params.trainer.strategy == "fsdp":
+        log.info("finetune: trainer.strategy fsdp: fine-tuning keeps a whole copy per device (ddp)")
     log.info(
         "finetune: %d classes, %d/%d/%d train/val/test examples, %s trainable parameters",
         classes,

@@ -1,9 +1,12 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from components.core.errors import ArtifactError, SourceError
 from components.data.tokenization import load_tokenizer
@@ -130,3 +133,38 @@ def test_padding_and_mask_mark_the_real_tokens():
     ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=1)
     assert ids.tolist() == [[5, 6, 7], [8, 1, 1]]
     assert mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def _val_loss(finetuned, model_folder="") -> float:
+    """Mean cross-entropy on the val split of the classifier in ``finetuned/model_folder``."""
+    model, config = load_classifier(finetuned / model_folder)
+    val = pd.read_parquet(finetuned / "splits" / "val.parquet")
+    tokenizer = load_tokenizer(finetuned / "tokenizer.json")
+    probs = predict_proba(model, encode_texts(tokenizer, val["text"], 32), pad_id(config))
+    return float(-np.log(probs[np.arange(len(val)), val["label"]]).mean())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="accelerator auto would pick the GPUs")
+def test_fsdp_settings_fine_tune_on_two_processes_with_a_copy_each(pretrained_workspace):
+    """Under ``strategy: fsdp`` fine-tuning runs DDP: here on CPUs, where FSDP cannot run."""
+    root = pretrained_workspace.root
+    sections = {
+        "model": TINY_MODEL,
+        "trainer": {"accelerator": "auto", "devices": 2, "strategy": "fsdp"},
+        "finetune": {"dataset": SMALL_LABELLED, "max_epochs": 2, "lr": 2e-3},
+    }
+    (root / "params.yaml").write_text(yaml.safe_dump(sections))
+    command = [sys.executable, "-m", "components", "finetune", "--params", "params.yaml"]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("keeps a whole copy per device (ddp)") == 1
+    assert done.stderr.count("finetune finished") == 1  # rank 1 is silent
+    # Both ranks scored half the val split each; the classifier written is the best epoch's,
+    # and its loss on the whole split is the one reported.
+    metrics = json.loads((root / "metrics" / "finetune.json").read_text())
+    assert _val_loss(pretrained_workspace.finetune) == pytest.approx(
+        metrics["best_val_loss"], abs=1e-4
+    )
+    assert metrics["random_init"]["best_val_loss"] == pytest.approx(
+        _val_loss(pretrained_workspace.finetune, "random_init"), abs=1e-4
+    )

@@ -131,6 +131,7 @@ def test_sigkill_then_rerun_resumes_to_the_same_loss_in_the_same_run(trained_wor
         "pretrain": {**PRETRAIN, "max_steps": 200, "checkpoint_every": 25, "val_every": 25},
     }
     straight = _pretrain(_project(root, **sections), WIKILM_TRACKING="off")
+    straight_weights = (root / "models" / "pretrain" / "model.safetensors").read_bytes()
     (root / "metrics" / "pretrain.json").unlink()
     straight_val = _curve(root / "plots" / "pretrain" / "val.csv")
 
@@ -152,6 +153,8 @@ def test_sigkill_then_rerun_resumes_to_the_same_loss_in_the_same_run(trained_wor
     assert resumed["resumed_from_step"] > 0
     assert resumed["steps"] == straight["steps"] == 200
     assert resumed["val_loss"] == pytest.approx(straight["val_loss"], abs=1e-4)
+    # The checkpoint holds all the state: the resumed run ends with the very same weights.
+    assert (root / "models" / "pretrain" / "model.safetensors").read_bytes() == straight_weights
     runs = _pretrain_runs(root)
     assert [r.info.run_id for r in runs] == [state["mlflow_run_id"]]
     assert runs[0].info.status == "FINISHED"
