@@ -63,6 +63,7 @@ class PretrainResult(Report):
     mfu: float | None
     precision: str
     world_size: int
+    threads: int  # torch's intra-op CPU threads: the last bits of CPU training depend on them
     resumed_from_step: int
     first_batch_windows: int  # windows in the first batch, over all ranks
     first_batch_distinct: int  # how many of them differ (all, when ranks read apart)
@@ -279,6 +280,7 @@ def _result(
         mfu=round(mfu, 4) if mfu is not None else None,
         precision=str(trainer.precision),  # what ran: Lightning may substitute one
         world_size=trainer.world_size,
+        threads=torch.get_num_threads(),
         resumed_from_step=throughput.start_step,
         first_batch_windows=probe.windows,
         first_batch_distinct=probe.distinct,

@@ -106,51 +106,31 @@ def prefect_api(prefect_server, path: str, body: dict) -> list[dict]:
     return answer.json()
 
 
-# Their outputs must be the same bytes; training on CPUs is not bit-reproducible across
-# executions (the last bits of a weight may differ), so the models are held to their metrics.
-DATA_STAGES = ("ingest", "clean", "validate", "tokenize")
-MODEL_METRICS = {
-    "pretrain": ["val_loss"],
-    "finetune": ["best_val_loss"],
-    "evaluate": ["lm.val.bits_per_byte", "classifier.model.macro_f1"],
-}
-
-
 def _lock(path: Path) -> dict:
     return yaml.safe_load(path.read_text())["stages"]
 
 
-def _code_and_params(stage: dict) -> tuple:
-    code = [d for d in stage["deps"] if d["path"].startswith("components/")]
-    return stage["cmd"], stage.get("params"), code
-
-
-def _data_outs(stage: dict) -> list:
+def _outs(stage: dict) -> list:
     """Outputs, less the metrics files: they hold wall-clock seconds and latencies."""
     return [o for o in stage["outs"] if not o["path"].startswith("metrics/")]
 
 
-def _value(metrics_dir: Path, stage: str, dotted: str) -> float:
-    value = json.loads((metrics_dir / f"{stage}.json").read_text())
-    for key in dotted.split("."):
-        value = value[key]
-    return value
+def _threads(metrics_dir: Path) -> int:
+    return json.loads((metrics_dir / "pretrain.json").read_text())["threads"]
 
 
 def test_the_run_leaves_the_same_dvc_lock_as_the_embedded_run(served, pipeline_repo):
     embedded = _lock(pipeline_repo.parent / "dvc.lock.after-run")
     here = _lock(served.root / "dvc.lock")
     assert list(here) == list(embedded) == STAGES
-    for stage in STAGES:  # the same commands, params and code
-        assert _code_and_params(here[stage]) == _code_and_params(embedded[stage]), stage
-    for stage in DATA_STAGES:  # the same data, byte for byte, from the same inputs
+    # The last bits of CPU training depend on torch's thread count: the same here as there,
+    # or a test that ran before left its own setting in the environment (Dask does).
+    assert _threads(served.root / "metrics") == _threads(pipeline_repo.parent / "metrics.after-run")
+    for stage in STAGES:  # the same commands, params, code and data; the same bytes out
+        assert here[stage]["cmd"] == embedded[stage]["cmd"], stage
+        assert here[stage].get("params") == embedded[stage].get("params"), stage
         assert here[stage]["deps"] == embedded[stage]["deps"], stage
-        assert _data_outs(here[stage]) == _data_outs(embedded[stage]), stage
-    for stage, names in MODEL_METRICS.items():
-        for name in names:
-            expected = _value(pipeline_repo.parent / "metrics.after-run", stage, name)
-            got = _value(served.root / "metrics", stage, name)
-            assert got == pytest.approx(expected, abs=1e-3), f"{stage}: {name}"
+        assert _outs(here[stage]) == _outs(embedded[stage]), stage
 
 
 def test_a_clone_pulls_the_outputs_and_has_nothing_to_rerun(

@@ -27,11 +27,21 @@ NO_ADDRESS = (
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A scheduler and two single-threaded worker processes, for every test of this module."""
-    with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as local:
-        yield local
+    """A scheduler and two single-threaded worker processes, for every test of this module.
+
+    Dask's nannies set OMP_NUM_THREADS=1 (and MKL's, OpenBLAS's) in this very process before
+    they spawn their workers. Put back, or every training the session starts later would run
+    on one thread, slower and with other last bits than a user's.
+    """
+    environment = dict(os.environ)
+    try:
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as local:
+            yield local
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
 
 
 @pytest.fixture

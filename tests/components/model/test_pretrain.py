@@ -46,6 +46,7 @@ def test_pretrain_learns_and_writes_a_loadable_model(trained_workspace):
     assert 0 < result.val_bits_per_byte < 8
     assert result.tokens_per_s > 0
     assert result.mfu is None  # no known peak on a CPU
+    assert result.threads == torch.get_num_threads()
     model = load_gpt(paths.pretrain)
     assert model.config.n_embd == 32
     assert model.config.vocab_size == 512
