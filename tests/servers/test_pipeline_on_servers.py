@@ -25,6 +25,8 @@ from tests.servers.conftest import S3_KEYS
 pytestmark = pytest.mark.servers
 
 DVC_BUCKET = "dvc"  # .dvc/config's remote "shared": s3://dvc/wikilm
+# The server run and the embedded run go side by side, on one core's worth of threads each.
+ONE_THREAD = ("OMP_NUM_THREADS", "1")
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,13 @@ def served(auth_mlflow_server, prefect_server, s3, tmp_path_factory, request) ->
     """``wikilm run`` against the servers as ``trainer``, then ``dvc push`` to the remote."""
     s3.client().create_bucket(Bucket=DVC_BUCKET)
     root = quick_clone(tmp_path_factory.mktemp("served") / "repo")
-    env = client_env(auth_mlflow_server, "trainer", s3, prefect_server)
+    env = client_env(auth_mlflow_server, "trainer", s3, prefect_server) | dict([ONE_THREAD])
     running = subprocess.Popen(
         ["wikilm", "run"], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
-    # Meanwhile, the embedded run it is compared with: each leaves a core idle at times.
-    request.getfixturevalue("pipeline_repo")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(*ONE_THREAD)  # the embedded run it is compared with
+        request.getfixturevalue("pipeline_repo")
     output = running.communicate(timeout=1800)[0].decode()
     assert running.returncode == 0, output
     run_command(["dvc", "push", "-r", "shared"], root, env)
