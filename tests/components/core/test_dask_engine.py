@@ -1,5 +1,6 @@
 """The dask data engine: ingest and clean on a real ``LocalCluster`` of two worker processes."""
 
+import contextlib
 import logging
 import operator
 import os
@@ -25,9 +26,9 @@ NO_ADDRESS = (
 )
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A scheduler and two single-threaded worker processes, for every test of this module.
+@contextlib.contextmanager
+def local_cluster():
+    """A scheduler and two single-threaded worker processes, this process's environment kept.
 
     Dask's nannies set OMP_NUM_THREADS=1 (and MKL's, OpenBLAS's) in this very process before
     they spawn their workers. Put back, or every training the session starts later would run
@@ -42,6 +43,20 @@ def cluster():
     finally:
         os.environ.clear()
         os.environ.update(environment)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """One :func:`local_cluster` for every test of this module."""
+    with local_cluster() as local:
+        yield local
+
+
+def test_a_local_cluster_leaves_the_thread_settings_as_they_were(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    with local_cluster():
+        assert os.environ.get("OMP_NUM_THREADS") == "1"  # what the nannies do
+    assert "OMP_NUM_THREADS" not in os.environ
 
 
 @pytest.fixture

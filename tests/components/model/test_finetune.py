@@ -43,11 +43,7 @@ def test_finetune_on_polarity_writes_a_loadable_classifier(pretrained_workspace)
     test = pd.read_parquet(paths.finetune / "splits" / "test.parquet")
     assert test["label"].value_counts().to_dict() == {0: 20, 1: 20}  # stratified
     # The saved model reproduces the best epoch: its val loss is the one reported.
-    val = pd.read_parquet(paths.finetune / "splits" / "val.parquet")
-    tokenizer = load_tokenizer(paths.finetune / "tokenizer.json")
-    probs = predict_proba(model, encode_texts(tokenizer, val["text"], 32), pad_id(config))
-    loss = -np.log(probs[np.arange(len(val)), val["label"]]).mean()
-    assert loss == pytest.approx(result.best_val_loss, abs=1e-4)
+    assert _val_loss(paths.finetune) == pytest.approx(result.best_val_loss, abs=1e-4)
     assert (paths.plots_dir("finetune") / "val.csv").is_file()
     # The same classifier from random weights, saved beside it and reported.
     baseline, baseline_config = load_classifier(paths.finetune / "random_init")
