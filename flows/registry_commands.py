@@ -320,11 +320,11 @@ def add_serve_command(commands: argparse._SubParsersAction) -> None:
 
 
 def deploy_command(args: argparse.Namespace) -> int:
-    """Serve the pipeline flow on a cron schedule against the configured Prefect server."""
+    """Serve the pipeline flow on a schedule against the configured Prefect server."""
     from flows.deploy import serve_on_schedule
 
     _context(args)
-    serve_on_schedule(args.params, args.cron, args.name)
+    serve_on_schedule(args.params, args.cron, args.interval, args.name)
     return 0
 
 
@@ -353,11 +353,15 @@ def add_operations_commands(commands: argparse._SubParsersAction) -> None:
     deploy = _add(
         commands,
         "deploy",
-        "serve the pipeline on a cron schedule (Prefect)",
+        "serve the pipeline on a schedule (Prefect)",
         'wikilm deploy --cron "0 3 * * 0"',
         deploy_command,
     )
-    deploy.add_argument("--cron", required=True, help="cron expression, e.g. '0 3 * * 0'")
+    schedule = deploy.add_mutually_exclusive_group(required=True)
+    schedule.add_argument("--cron", help="cron expression, e.g. '0 3 * * 0'")
+    schedule.add_argument(
+        "--interval", type=float, metavar="SECONDS", help="run every SECONDS seconds instead"
+    )
     deploy.add_argument("--name", default="wikilm-scheduled", help="deployment name")
     _add(
         commands,

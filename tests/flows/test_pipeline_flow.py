@@ -242,6 +242,21 @@ def test_deploy_builds_a_cron_deployment_of_the_flow(tmp_path):
         build_deployment(tmp_path / "params.yaml", "not a cron")
 
 
+def test_deploy_builds_an_interval_deployment_and_wants_one_schedule(tmp_path):
+    from datetime import timedelta
+
+    from flows.deploy import build_deployment
+
+    (schedule,) = build_deployment(tmp_path / "params.yaml", interval_s=90).schedules
+    assert schedule.schedule.interval == timedelta(seconds=90)
+    with pytest.raises(WikilmError, match="either --cron or --interval"):
+        build_deployment(tmp_path / "params.yaml")
+    with pytest.raises(WikilmError, match="either --cron or --interval"):
+        build_deployment(tmp_path / "params.yaml", "* * * * *", 60)
+    with pytest.raises(WikilmError, match="--interval 0: must be a positive"):
+        build_deployment(tmp_path / "params.yaml", interval_s=0)
+
+
 def test_prefect_yaml_deploys_the_same_flow():
     import importlib
 

@@ -232,7 +232,11 @@ def prefect_client(api_url: str) -> Iterator[object]:
 def prefect_server(
     databases: Databases, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrefectServer]:
-    """``prefect server start`` with its database on PostgreSQL."""
+    """``prefect server start`` with its database on PostgreSQL and its services on.
+
+    As a team runs it: the scheduler creates deployments' runs, and the other services
+    (late runs, pause expiry, event persistence) run as they would in production.
+    """
     folder = tmp_path_factory.mktemp("prefect")
     port = free_port()
     database = databases.create("prefect").replace("postgresql://", "postgresql+asyncpg://")
@@ -244,7 +248,7 @@ def prefect_server(
     )
     command = [
         sys.executable, "-m", "prefect", "server", "start",
-        "--host", "127.0.0.1", "--port", str(port), "--no-ui", "--no-services",
+        "--host", "127.0.0.1", "--port", str(port), "--no-ui",
     ]  # fmt: skip
     api = f"http://127.0.0.1:{port}/api"
     server = ServerProcess("prefect server", command, env, f"{api}/health", folder / "server.log")
