@@ -11,10 +11,12 @@ from pathlib import Path
 import pytest
 
 import components
+from components.stages import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]
-LAYERS = next(c for c in CONFIG["importlinter"]["contracts"] if c["id"] == "layers")["layers"]
+CONTRACTS = {c["id"]: c for c in CONFIG["importlinter"]["contracts"]}
+LAYERS = CONTRACTS["layers"]["layers"]
 
 
 def lint_imports(root: Path) -> subprocess.CompletedProcess:
@@ -56,7 +58,7 @@ def layer_names() -> set[str]:
 def test_the_project_keeps_its_import_contracts():
     done = lint_imports(ROOT)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 kept, 0 broken" in done.stdout
+    assert "4 kept, 0 broken" in done.stdout
 
 
 @pytest.mark.parametrize(
@@ -80,6 +82,41 @@ def test_a_forbidden_import_breaks_a_contract(tmp_path, module, line, reported):
     done = lint_imports(tree)
     assert done.returncode == 1
     assert reported in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "broken"),
+    [
+        (  # a stage reaching into another stage for a helper
+            "components/model/evaluate.py",
+            "from components.model.finetune import split_frames",
+            "stages-independent",
+        ),
+        (  # ... or through a shared module that imports a stage
+            "components/model/model_io.py",
+            "from components.data.tokenization import train_tokenizer",
+            "stages-independent",
+        ),
+        (  # infrastructure that knows a stage
+            "components/core/paths.py",
+            "from components.data import documents",
+            "core-knows-no-stage",
+        ),
+    ],
+)
+def test_the_stage_contracts_catch_a_planted_import(tmp_path, module, line, broken):
+    tree = copy_of_the_tree(tmp_path)
+    append(tree / module, line)
+    done = lint_imports(tree)
+    assert done.returncode == 1
+    name = CONTRACTS[broken]["name"]
+    # import-linter wraps long names: compare the report with white space folded.
+    report = " ".join(done.stdout.split())
+    assert f"{name} BROKEN" in report
+
+
+def test_the_independent_modules_are_the_stage_table():
+    assert CONTRACTS["stages-independent"]["modules"] == [s.module for s in STAGES.values()]
 
 
 def test_every_module_of_components_sits_in_a_layer():

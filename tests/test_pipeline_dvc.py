@@ -72,6 +72,20 @@ def test_second_repro_is_a_no_op(pipeline_repo):
     assert (pipeline_repo / "dvc.lock").read_text() == lock_before
 
 
+def test_editing_the_fine_tuning_loop_leaves_evaluate_and_export_up_to_date(pipeline_repo):
+    from flows.dag import stale_stages
+
+    module = pipeline_repo / "components" / "model" / "finetune.py"
+    original = module.read_text(encoding="utf-8")
+    module.write_text(original + "\n# an edit of the fine-tuning stage's own module\n")
+    try:
+        # evaluate and export read the shared helpers (model_io, tokenizer_file), not finetune.py
+        assert stale_stages(pipeline_repo) == ["finetune"]
+    finally:
+        module.write_text(original, encoding="utf-8")
+    assert stale_stages(pipeline_repo) == []
+
+
 def _plain(args: list[str], cwd: Path) -> str:
     """Output of a command started as from a plain shell: no Makefile or Prefect settings."""
     env = {"HOME": os.environ["HOME"], "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}

@@ -134,16 +134,6 @@ def train_tokenizer(
     return tokenizer
 
 
-def load_tokenizer(path: Path) -> Tokenizer:
-    """Load a saved ``tokenizer.json`` so it encodes exactly as the token files were encoded.
-
-    ``encode_special_tokens`` is not stored in tokenizer.json, so it is set again here.
-    """
-    tokenizer = Tokenizer.from_file(str(path))
-    tokenizer.encode_special_tokens = True
-    return tokenizer
-
-
 def encode(
     tokenizer: Tokenizer, batches: Iterable[list[str]], separator: int, stats: SplitStats
 ) -> Iterator[np.ndarray]:
@@ -245,7 +235,7 @@ def _meta(
         token_format_version=VERSION,
         separator=cfg.special_tokens[0],
         special_tokens={t: tokenizer.token_to_id(t) for t in cfg.special_tokens},
-        encode_special_tokens=True,  # see load_tokenizer
+        encode_special_tokens=True,  # see tokenizer_file.load_tokenizer
         splits={
             s: {"documents": v.documents, "tokens": v.tokens, "bytes": v.bytes}
             for s, v in stats.items()

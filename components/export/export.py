@@ -40,7 +40,7 @@ from components.core.errors import WikilmError
 from components.core.model_params import ExportParams
 from components.core.paths import Paths
 from components.core.schema import Report
-from components.data.tokenization import load_tokenizer
+from components.data.tokenizer_file import load_tokenizer
 from components.export.graphs import (
     CLASSIFIER_INPUTS,
     CLASSIFIER_OUTPUTS,
@@ -54,8 +54,7 @@ from components.export.graphs import (
     session,
 )
 from components.model.classifier_module import encode_texts, pad_batch
-from components.model.finetune import pad_id
-from components.model.model_io import load_classifier, load_gpt
+from components.model.model_io import load_classifier, load_gpt, pad_id
 from components.model.token_data import evaluation_batches
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,7 @@ from components.core.paths import Paths
 from components.core.schema import Report
 from components.data.sources import builtin_path
 from components.data.tokenbin import open_tokens
-from components.data.tokenization import load_tokenizer
+from components.data.tokenizer_file import load_tokenizer
 from components.model.baselines import (
     ClassifierScores,
     Tuning,
@@ -50,9 +50,8 @@ from components.model.baselines import (
     tfidf_baseline,
 )
 from components.model.classifier_module import encode_texts, predict_proba
-from components.model.finetune import RANDOM_INIT, pad_id
 from components.model.gpt import GPT
-from components.model.model_io import load_classifier, load_gpt, read_config
+from components.model.model_io import RANDOM_INIT, load_classifier, load_gpt, pad_id, read_config
 from components.model.training import cuda_usable
 
 log = logging.getLogger(__name__)

@@ -37,7 +37,7 @@ from components.core.model_params import FinetuneParams, TrainerParams
 from components.core.paths import Paths
 from components.core.schema import Report
 from components.data.labelled import LabelledData, load_labelled, stratified_split
-from components.data.tokenization import load_tokenizer
+from components.data.tokenizer_file import load_tokenizer
 from components.model.callbacks import LossCurve
 from components.model.classifier_module import (
     ClassifierModule,
@@ -48,15 +48,13 @@ from components.model.classifier_module import (
     make_loader,
 )
 from components.model.gpt import GPT, GPTClassifier, GPTConfig
-from components.model.model_io import load_gpt, read_config, save_weights
+from components.model.model_io import RANDOM_INIT, load_gpt, pad_id, read_config, save_weights
 from components.model.training import check_trainer, make_trainer
 
 log = logging.getLogger(__name__)
 
 STAGE = "finetune"
 SPLITS = ("train", "val", "test")
-RANDOM_INIT = "random_init"  # the sub-folder of the classifier trained from random weights
-PAD_TOKEN = "<|pad|>"
 
 
 class TrainingRun(Report):
@@ -104,12 +102,6 @@ def replicated(cfg: TrainerParams) -> TrainerParams:
     (DDP) keeps those steps plain; FSDP stays what pretraining a large decoder needs.
     """
     return cfg.model_copy(update={"strategy": "ddp"}) if cfg.strategy == "fsdp" else cfg
-
-
-def pad_id(config: dict) -> int:
-    """The padding token's id (the separator when the tokenizer has no pad token)."""
-    special = config.get("special_tokens", {})
-    return special.get(PAD_TOKEN, next(iter(special.values()), 0))
 
 
 def split_frames(data: LabelledData, cfg: FinetuneParams) -> dict[str, pd.DataFrame]:

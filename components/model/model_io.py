@@ -20,12 +20,20 @@ from components.model.gpt import GPT, GPTClassifier, GPTConfig
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+RANDOM_INIT = "random_init"  # the sub-folder of the classifier trained from random weights
+PAD_TOKEN = "<|pad|>"
 
 
 def save_weights(model: nn.Module, config: dict[str, Any], folder: Path) -> None:
     """Write ``model.safetensors`` (tied weights stored once) and ``config.json``."""
     save_model(model, str(folder / WEIGHTS_FILE))
     write_json(folder / CONFIG_FILE, config)
+
+
+def pad_id(config: dict) -> int:
+    """The padding token's id (the separator when the tokenizer has no pad token)."""
+    special = config.get("special_tokens", {})
+    return special.get(PAD_TOKEN, next(iter(special.values()), 0))
 
 
 def read_config(folder: Path) -> dict[str, Any]:

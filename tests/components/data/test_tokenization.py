@@ -10,7 +10,8 @@ from components.core.data_params import TokenizeParams
 from components.core.errors import ArtifactError, WikilmError
 from components.data.documents import Document
 from components.data.tokenbin import open_tokens
-from components.data.tokenization import TokenizeResult, load_tokenizer, run, split_of
+from components.data.tokenization import TokenizeResult, run, split_of
+from components.data.tokenizer_file import load_tokenizer
 from components.stages import STAGES
 from tests.corpora import write_documents
 

@@ -9,7 +9,7 @@ from sklearn.metrics import f1_score
 
 from components.core.errors import SourceError
 from components.core.model_params import EvaluateParams
-from components.data.tokenization import load_tokenizer
+from components.data.tokenizer_file import load_tokenizer
 from components.model.baselines import (
     Interval,
     bootstrap_intervals,

@@ -9,11 +9,11 @@ import torch
 import yaml
 
 from components.core.errors import ArtifactError, SourceError
-from components.data.tokenization import load_tokenizer
+from components.data.tokenizer_file import load_tokenizer
 from components.model import finetune
 from components.model.classifier_module import encode_texts, pad_batch, predict_proba
-from components.model.finetune import pad_id, run
-from components.model.model_io import load_classifier, load_gpt
+from components.model.finetune import run
+from components.model.model_io import load_classifier, load_gpt, pad_id
 from tests.conftest import CPU_TRAINER, SMALL_LABELLED, TINY_MODEL, make_params
 
 
