@@ -40,6 +40,13 @@ from flows.summary import stage_line
 # the stage says so with its exit code (components.core.errors.Unreachable).
 RETRIED_STAGES = {"ingest": [30, 120]}
 SKIPPED_MARK = "didn't change, skipping"
+# What DVC advises after every `dvc repro` that writes dvc.lock (git add, autostage, dvc
+# push): true once per run, not once per stage, so the run says it once at its end.
+_DVC_ADVICE = re.compile(
+    r"^(To track the changes with git|To enable auto staging|\s*git add |"
+    r"\s*dvc config core\.autostage|Use `dvc push` to send)"
+)
+LOCK_HINT = "dvc.lock changed: commit it with git (git add dvc.lock); dvc push shares the outputs"
 # How DVC reports a stage command's failure, and how a stage reports its own error.
 _DVC_EXIT = re.compile(r"failed to run: .*, exited with (-?\d+)")
 _STAGE_ERROR = re.compile(r"^error: .*", re.M)
@@ -60,6 +67,11 @@ def stage_failure(stage: str, output: str, returncode: int) -> StageFailed:
     code = int(exit_code.group(1)) if exit_code else None
     reason = errors[-1] if errors else f"dvc exit code {returncode}"
     return StageFailed(f"stage {stage} failed: {reason}", code == Unreachable.exit_code)
+
+
+def stage_lines(output: str) -> list[str]:
+    """DVC's output for one stage without blank lines and its per-repro advice."""
+    return [line for line in output.splitlines() if line.strip() and not _DVC_ADVICE.match(line)]
 
 
 def _retry_if_transient(task: object, task_run: object, state: State) -> bool:
@@ -100,9 +112,8 @@ def run_stage(stage: str, root: str, force: bool = False) -> StageReport:
     done = subprocess.run(
         command, cwd=root, env=this_environment(), capture_output=True, text=True, check=False
     )
-    for line in (done.stdout + done.stderr).splitlines():
-        if line.strip():
-            logger.info(line)
+    for line in stage_lines(done.stdout + done.stderr):
+        logger.info(line)
     if done.returncode:
         raise stage_failure(stage, done.stdout + done.stderr, done.returncode)
     status = "skipped" if SKIPPED_MARK in done.stdout else "ran"
@@ -209,6 +220,8 @@ def wikilm_pipeline(
         if params.promote.approval == "manual":
             await_approval(params, paths, outcomes, approval_timeout_s)
         record_outcome(parent, params, paths)
+    if any(r.status == "ran" for r in reports):
+        get_run_logger().info(LOCK_HINT)
     artifact = create_markdown_artifact(
         _report(reports, outcomes),
         key="wikilm-pipeline-summary",

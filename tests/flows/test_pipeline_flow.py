@@ -560,3 +560,32 @@ def test_a_decision_for_a_run_no_longer_waiting_is_kept(exported_workspace, monk
     out = capsys.readouterr().out
     assert f"flow run {gone} waiting for it was not resumed: this Prefect server does not" in out
     assert Registry(paths).version("wikilm-classifier", "1").tags[APPROVAL_TAG] == "approved"
+
+
+# What `dvc repro --single-item clean` prints after running a stage (DVC 3).
+DVC_OUTPUT = """Running stage 'clean':
+> python -m components clean
+12:00:01 INFO components: clean finished in 1.2 s
+
+Updating lock file 'dvc.lock'
+
+To track the changes with git, run:
+
+\tgit add dvc.lock
+
+To enable auto staging, run:
+
+\tdvc config core.autostage true
+Use `dvc push` to send your updates to remote storage.
+"""
+
+
+def test_a_stage_logs_its_own_lines_without_dvc_advice():
+    from flows.pipeline_flow import stage_lines
+
+    assert stage_lines(DVC_OUTPUT) == [
+        "Running stage 'clean':",
+        "> python -m components clean",
+        "12:00:01 INFO components: clean finished in 1.2 s",
+        "Updating lock file 'dvc.lock'",
+    ]
