@@ -1,4 +1,4 @@
-"""The pipeline's stages: one entry per dvc.yaml stage, naming the module that implements it.
+"""The pipeline's stages: one entry per dvc.yaml stage, the one table of what each one is.
 
 Names line up everywhere: stage = DVC stage = Prefect task = params.yaml section = output
 folder. Each implementing module exposes ``run(params, paths) -> Report`` (a resumable stage
@@ -11,20 +11,34 @@ import.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+
+from components import summaries
+from components.core.paths import Paths
 
 
 @dataclass(frozen=True)
 class Stage:
-    """Where a stage is implemented, and what its process needs besides its params section."""
+    """Everything the pipeline knows about one stage besides dvc.yaml.
+
+    Its name is its params.yaml section, its output folder, its DVC stage and its Prefect task.
+    """
 
     module: str
+    # The type ``run`` returns (in ``module``), written to metrics/<stage>.json.
+    result: str
+    # The one line worth reading about a run, from metrics/<stage>.json.
+    summary: Callable[[dict, Paths], str]
     # Params sections the stage reads besides its own (recorded with its run under their name).
     reads: tuple[str, ...] = ()
     # The module of the function its worker processes run (components.core.parallel): the
     # fork server preloads it while the stage starts.
     workers: str | None = None
+    # Seconds before each retry of a failure the stage reports as transient (exit code 75:
+    # a dump download); the Prefect flow retries it, a plain `dvc repro` does not.
+    retry_delays_s: tuple[int, ...] = ()
 
     def load(self) -> ModuleType:
         """Import the implementing module."""
@@ -32,12 +46,50 @@ class Stage:
 
 
 STAGES: dict[str, Stage] = {
-    "ingest": Stage("components.data.ingest", reads=("data",), workers="components.data.render"),
-    "clean": Stage("components.data.clean", reads=("data",), workers="components.data.assess"),
-    "validate": Stage("components.data.validate", workers="components.data.validate"),
-    "tokenize": Stage("components.data.tokenization"),
-    "pretrain": Stage("components.model.pretrain", reads=("model", "trainer")),
-    "finetune": Stage("components.model.finetune", reads=("trainer",)),
-    "evaluate": Stage("components.model.evaluate"),
-    "export": Stage("components.export.export"),
+    "ingest": Stage(
+        "components.data.ingest",
+        "IngestResult",
+        summaries.ingest_line,
+        reads=("data",),
+        workers="components.data.render",
+        retry_delays_s=(30, 120),
+    ),
+    "clean": Stage(
+        "components.data.clean",
+        "CleanResult",
+        summaries.clean_line,
+        reads=("data",),
+        workers="components.data.assess",
+    ),
+    "validate": Stage(
+        "components.data.validate",
+        "ValidateResult",
+        summaries.validate_line,
+        workers="components.data.validate",
+    ),
+    "tokenize": Stage("components.data.tokenization", "TokenizeResult", summaries.tokenize_line),
+    "pretrain": Stage(
+        "components.model.pretrain",
+        "PretrainResult",
+        summaries.pretrain_line,
+        reads=("model", "trainer"),
+    ),
+    "finetune": Stage(
+        "components.model.finetune",
+        "FinetuneResult",
+        summaries.finetune_line,
+        reads=("trainer",),
+    ),
+    "evaluate": Stage("components.model.evaluate", "EvaluateResult", summaries.evaluate_line),
+    "export": Stage("components.export.export", "ExportResult", summaries.export_line),
 }
+
+
+def stage_line(stage: str, metrics: dict, paths: Paths) -> str:
+    """The one line worth reading about a stage's last run, from its metrics.
+
+    A stage of dvc.yaml that is not in the table (one a user added) gets its flat metrics.
+    """
+    if stage in STAGES:
+        return STAGES[stage].summary(metrics, paths)
+    return ", ".join(f"{k}={v}" for k, v in metrics.items() if not isinstance(v, dict))

@@ -24,11 +24,10 @@ from components.core.config import Params, load_params
 from components.core.errors import WikilmError
 from components.core.paths import Paths
 from components.core.tracking import check_tracking_store, redacted
-from components.stages import STAGES
+from components.stages import STAGES, stage_line
 from flows.dag import check_pipeline_params
 from flows.pipeline import repro, up_to_date
 from flows.registry_commands import add_commands
-from flows.summary import stage_line
 
 if TYPE_CHECKING:
     from components.registry.promotion import Outcome

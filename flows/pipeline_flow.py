@@ -31,14 +31,11 @@ from components.core.config import load_params
 from components.core.errors import Unreachable, WikilmError
 from components.core.paths import Paths
 from components.core.tracking import pipeline_run
+from components.stages import STAGES, stage_line
 from flows.approval import await_approval
 from flows.dag import PIPELINE_PARAMS, check_pipeline_params, dvc_stages, stale_stages
 from flows.pipeline import record_outcome, this_environment
-from flows.summary import stage_line
 
-# Stages whose failures may be transient (a dump download): retried with backoff, when
-# the stage says so with its exit code (components.core.errors.Unreachable).
-RETRIED_STAGES = {"ingest": [30, 120]}
 SKIPPED_MARK = "didn't change, skipping"
 # What DVC advises after every `dvc repro` that writes dvc.lock (git add, autostage, dvc
 # push): true once per run, not once per stage, so the run says it once at its end.
@@ -69,7 +66,7 @@ def stage_failure(stage: str, output: str, returncode: int) -> StageFailed:
     return StageFailed(f"stage {stage} failed: {reason}", code == Unreachable.exit_code)
 
 
-def stage_lines(output: str) -> list[str]:
+def without_dvc_advice(output: str) -> list[str]:
     """DVC's output for one stage without blank lines and its per-repro advice."""
     return [line for line in output.splitlines() if line.strip() and not _DVC_ADVICE.match(line)]
 
@@ -112,7 +109,7 @@ def run_stage(stage: str, root: str, force: bool = False) -> StageReport:
     done = subprocess.run(
         command, cwd=root, env=this_environment(), capture_output=True, text=True, check=False
     )
-    for line in stage_lines(done.stdout + done.stderr):
+    for line in without_dvc_advice(done.stdout + done.stderr):
         logger.info(line)
     if done.returncode:
         raise stage_failure(stage, done.stdout + done.stderr, done.returncode)
@@ -209,8 +206,9 @@ def wikilm_pipeline(
         for stage in stages[first:]:
             step = run_stage.with_options(
                 name=stage,
-                retries=len(RETRIED_STAGES.get(stage, [])),
-                retry_delay_seconds=RETRIED_STAGES.get(stage, 0),
+                # Only failures the stage reports as transient (Unreachable's exit code).
+                retries=len(STAGES[stage].retry_delays_s),
+                retry_delay_seconds=list(STAGES[stage].retry_delays_s) or 0,
                 retry_condition_fn=_retry_if_transient,
             )
             # A new dump behind the same "latest" name is invisible to DVC: force ingest.

@@ -1,5 +1,6 @@
 """The Prefect flow on a small DVC project, under one shared Prefect test server."""
 
+import json
 import os
 import subprocess
 import sys
@@ -217,6 +218,38 @@ def test_the_flow_summary_is_published_as_an_artifact(toy):
 
 def test_dvc_yaml_the_stage_registry_and_the_flow_agree():
     assert dvc_stages(REPO) == list(STAGES)
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_the_stage_table_names_what_each_stage_returns_and_prints(stage):
+    import typing
+
+    from components.core.paths import Paths, PathsParams
+    from components.stages import stage_line
+
+    entry = STAGES[stage]
+    module = entry.load()
+    assert typing.get_type_hints(module.run)["return"] is getattr(module, entry.result)
+    # The line renders from the metrics the committed run wrote (metrics/<stage>.json).
+    metrics = json.loads((REPO / "metrics" / f"{stage}.json").read_text())
+    module.__dict__[entry.result].model_validate(metrics)
+    assert stage_line(stage, metrics, Paths.resolve(PathsParams(), REPO))
+
+
+def test_the_flow_retries_a_transient_failure_as_the_stage_table_says(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    monkeypatch.setenv("WIKILM_TRACKING", "off")
+    monkeypatch.setitem(STAGES, "ingest", replace(STAGES["ingest"], retry_delays_s=(0,)))
+    # Unreachable's exit code (75) on the first attempt, success on the second.
+    flaky = (
+        "python -c \"import pathlib, sys; p = pathlib.Path('attempts'); "
+        "p.write_text(p.read_text() + 'x' if p.exists() else 'x'); "
+        "pathlib.Path('out').write_text('ok'); sys.exit(75 if p.read_text() == 'x' else 0)\""
+    )
+    params = _project(tmp_path / "flaky", {"ingest": _stage(flaky, ["out"])})
+    wikilm_pipeline(params_file=str(params))
+    assert (params.parent / "attempts").read_text() == "xx"
 
 
 def test_a_stage_listed_before_its_input_is_refused(tmp_path):
@@ -581,9 +614,9 @@ Use `dvc push` to send your updates to remote storage.
 
 
 def test_a_stage_logs_its_own_lines_without_dvc_advice():
-    from flows.pipeline_flow import stage_lines
+    from flows.pipeline_flow import without_dvc_advice
 
-    assert stage_lines(DVC_OUTPUT) == [
+    assert without_dvc_advice(DVC_OUTPUT) == [
         "Running stage 'clean':",
         "> python -m components clean",
         "12:00:01 INFO components: clean finished in 1.2 s",

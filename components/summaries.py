@@ -1,36 +1,43 @@
-"""One line per stage, from its ``metrics/<stage>.json``: what ``wikilm summary`` prints."""
+"""One line per stage, from its ``metrics/<stage>.json``: what ``wikilm summary`` prints.
+
+Each function takes the stage's metrics (its result, as JSON) and the run's paths; the stage
+table (:data:`components.stages.STAGES`) names each stage's function.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from components.core.paths import Paths
 
 
-def _ingest(m: dict, paths: Paths) -> str:
+def ingest_line(m: dict, paths: Paths) -> str:
+    """Articles ingested, pages read, and the dump they came from."""
     return f"{m['documents']:,} articles from {m['pages']:,} pages of {m['dump']}"
 
 
-def _clean(m: dict, paths: Paths) -> str:
+def clean_line(m: dict, paths: Paths) -> str:
+    """Documents kept, and those dropped by reason."""
     dropped = ", ".join(f"{k} {v}" for k, v in m["rejected"].items()) or "none"
     return f"kept {m['documents_out']:,} of {m['documents_in']:,} documents (dropped: {dropped})"
 
 
-def _validate(m: dict, paths: Paths) -> str:
+def validate_line(m: dict, paths: Paths) -> str:
+    """The suites' verdict, their expectations, and where the report is."""
     total = sum(s["expectations"] for s in m["suites"].values())
     verdict = "passed" if m["success"] else "FAILED"
     report = (paths.validate / m["data_docs"]).relative_to(paths.root)
     return f"{verdict}: {total} expectations, report in {report}"
 
 
-def _tokenize(m: dict, paths: Paths) -> str:
+def tokenize_line(m: dict, paths: Paths) -> str:
+    """Vocabulary, token counts, and bytes per token on val."""
     return (
         f"vocab {m['vocab_size']:,}; {m['tokens_train']:,} train / {m['tokens_val']:,} "
         f"val tokens; {m['bytes_per_token_val']:.2f} bytes per token on val"
     )
 
 
-def _pretrain(m: dict, paths: Paths) -> str:
+def pretrain_line(m: dict, paths: Paths) -> str:
+    """Size, steps, val loss and bits per byte, throughput."""
     rate = f"{m['tokens_per_s']:,.0f} tokens/s" if m.get("tokens_per_s") else "rate n/a"
     mfu = f", MFU {m['mfu']:.1%}" if m.get("mfu") is not None else ""
     resumed = f", resumed at step {m['resumed_from_step']}" if m["resumed_from_step"] else ""
@@ -40,7 +47,8 @@ def _pretrain(m: dict, paths: Paths) -> str:
     )
 
 
-def _finetune(m: dict, paths: Paths) -> str:
+def finetune_line(m: dict, paths: Paths) -> str:
+    """Classes, train examples, and the best epoch's val metrics."""
     stop = "stopped early" if m["stopped_early"] else "ran all epochs"
     return (
         f"{m['classes']} classes, {m['examples_train']:,} train examples; best val loss "
@@ -56,7 +64,8 @@ def _f1(scores: dict) -> str:
     return f"{shown} [{interval['low']:.3f}-{interval['high']:.3f}]" if interval else shown
 
 
-def _evaluate(m: dict, paths: Paths) -> str:
+def evaluate_line(m: dict, paths: Paths) -> str:
+    """LM bits per byte beside the unigram model's; macro-F1 beside the baselines'."""
     lm, clf = m["lm"], m["classifier"]
     others = [f"{BASELINES[name]} {_f1(clf[name])}" for name in BASELINES if name in clf]
     return (
@@ -74,7 +83,8 @@ BASELINES = {
 }
 
 
-def _export(m: dict, paths: Paths) -> str:
+def export_line(m: dict, paths: Paths) -> str:
+    """ONNX parity and the classifier's p95 latency in each runtime."""
     ort_ms = m["latency"]["classifier"]["onnxruntime"]
     torch_ms = m["latency"]["classifier"]["pytorch"]
     batch = next(iter(ort_ms))
@@ -94,22 +104,3 @@ def _export(m: dict, paths: Paths) -> str:
             f"{f1['onnxruntime']:.3f})"
         )
     return line
-
-
-LINES: dict[str, Callable[[dict, Paths], str]] = {
-    "ingest": _ingest,
-    "clean": _clean,
-    "validate": _validate,
-    "tokenize": _tokenize,
-    "pretrain": _pretrain,
-    "finetune": _finetune,
-    "evaluate": _evaluate,
-    "export": _export,
-}
-
-
-def stage_line(stage: str, metrics: dict, paths: Paths) -> str:
-    """The one line worth reading about a stage's last run."""
-    if stage in LINES:
-        return LINES[stage](metrics, paths)
-    return ", ".join(f"{k}={v}" for k, v in metrics.items() if not isinstance(v, dict))
