@@ -23,7 +23,7 @@ from components.cli import add_stage_arguments, configure_logging, execute
 from components.core.config import Params, load_params
 from components.core.errors import WikilmError
 from components.core.paths import Paths
-from components.core.tracking import check_tracking_store, redacted
+from components.core.tracking_server import check_tracking_store, redacted
 from components.stages import STAGES, stage_line
 from flows.dag import check_pipeline_params
 from flows.pipeline import repro, up_to_date

@@ -25,8 +25,8 @@ from components.core.tracking import (
     lineage,
     numeric,
     pipeline_run,
-    tracking_enabled,
 )
+from components.core.tracking_server import tracking_enabled
 from components.stages import STAGES
 from flows.dag import stale_stages
 

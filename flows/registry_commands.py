@@ -278,7 +278,7 @@ def serve_command(args: argparse.Namespace) -> int:
     """Serve a registered model over REST with ``mlflow models serve`` (onnxruntime inside)."""
     import subprocess
 
-    from components.core.tracking import tracking_uri
+    from components.core.tracking_server import tracking_uri
     from flows.pipeline import this_environment
 
     _, paths = _context(args)

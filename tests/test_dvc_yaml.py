@@ -20,7 +20,9 @@ INFRASTRUCTURE = {
     "components/core/paths.py",
     "components/core/progress.py",
     "components/core/schema.py",
+    "components/core/identity.py",
     "components/core/tracking.py",
+    "components/core/tracking_server.py",
 }
 
 

@@ -1,21 +1,13 @@
 """MLflow tracking: one run per stage, nested under the pipeline run, with lineage tags.
 
-The tracking URI comes from ``MLFLOW_TRACKING_URI``; without it, an embedded SQLite store in
-the repository root (``mlflow.db``, artifacts in ``mlartifacts/``), so nothing needs a server.
-A pipeline orchestrator hands its parent run to stages through ``WIKILM_PARENT_RUN_ID``.
-``WIKILM_TRACKING=off`` turns tracking into a no-op (for benchmarks and quick experiments).
-Params, metrics and tags are sent in batches, never one call per value.
-
-A tracking server that stops answering (restarted, its database down) does not fail a
-stage: every call is retried with backoff for ``WIKILM_TRACKING_PATIENCE_S`` seconds (15
-minutes by default) beyond MLflow's own retries, and only then is the stage's error
-:class:`Unreachable` (exit code 75, which the flow retries). A store that cannot be reached
-when a run starts is reported at once, in one line, its password hidden.
+A pipeline orchestrator hands its parent run to stages through ``WIKILM_PARENT_RUN_ID``;
+a resumed stage continues its own run. Params, metrics and tags are sent in batches, never
+one call per value, each call patient with a server that stops answering
+(:mod:`components.core.tracking_server` says where the store is and how long to wait).
 """
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 import logging
@@ -26,97 +18,27 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 from components.core.artifacts import META_FILE, file_digest, git_commit
 from components.core.distributed import is_global_zero
-from components.core.errors import Unreachable
+from components.core.identity import current_user
 from components.core.paths import Paths
+from components.core.tracking_server import (
+    check_reachable,
+    patiently,
+    tracking_enabled,
+    tracking_uri,
+    unreachable,
+)
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "wikilm"
 PARENT_RUN_ENV = "WIKILM_PARENT_RUN_ID"
-SWITCH_ENV = "WIKILM_TRACKING"
 _BATCH = 100  # MLflow accepts at most 100 params (and 1000 metrics) per batch call
 RESUMED_TAG = "wikilm.resumed"
-USER_ENV = "WIKILM_USER"
-# The account signed in to a tracking server with auth: who acts, whatever WIKILM_USER says.
-SERVER_USER_ENV = "MLFLOW_TRACKING_USERNAME"
-PATIENCE_ENV = "WIKILM_TRACKING_PATIENCE_S"
-DEFAULT_PATIENCE_S = 900.0
-_MAX_BACKOFF_S = 30.0
 
 T = TypeVar("T")
-
-
-def current_user() -> str:
-    """Who acts: the account signed in to the tracking server, else ``WIKILM_USER``, else login."""
-    try:
-        login = getpass.getuser()
-    except (KeyError, OSError):  # no login name (a container's arbitrary uid)
-        login = "unknown"
-    return os.environ.get(SERVER_USER_ENV) or os.environ.get(USER_ENV) or login
-
-
-def redacted(uri: str) -> str:
-    """``uri`` with its password, if it has one, shown as ``***``."""
-    parts = urlsplit(uri)
-    if not parts.password:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def _unreachable(error: BaseException) -> bool:
-    """Whether ``error`` says the tracking server did not answer (rather than refused)."""
-    from mlflow.exceptions import MlflowException
-    from requests.exceptions import ConnectionError as RequestsConnectionError
-
-    if isinstance(error, RequestsConnectionError):
-        return True
-    # MLflow reports a connection failure after its own retries as an internal error (500),
-    # and a server whose database is down answers 5xx.
-    return isinstance(error, MlflowException) and error.get_http_status_code() >= 500
-
-
-def patiently(call: Callable[[], T], uri: str, what: str) -> T:
-    """``call()``, retried with exponential backoff while the tracking server is unreachable.
-
-    Retried calls must be idempotent: batches carry their own timestamps, and the store
-    ignores a metric it already holds.
-
-    Raises:
-        Unreachable: the server did not answer within the patience.
-    """
-    patience = float(os.environ.get(PATIENCE_ENV, DEFAULT_PATIENCE_S))
-    deadline = time.monotonic() + patience
-    delay, outage = 1.0, False
-    while True:
-        try:
-            result = call()
-        except Exception as error:
-            if not _unreachable(error):
-                raise
-            if time.monotonic() + delay > deadline:
-                raise Unreachable(
-                    f"the tracking server {redacted(uri)} did not answer for {patience:.0f} s "
-                    f"({what}); set {PATIENCE_ENV} to wait longer"
-                ) from None
-            if not outage:
-                log.warning(
-                    "the tracking server %s does not answer (%s): retrying for up to %.0f s",
-                    redacted(uri),
-                    what,
-                    patience,
-                )
-            outage = True
-            time.sleep(delay)
-            delay = min(2 * delay, _MAX_BACKOFF_S)
-            continue
-        if outage:
-            log.info("the tracking server %s answers again", redacted(uri))
-        return result
 
 
 class Tracker(Protocol):
@@ -196,16 +118,6 @@ class MlflowTracker:
 
     def _patiently(self, call: Callable[[], T], what: str) -> T:
         return patiently(call, self.uri, what)
-
-
-def tracking_enabled() -> bool:
-    """False when ``WIKILM_TRACKING`` says off."""
-    return os.environ.get(SWITCH_ENV, "on").strip().lower() not in {"off", "0", "false", "no"}
-
-
-def tracking_uri(root: Path) -> str:
-    """``MLFLOW_TRACKING_URI``, else the embedded SQLite store in ``root``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root / 'mlflow.db'}"
 
 
 def flatten(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -330,64 +242,6 @@ def open_client(paths: Paths) -> Any:
     return client
 
 
-def check_reachable(uri: str, timeout_s: float = 10) -> None:
-    """Fail at once, in one line, when the tracking store at ``uri`` does not answer.
-
-    A server (http/https) must answer its health check; a database store (PostgreSQL,
-    MySQL) must accept a connection. MLflow's own retries would take minutes to say so.
-
-    Raises:
-        Unreachable: it does not; the message names ``uri`` with its password hidden.
-    """
-    scheme = urlsplit(uri).scheme
-    if scheme in {"http", "https"}:
-        reason = _health(uri, timeout_s)
-    elif scheme.split("+")[0] in {"postgresql", "mysql", "mssql"}:
-        reason = _connects(uri, timeout_s)
-    else:
-        return  # a local file or SQLite store: created on first use
-    if reason:
-        raise Unreachable(f"the tracking store {redacted(uri)} cannot be reached: {reason}")
-
-
-def check_tracking_store(root: Path) -> None:
-    """Before a run: a tracking store named by ``MLFLOW_TRACKING_URI`` must answer.
-
-    Raises:
-        Unreachable: it does not (see :func:`check_reachable`).
-    """
-    if tracking_enabled() and os.environ.get("MLFLOW_TRACKING_URI"):
-        check_reachable(tracking_uri(root))
-
-
-def _health(uri: str, timeout_s: float) -> str | None:
-    import urllib.error
-    import urllib.request
-
-    try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s)  # noqa: S310
-    except urllib.error.HTTPError:
-        return None  # it answers (an auth proxy may refuse the unauthenticated check)
-    except OSError as error:
-        return str(getattr(error, "reason", error))
-    return None
-
-
-def _connects(uri: str, timeout_s: float) -> str | None:
-    import sqlalchemy
-
-    engine = sqlalchemy.create_engine(uri, connect_args={"connect_timeout": int(timeout_s)})
-    try:
-        with engine.connect():
-            return None
-    except sqlalchemy.exc.SQLAlchemyError as error:
-        cause = getattr(error, "orig", None) or error
-        first = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        return first.replace(urlsplit(uri).password or "\0", "***")
-    finally:
-        engine.dispose()
-
-
 def _client(paths: Paths) -> tuple[Any, str]:
     return open_client(paths), tracking_uri(paths.root)
 
@@ -441,7 +295,7 @@ def _end_quietly(client: Any, run_id: str, status: str) -> None:
     try:
         client.set_terminated(run_id, status=status)
     except Exception as error:
-        if not _unreachable(error):
+        if not unreachable(error):
             raise
         log.warning(
             "run %s could not be marked %s: the tracking server does not answer", run_id, status

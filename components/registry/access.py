@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from components.core.tracking import SERVER_USER_ENV, current_user
+from components.core.identity import SERVER_USER_ENV, current_user
 from components.registry.store import HISTORY_EXPERIMENT, Registry, RegistryError
 
 MANAGE = "MANAGE"

@@ -20,8 +20,9 @@ import pandas as pd
 from components.core.artifacts import dir_digest, read_meta
 from components.core.config import Params
 from components.core.errors import ArtifactError
+from components.core.identity import current_user
 from components.core.paths import Paths
-from components.core.tracking import current_user, fluent_tracking, lineage, stage_run
+from components.core.tracking import fluent_tracking, lineage, stage_run
 from components.registry.access import acting_reviewer, require_manage
 from components.registry.gate import (
     FP32,

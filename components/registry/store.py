@@ -20,13 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.core.errors import WikilmError
+from components.core.identity import current_user
 from components.core.paths import Paths
-from components.core.tracking import (
-    current_user,
-    get_or_create_experiment,
-    open_client,
-    tracking_uri,
-)
+from components.core.tracking import get_or_create_experiment, open_client
+from components.core.tracking_server import tracking_uri
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import yaml
 from components.core.artifacts import write_json
 from components.core.errors import ArtifactError
 from components.core.paths import Paths, PathsParams
-from components.core.tracking import tracking_uri
+from components.core.tracking_server import tracking_uri
 from components.registry.promotion import (
     approve,
     gated_latency_ms,
