@@ -111,7 +111,7 @@ def stage_params(params: Params, stage: str) -> dict:
     return recorded
 
 
-def run_stage(stage: str, params_file: Path, root: Path | None = None) -> dict:
+def run_stage_in_process(stage: str, params_file: Path, root: Path | None = None) -> dict:
     """Validate params, run ``stage`` and write its metrics; returns the metrics dict."""
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, root or params_file.resolve().parent)
@@ -151,7 +151,7 @@ def execute(stage: str, params_file: Path, root: Path | None = None, verbose: bo
     """Run a stage as a command: user errors become one stderr line and an exit code."""
     configure_logging(verbose)
     try:
-        run_stage(stage, params_file, root)
+        run_stage_in_process(stage, params_file, root)
     except WikilmError as error:
         print(f"error: {stage}: {error}", file=sys.stderr)  # noqa: T201 - the CLI's one line
         return error.exit_code

@@ -9,7 +9,7 @@ stage. Started here it overlaps with them.
 This runs before params are validated, so it only reads the stage's ``workers`` key (and
 ``data.engine``: a stage on a Dask cluster starts no local workers) as written. Without one
 (or with an unreadable file) it starts nothing and leaves the decision to
-:func:`components.cli.run_stage`, which makes it again from the validated params.
+:func:`components.cli.run_stage_in_process`, which makes it again from the validated params.
 
 It also gives numpy's OpenBLAS one thread in these stages (:func:`single_blas_thread`).
 """

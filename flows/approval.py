@@ -11,6 +11,7 @@ applied only when nobody decided with the command meanwhile.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from uuid import UUID
 
 from prefect import get_run_logger
@@ -21,6 +22,7 @@ from prefect.runtime import flow_run
 
 from components.core.config import Params
 from components.core.paths import Paths
+from components.registry.gate import AWAITING_APPROVAL, Outcome
 from components.registry.store import APPROVAL_TAG, WAITING_RUN_TAG, Registry, RegistryError
 
 REGISTRY_POLL_S = 2.0  # how often a wait without Prefect looks for the reviewer's decision
@@ -34,29 +36,39 @@ class ApprovalForm(RunInput):
     comment: str
 
 
-def await_approval(params: Params, paths: Paths, outcomes: list[dict], timeout_s: int) -> None:
+def await_approval(
+    params: Params, paths: Paths, outcomes: list[Outcome], timeout_s: int
+) -> list[Outcome]:
     """Pause for the Prefect approval form for each version waiting; apply the answer.
 
-    Without an answer before the timeout the version stays ``challenger``, pending: the
-    ``wikilm approve`` command works as well, and ends the pause when it is used during it.
+    Returns the outcomes with each decision taken meanwhile. Without an answer before the
+    timeout the version stays ``challenger``, pending: the ``wikilm approve`` command works
+    as well, and ends the pause when it is used during it.
     """
+    return [
+        _decide(params, paths, o, timeout_s) if o.status == AWAITING_APPROVAL else o
+        for o in outcomes
+    ]
+
+
+def _decide(params: Params, paths: Paths, outcome: Outcome, timeout_s: int) -> Outcome:
+    """The outcome once the form is answered, a reviewer decided elsewhere, or time ran out."""
+    if decided := _decided_elsewhere(paths, outcome):
+        return replace(outcome, status=decided)
     logger = get_run_logger()
-    for outcome in (o for o in outcomes if o["status"] == "awaiting approval"):
-        if _decided_elsewhere(paths, outcome):
-            continue
-        logger.info("waiting for a reviewer: %s v%s", outcome["model"], outcome["version"])
-        answer = _pause(paths, outcome, timeout_s)
-        if _decided_elsewhere(paths, outcome):
-            continue
-        if answer is None:
-            logger.warning(
-                "no decision on %s v%s within %d s: it stays challenger (wikilm approve)",
-                outcome["model"],
-                outcome["version"],
-                timeout_s,
-            )
-            continue
-        _apply(params, paths, outcome, answer)
+    logger.info("waiting for a reviewer: %s v%s", outcome.model, outcome.version)
+    answer = _pause(paths, outcome, timeout_s)
+    if decided := _decided_elsewhere(paths, outcome):
+        return replace(outcome, status=decided)
+    if answer is None:
+        logger.warning(
+            "no decision on %s v%s within %d s: it stays challenger (wikilm approve)",
+            outcome.model,
+            outcome.version,
+            timeout_s,
+        )
+        return outcome
+    return replace(outcome, status=_apply(params, paths, outcome, answer))
 
 
 def pause_key(model: str, version: str | int) -> str:
@@ -64,7 +76,7 @@ def pause_key(model: str, version: str | int) -> str:
     return f"{model}-v{version}"
 
 
-def _pause(paths: Paths, outcome: dict, timeout_s: int) -> ApprovalForm | None:
+def _pause(paths: Paths, outcome: Outcome, timeout_s: int) -> ApprovalForm | None:
     """The form's answer, or None at the timeout; the version names this run meanwhile.
 
     A Prefect server that stops answering during the pause (restarted, its database down)
@@ -72,7 +84,7 @@ def _pause(paths: Paths, outcome: dict, timeout_s: int) -> ApprovalForm | None:
     where ``wikilm approve`` writes it whether or not Prefect answers.
     """
     client = Registry(paths).client
-    model, version = outcome["model"], outcome["version"]
+    model, version = outcome.model, outcome.version
     client.set_model_version_tag(model, version, WAITING_RUN_TAG, str(flow_run.id))
     deadline = time.monotonic() + timeout_s
     try:
@@ -114,11 +126,11 @@ def _prefect_outage(error: Exception) -> bool:
     return isinstance(error, PrefectHTTPStatusError) and error.response.status_code >= 500
 
 
-def _wait_in_registry(paths: Paths, outcome: dict, deadline: float) -> None:
+def _wait_in_registry(paths: Paths, outcome: Outcome, deadline: float) -> None:
     """Poll the version's approval tag until someone decides or the deadline passes."""
     registry = Registry(paths)
     while time.monotonic() < deadline:
-        tags = registry.version(outcome["model"], outcome["version"]).tags
+        tags = registry.version(outcome.model, outcome.version).tags
         if tags.get(APPROVAL_TAG) not in (None, "pending"):
             return
         time.sleep(REGISTRY_POLL_S)
@@ -142,11 +154,14 @@ def _running_again() -> None:
             raise
 
 
-def _apply(params: Params, paths: Paths, outcome: dict, answer: ApprovalForm) -> None:
-    """Apply the form's answer; a refused one (four-eyes, a stale gate) leaves it pending."""
+def _apply(params: Params, paths: Paths, outcome: Outcome, answer: ApprovalForm) -> str:
+    """Apply the form's answer and return the new status.
+
+    A refused answer (four-eyes, a stale gate) leaves the version pending, its status as it was.
+    """
     from components.registry.promotion import approve, reject
 
-    model, version = outcome["model"], outcome["version"]
+    model, version = outcome.model, outcome.version
     try:
         if answer.approve:
             approve(paths, params, model, version, answer.reviewer, answer.comment)
@@ -154,27 +169,26 @@ def _apply(params: Params, paths: Paths, outcome: dict, answer: ApprovalForm) ->
             reject(paths, model, version, answer.reviewer, answer.comment)
     except RegistryError as refused:
         get_run_logger().warning("%s v%s: the answer was refused: %s", model, version, refused)
-        return
-    outcome["status"] = "approved" if answer.approve else "rejected"
+        return outcome.status
+    return "approved" if answer.approve else "rejected"
 
 
-def _decided_elsewhere(paths: Paths, outcome: dict) -> bool:
-    """Whether a reviewer decided on the version with ``wikilm approve``/``reject`` meanwhile.
+def _decided_elsewhere(paths: Paths, outcome: Outcome) -> str | None:
+    """The decision a reviewer took with ``wikilm approve``/``reject`` meanwhile, if any.
 
     The outcome then reports that decision rather than a stale "awaiting approval".
     """
     try:
-        version = Registry(paths).version(outcome["model"], outcome["version"])
+        version = Registry(paths).version(outcome.model, outcome.version)
     except RegistryError:  # gone from the registry: nothing was decided on it
-        return False
+        return None
     state = version.tags.get(APPROVAL_TAG)
     if state in (None, "pending"):
-        return False
+        return None
     get_run_logger().info(
-        "%s v%s was %s with the wikilm command", outcome["model"], outcome["version"], state
+        "%s v%s was %s with the wikilm command", outcome.model, outcome.version, state
     )
-    outcome["status"] = state
-    return True
+    return state
 
 
 class PausedForAnother(Exception):

@@ -3,14 +3,15 @@
 One ``dvc status`` first: the stages before the first stale one are reported as skipped in
 one step. From there, one task per dvc.yaml stage, in dvc.yaml's order, each running its
 stage *through DVC* (``dvc repro --single-item``), so that a Prefect run and ``dvc repro``
-share the cache and write the same dvc.lock; stages DVC then finds up to date are skipped. Then the
-exported models are registered and gated; with ``promote.approval: manual`` the flow pauses
-for a typed approval form in the Prefect UI (a reviewer may also use ``wikilm approve``,
-which ends the pause: see flows/approval.py).
-Each run publishes a summary artifact: stage status, duration and key metric, and the
-gate's decision. Prefect result caching stays off: DVC owns caching. With
-``ingest.source: latest`` a (scheduled) run first asks the mirror for its newest dump and
-retrains only when that differs from the dump last ingested.
+share the cache and write the same dvc.lock; stages DVC then finds up to date are skipped.
+Registration, the gate and the MLflow parent run are the driver's
+(:func:`flows.pipeline.run_tracked`); with ``promote.approval: manual`` the flow also
+pauses for a typed approval form in the Prefect UI (a reviewer may use ``wikilm approve``
+instead, which ends the pause: see flows/approval.py). Each run publishes a summary
+artifact: stage status, duration and key metric, and the gate's decision. Prefect result
+caching stays off: DVC owns caching. With ``ingest.source: latest`` a (scheduled) run first
+asks the mirror for its newest dump and retrains only when that differs from the dump last
+ingested.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import re
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -30,11 +31,11 @@ from prefect.states import State
 from components.core.config import load_params
 from components.core.errors import Unreachable, WikilmError
 from components.core.paths import Paths
-from components.core.tracking import pipeline_run
+from components.registry.gate import Outcome
 from components.stages import STAGES, stage_line
 from flows.approval import await_approval
 from flows.dag import PIPELINE_PARAMS, check_pipeline_params, dvc_stages, stale_stages
-from flows.pipeline import record_outcome, this_environment
+from flows.pipeline import PipelineResult, StageReport, run_tracked, this_environment
 
 SKIPPED_MARK = "didn't change, skipping"
 # What DVC advises after every `dvc repro` that writes dvc.lock (git add, autostage, dvc
@@ -43,6 +44,7 @@ _DVC_ADVICE = re.compile(
     r"^(To track the changes with git|To enable auto staging|\s*git add |"
     r"\s*dvc config core\.autostage|Use `dvc push` to send)"
 )
+SUMMARY_ARTIFACT = "wikilm-pipeline-summary"
 LOCK_HINT = "dvc.lock changed: commit it with git (git add dvc.lock); dvc push shares the outputs"
 # How DVC reports a stage command's failure, and how a stage reports its own error.
 _DVC_EXIT = re.compile(r"failed to run: .*, exited with (-?\d+)")
@@ -82,16 +84,6 @@ def _retry_if_transient(task: object, task_run: object, state: State) -> bool:
     return False
 
 
-@dataclass(frozen=True)
-class StageReport:
-    """How one stage went in this run."""
-
-    stage: str
-    status: str  # ran | skipped
-    seconds: float
-    summary: str
-
-
 def _summary(stage: str, paths: Paths) -> str:
     metrics_file = paths.metrics_file(stage)
     if not metrics_file.is_file():
@@ -100,7 +92,7 @@ def _summary(stage: str, paths: Paths) -> str:
 
 
 @task(name="stage", cache_policy=None, persist_result=False)
-def run_stage(stage: str, root: str, force: bool = False) -> StageReport:
+def run_stage_through_dvc(stage: str, root: str, force: bool = False) -> StageReport:
     """Run one dvc.yaml stage through DVC (skipped when DVC finds it up to date)."""
     logger = get_run_logger()
     command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
@@ -135,16 +127,13 @@ def first_stale(root: str, stages: list[str]) -> int:
     cache_policy=None,
     persist_result=False,
 )
-def register(params_file: str) -> list[dict]:
+def register(params_file: str) -> list[Outcome]:
     """Register the exported models, gate them, and promote what passes (approval: auto)."""
     from components.registry.promotion import register_and_gate
 
     params = load_params(Path(params_file))
     paths = Paths.resolve(params.paths, Path(params_file).resolve().parent)
-    return [
-        {"model": o.model, "version": o.version, "status": o.status, "reasons": o.decision.reasons}
-        for o in register_and_gate(params, paths, once=True)
-    ]
+    return register_and_gate(params, paths, once=True)
 
 
 @task(name="newest-dump", retries=2, retry_delay_seconds=[30, 120], cache_policy=None)
@@ -168,28 +157,46 @@ def last_ingested_sha1(paths: Paths) -> str | None:
     return f"sha1:{sha1}" if sha1 else None
 
 
-def _report(reports: list[StageReport], outcomes: list[dict]) -> str:
+def _report(result: PipelineResult) -> str:
     lines = ["# wikilm pipeline", "", "| stage | status | seconds | result |", "|---|---|---|---|"]
-    lines += [f"| {r.stage} | {r.status} | {r.seconds} | {r.summary} |" for r in reports]
-    if outcomes:
+    lines += [f"| {r.stage} | {r.status} | {r.seconds} | {r.summary} |" for r in result.stages]
+    if result.outcomes:
         lines += ["", "## Promotion gate", ""]
-        for o in outcomes:
-            lines.append(f"**{o['model']} v{o['version']}: {o['status']}**")
-            lines += [f"- {reason}" for reason in o["reasons"]]
+        for o in result.outcomes:
+            lines.append(f"**{o.model} v{o.version}: {o.status}**")
+            lines += [f"- {reason}" for reason in o.decision.reasons]
     return "\n".join(lines)
+
+
+def _stages_through_dvc(paths: Paths, force: bool, new_dump: bool) -> list[StageReport]:
+    """A task per dvc.yaml stage from the first stale one; those before it skipped at once."""
+    stages = dvc_stages(paths.root)
+    first = 0 if force or new_dump else first_stale(str(paths.root), stages)
+    # Stages before the first stale one are up to date, and stay so: one step for all.
+    reports = [StageReport(s, "skipped", 0.0, _summary(s, paths)) for s in stages[:first]]
+    for stage in stages[first:]:
+        delays = STAGES[stage].retry_delays_s if stage in STAGES else ()
+        step = run_stage_through_dvc.with_options(
+            name=stage,
+            # Only failures the stage reports as transient (Unreachable's exit code).
+            retries=len(delays),
+            retry_delay_seconds=list(delays) or 0,
+            retry_condition_fn=_retry_if_transient,
+        )
+        # A new dump behind the same "latest" name is invisible to DVC: force ingest.
+        reports.append(step(stage, str(paths.root), force or (new_dump and stage == "ingest")))
+    return reports
 
 
 @flow(name="wikilm-pipeline", log_prints=True, persist_result=False)
 def wikilm_pipeline(
     params_file: str = "params.yaml", force: bool = False, approval_timeout_s: int = 3600
-) -> dict:
+) -> PipelineResult:
     """Every dvc.yaml stage through DVC, then register, gate, approval and promotion."""
     params_path = Path(params_file).resolve()
     check_pipeline_params(params_path)
     params = load_params(params_path)
     paths = Paths.resolve(params.paths, params_path.parent)
-    reports: list[StageReport] = []
-    outcomes: list[dict] = []
     new_dump = False
     if params.ingest.source == "latest":
         new_dump, checksum = newest_dump(str(params_path))
@@ -197,37 +204,19 @@ def wikilm_pipeline(
             get_run_logger().info(
                 "the newest dump (%s) is already trained on: nothing to do", checksum
             )
-            return {"stages": [], "promotion": [], "new_dump": False}
-    with pipeline_run(paths, params.model_dump(mode="json", by_alias=True)) as parent:
-        stages = dvc_stages(paths.root)
-        first = 0 if force or new_dump else first_stale(str(paths.root), stages)
-        # Stages before the first stale one are up to date, and stay so: one step for all.
-        reports += [StageReport(s, "skipped", 0.0, _summary(s, paths)) for s in stages[:first]]
-        for stage in stages[first:]:
-            step = run_stage.with_options(
-                name=stage,
-                # Only failures the stage reports as transient (Unreachable's exit code).
-                retries=len(STAGES[stage].retry_delays_s),
-                retry_delay_seconds=list(STAGES[stage].retry_delays_s) or 0,
-                retry_condition_fn=_retry_if_transient,
-            )
-            # A new dump behind the same "latest" name is invisible to DVC: force ingest.
-            reports.append(step(stage, str(paths.root), force or (new_dump and stage == "ingest")))
-        if parent.run_id:
-            outcomes = register(str(params_path))
-        if params.promote.approval == "manual":
-            await_approval(params, paths, outcomes, approval_timeout_s)
-        record_outcome(parent, params, paths)
-    if any(r.status == "ran" for r in reports):
+            return PipelineResult()
+    result = run_tracked(
+        params,
+        paths,
+        run_stages=lambda: _stages_through_dvc(paths, force, new_dump),
+        register=lambda: register(str(params_path)),
+        approve=lambda outcomes: await_approval(params, paths, outcomes, approval_timeout_s),
+    )
+    if any(r.status == "ran" for r in result.stages):
         get_run_logger().info(LOCK_HINT)
-    artifact = create_markdown_artifact(
-        _report(reports, outcomes),
-        key="wikilm-pipeline-summary",
+    create_markdown_artifact(
+        _report(result),
+        key=SUMMARY_ARTIFACT,
         description="stage status, duration, key metrics; gate decision",
     )
-    return {
-        "stages": [asdict(r) for r in reports],
-        "promotion": outcomes,
-        "new_dump": new_dump,
-        "summary_artifact": str(artifact),
-    }
+    return replace(result, new_dump=new_dump)

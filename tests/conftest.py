@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -198,7 +199,7 @@ def pipeline_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)
         patch.delenv("PREFECT_API_URL", raising=False)
         result = wikilm_pipeline(params_file=str(root / "params.yaml"))
-    (root.parent / "flow-result.json").write_text(json.dumps(result))
+    (root.parent / "flow-result.json").write_text(json.dumps(dataclasses.asdict(result)))
     shutil.copy(root / "dvc.lock", root.parent / "dvc.lock.after-run")
     shutil.copytree(root / "metrics", root.parent / "metrics.after-run")
     return root

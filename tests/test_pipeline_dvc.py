@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 def test_the_flow_ran_every_stage_and_promoted_both_models(pipeline_repo):
     result = json.loads((pipeline_repo.parent / "flow-result.json").read_text())
     assert [(s["stage"], s["status"]) for s in result["stages"]] == [(s, "ran") for s in STAGES]
-    status = {p["model"]: p["status"] for p in result["promotion"]}
+    status = {p["model"]: p["status"] for p in result["outcomes"]}
     assert status["wikilm-classifier"] == "promoted"  # the copy's gate has no minimum
     # 20 training steps may not beat the unigram baseline: the LM's gate says so either way.
     evaluate = json.loads((pipeline_repo / "metrics" / "evaluate.json").read_text())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 
-from components.cli import run_stage
+from components.cli import run_stage_in_process
 from components.data.validate import markup_leftovers
 from tests.corpora import iter_documents
 from tests.dumps import WikiPage, write_dump
@@ -71,9 +71,8 @@ def test_bulgarian_dump_goes_through_every_data_stage(tmp_path):
         "clean:\n  language: bg\n  workers: 1\n"
         "tokenize:\n  vocab_size: 400\n  val_fraction: 0.2\n"
     )
-    metrics = {
-        stage: run_stage(stage, params) for stage in ("ingest", "clean", "validate", "tokenize")
-    }
+    data_stages = ("ingest", "clean", "validate", "tokenize")
+    metrics = {stage: run_stage_in_process(stage, params) for stage in data_stages}
     assert metrics["ingest"]["documents"] == 40
     assert metrics["clean"]["documents_out"] >= 30
     assert metrics["validate"]["success"] is True

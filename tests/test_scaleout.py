@@ -33,7 +33,7 @@ from pytorch_lightning.strategies import DDPStrategy, SingleDeviceStrategy
 from safetensors.torch import load_file
 from torch.distributed.run import get_args_parser
 
-from components.cli import run_stage
+from components.cli import run_stage_in_process
 from components.core.config import load_params, parse_params
 from components.core.errors import ConfigError
 from components.core.model_params import TrainerParams
@@ -221,7 +221,7 @@ def test_the_refusal_comes_before_the_stage_records_or_touches_anything(launcher
     params = tmp_path / "params.yaml"
     params.write_text(yaml.safe_dump({"trainer": {"accelerator": "cpu", "num_nodes": 2}}))
     with pytest.raises(ConfigError, match="trainer.num_nodes: 2 nodes need a launcher"):
-        run_stage("pretrain", params)
+        run_stage_in_process("pretrain", params)
     # No MLflow store, run or checkpoint folder: the stage never started.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 

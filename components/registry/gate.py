@@ -1,7 +1,9 @@
 """The promotion gate: rules from ``params.yaml`` (``promote:``) applied to a challenger.
 
 Pure functions over the challenger's measurements and the champion's score on the same
-test split; the registry records the decision and every reason on the model version.
+test split; the registry records the decision and every reason on the model version. An
+:class:`Outcome` says what came of it for one model of a run, from the registry to the
+command line.
 """
 
 from __future__ import annotations
@@ -119,3 +121,24 @@ def classifier_graph(int8: dict | None, rules: PromoteParams) -> Graph:
         return Graph("classifier.int8.onnx", "onnxruntime_int8", f"serves int8 ({compared})")
     reason = f"serves fp32 ({compared} > {rules.int8_max_macro_f1_drop})"
     return Graph(FP32.file, FP32.runtime, reason)
+
+
+# What came of a run for one model (Outcome.status).
+PROMOTED = "promoted"
+AWAITING_APPROVAL = "awaiting approval"
+GATE_FAILED = "gate failed"
+REGISTERED_ALREADY = "registered already"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one model of the run: its version, the gate's decision, its status.
+
+    ``status`` is one of the constants above, or ``approved``/``rejected`` once a reviewer
+    has decided on a version that awaited approval.
+    """
+
+    model: str
+    version: str
+    decision: Decision
+    status: str

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -25,10 +24,15 @@ from components.core.paths import Paths
 from components.core.tracking import fluent_tracking, lineage, stage_run
 from components.registry.access import acting_reviewer, require_manage
 from components.registry.gate import (
+    AWAITING_APPROVAL,
     FP32,
+    GATE_FAILED,
+    PROMOTED,
+    REGISTERED_ALREADY,
     Decision,
     Evidence,
     Graph,
+    Outcome,
     classifier_graph,
     decide,
     lm_beats_unigram,
@@ -53,16 +57,6 @@ log = logging.getLogger(__name__)
 
 EXPORT_TAG = "wikilm.export_digest"  # the same export is registered once
 GRAPH_TAG = "wikilm.graph"  # the ONNX file of the export a version serves
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What happened to one model of the run."""
-
-    model: str
-    version: str
-    decision: Decision
-    status: str  # promoted | awaiting approval | gate failed | registered already
 
 
 def _metrics_file(paths: Paths, stage: str) -> dict:
@@ -252,7 +246,7 @@ def _known(model: str, version: Any) -> Outcome:
         passed=version.tags.get(GATE_TAG) == "passed",
         reasons=version.tags.get("wikilm.gate.reasons", "").splitlines(),
     )
-    return Outcome(model, str(version.version), decision, "registered already")
+    return Outcome(model, str(version.version), decision, REGISTERED_ALREADY)
 
 
 def _gate_one(
@@ -274,12 +268,12 @@ def _gate_one(
     action = "gate_passed" if decision.passed else "gate_failed"
     registry.record(model, action, version, decision.summary(), before, metrics)
     if not decision.passed:
-        return Outcome(model, version, decision, "gate failed")
+        return Outcome(model, version, decision, GATE_FAILED)
     if params.promote.approval == "auto":
         registry.move_champion(model, version, "promoted", "gate passed; approval: auto", "auto")
-        return Outcome(model, version, decision, "promoted")
+        return Outcome(model, version, decision, PROMOTED)
     registry.client.set_model_version_tag(model, version, APPROVAL_TAG, "pending")
-    return Outcome(model, version, decision, "awaiting approval")
+    return Outcome(model, version, decision, AWAITING_APPROVAL)
 
 
 def approve(

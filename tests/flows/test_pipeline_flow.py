@@ -55,7 +55,7 @@ def toy(tmp_path, monkeypatch):
 
 def test_the_flow_runs_stages_through_dvc_and_reports_cached_ones(toy):
     first = wikilm_pipeline(params_file=str(toy))
-    assert [(s["stage"], s["status"]) for s in first["stages"]] == [
+    assert [(s.stage, s.status) for s in first.stages] == [
         ("first", "ran"),
         ("second", "ran"),
     ]
@@ -64,7 +64,7 @@ def test_the_flow_runs_stages_through_dvc_and_reports_cached_ones(toy):
     assert "first:" in lock
     assert "second:" in lock
     again = wikilm_pipeline(params_file=str(toy))
-    assert [s["status"] for s in again["stages"]] == ["skipped", "skipped"]
+    assert [s.status for s in again.stages] == ["skipped", "skipped"]
     # DVC sees the flow's work as its own: a plain repro has nothing to do.
     done = subprocess.run(
         [sys.executable, "-m", "dvc", "status"], cwd=toy.parent, capture_output=True, text=True
@@ -118,12 +118,12 @@ def test_stages_before_the_first_stale_one_are_skipped_without_running_dvc(toy):
     wikilm_pipeline(params_file=str(toy))
     _rewrite_second(toy, "c")
     again = wikilm_pipeline(params_file=str(toy))
-    assert [(s["stage"], s["status"], s["seconds"]) for s in again["stages"]][0] == (
+    assert [(s.stage, s.status, s.seconds) for s in again.stages][0] == (
         "first",
         "skipped",
         0.0,
     )
-    assert again["stages"][1]["status"] == "ran"
+    assert again.stages[1].status == "ran"
     assert (toy.parent / "b.txt").read_text() == "c"
 
 
@@ -134,7 +134,7 @@ def test_a_run_with_nothing_to_do_starts_no_flow(toy, monkeypatch, caplog):
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     assert main(["run", "--params", str(toy)]) == 0  # the first run has work: a flow run
     runs = _flow_runs()
-    with caplog.at_level("INFO", logger="flows.cli"):
+    with caplog.at_level("INFO", logger="flows.pipeline"):
         assert main(["run", "--params", str(toy)]) == 0
     assert _flow_runs() == runs
     assert "run: every stage is up to date and the export is registered already" in caplog.messages
@@ -205,9 +205,11 @@ def test_only_transient_stage_failures_are_retried(exit_code, transient):
 def test_the_flow_summary_is_published_as_an_artifact(toy):
     from prefect.client.orchestration import get_client
 
-    result = wikilm_pipeline(params_file=str(toy))
+    from flows.pipeline_flow import SUMMARY_ARTIFACT
+
+    wikilm_pipeline(params_file=str(toy))
     with get_client(sync_client=True) as client:
-        response = client._client.get(f"/artifacts/{result['summary_artifact']}")
+        response = client._client.get(f"/artifacts/{SUMMARY_ARTIFACT}/latest")
     response.raise_for_status()
     artifact = response.json()
     assert artifact["key"] == "wikilm-pipeline-summary"
@@ -311,14 +313,13 @@ def test_unanswered_approval_forms_leave_both_challengers_pending(exported_works
     params, outcomes = _pending(paths, monkeypatch, ("wikilm-classifier", "wikilm-lm"))
 
     @flow
-    def waiting() -> list[dict]:
-        await_approval(params, paths, outcomes, timeout_s=2)
-        return outcomes
+    def waiting() -> list:
+        return await_approval(params, paths, outcomes, timeout_s=2)
 
     # The second pause follows a timed-out one, and the run still completes.
-    assert [o["status"] for o in waiting()] == ["awaiting approval"] * 2
+    assert [o.status for o in waiting()] == ["awaiting approval"] * 2
     for outcome in outcomes:
-        tags = Registry(paths).version(outcome["model"], outcome["version"]).tags
+        tags = Registry(paths).version(outcome.model, outcome.version).tags
         assert tags[APPROVAL_TAG] == "pending"
         assert WAITING_RUN_TAG not in tags  # no run waits for it any more
 
@@ -332,8 +333,8 @@ def test_a_refused_answer_leaves_the_version_pending_and_the_run_going(
     params, outcomes = _pending_classifier(paths, monkeypatch)
     # The trainer approving its own run: refused by the four-eyes rule.
     form = {"approve": True, "reviewer": "trainer-bot", "comment": "mine is fine"}
-    assert _answer_in_the_form(params, paths, outcomes, form)[0]["status"] == "awaiting approval"
-    tags = Registry(paths).version("wikilm-classifier", outcomes[0]["version"]).tags
+    assert _answer_in_the_form(params, paths, outcomes, form)[0].status == "awaiting approval"
+    tags = Registry(paths).version("wikilm-classifier", outcomes[0].version).tags
     assert tags[APPROVAL_TAG] == "pending"
 
 
@@ -351,11 +352,7 @@ def _pending(paths, monkeypatch, models: tuple[str, ...]) -> tuple:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("WIKILM_USER", "trainer-bot")
     params = make_params(promote={**MECHANICS_GATE, "approval": "manual"})
-    outcomes = [
-        {"model": o.model, "version": o.version, "status": o.status}
-        for o in register_and_gate(params, paths)
-        if o.model in models
-    ]
+    outcomes = [o for o in register_and_gate(params, paths) if o.model in models]
     return params, outcomes
 
 
@@ -374,13 +371,13 @@ def test_a_decision_taken_with_the_command_is_reported_without_pausing(
     approve(paths, params, "wikilm-classifier", "1", "ana", "approved from a terminal")
 
     @flow
-    def waiting() -> list[dict]:
+    def waiting() -> list:
         started = time.perf_counter()
-        await_approval(params, paths, outcomes, timeout_s=120)
+        decided = await_approval(params, paths, outcomes, timeout_s=120)
         assert time.perf_counter() - started < 60  # it did not wait for the form
-        return outcomes
+        return decided
 
-    assert waiting()[0]["status"] == "approved"
+    assert waiting()[0].status == "approved"
 
 
 def test_a_latest_run_knows_whether_the_dump_is_new(tmp_path):
@@ -411,7 +408,7 @@ def test_a_latest_run_with_no_new_dump_retrains_nothing(tmp_path, dump_mirror, m
         params.parent / "data/ingest/meta.json", build_meta("ingest", {}, {"dump_sha1": sha1})
     )
     result = wikilm_pipeline(params_file=str(params))
-    assert result == {"stages": [], "promotion": [], "new_dump": False}
+    assert (result.stages, result.outcomes, result.new_dump) == ([], [], False)
     assert not (params.parent / "a").exists()
 
 
@@ -421,13 +418,13 @@ def test_the_approval_form_promotes_the_waiting_challenger(exported_workspace, m
     paths = exported_workspace
     params, outcomes = _pending_classifier(paths, monkeypatch)
     form = {"approve": True, "reviewer": "ana", "comment": "looked at the errors"}
-    assert _answer_in_the_form(params, paths, outcomes, form)[0]["status"] == "approved"
+    assert _answer_in_the_form(params, paths, outcomes, form)[0].status == "approved"
     champion = Registry(paths).alias("wikilm-classifier", CHAMPION)
-    assert str(champion.version) == outcomes[0]["version"]
+    assert str(champion.version) == outcomes[0].version
     assert Registry(paths).history("wikilm-classifier")[-1].actor == "ana"
 
 
-def _answer_in_the_form(params, paths, outcomes: list[dict], form: dict) -> list[dict]:
+def _answer_in_the_form(params, paths, outcomes: list, form: dict) -> list:
     """Run a flow awaiting approval while a reviewer submits ``form``, as the Prefect UI does."""
     import threading
     from uuid import UUID
@@ -441,10 +438,9 @@ def _answer_in_the_form(params, paths, outcomes: list[dict], form: dict) -> list
     run_ids: list[str] = []
 
     @flow
-    def waiting() -> list[dict]:
+    def waiting() -> list:
         run_ids.append(flow_run.id)
-        await_approval(params, paths, outcomes, timeout_s=120)
-        return outcomes
+        return await_approval(params, paths, outcomes, timeout_s=120)
 
     def reviewer() -> None:
         run_id = _paused(run_ids)
@@ -495,12 +491,12 @@ def test_the_command_ends_the_pause_of_the_run_waiting_for_it(
     tags: list[dict] = []
 
     @flow
-    def waiting() -> list[dict]:
+    def waiting() -> list:
         run_ids.append(flow_run.id)
         started = time.perf_counter()
-        await_approval(params, paths, outcomes, timeout_s=300)
+        decided = await_approval(params, paths, outcomes, timeout_s=300)
         assert time.perf_counter() - started < 120  # the command ended the pause
-        return outcomes
+        return decided
 
     def reviewer() -> None:
         _paused(run_ids)
@@ -511,7 +507,7 @@ def test_the_command_ends_the_pause_of_the_run_waiting_for_it(
     thread = threading.Thread(target=reviewer, daemon=True)
     thread.start()
     expected = "approved" if decision == "approve" else "rejected"
-    assert waiting()[0]["status"] == expected
+    assert waiting()[0].status == expected
     thread.join(timeout=30)
     assert tags[0][WAITING_RUN_TAG] == run_ids[0]  # the version named the run waiting for it
     assert f"flow run {run_ids[0]} waiting for it goes on" in capsys.readouterr().out

@@ -20,16 +20,11 @@ MANUAL = {**MECHANICS_GATE, "approval": "manual"}
 
 
 @flow(name="waiting-for-approval", persist_result=False)
-def waiting_for_approval(root: str, timeout_s: int) -> list[dict]:
-    """Register, then wait for a reviewer's decision on each version."""
+def waiting_for_approval(root: str, timeout_s: int) -> list:
+    """Register, then wait for a reviewer's decision on each version; the outcomes."""
     params = make_params(promote=MANUAL)
     paths = Paths.resolve(PathsParams(), Path(root))
-    outcomes = [
-        {"model": o.model, "version": o.version, "status": o.status}
-        for o in register_and_gate(params, paths)
-    ]
-    await_approval(params, paths, outcomes, timeout_s)
-    return outcomes
+    return await_approval(params, paths, register_and_gate(params, paths), timeout_s)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 import pytest
 from mlflow import MlflowClient
 
-from components.cli import run_stage
+from components.cli import run_stage_in_process
 from components.core.artifacts import build_meta, write_json
 from components.core.tracking import (
     EXPERIMENT,
@@ -105,7 +105,7 @@ def test_run_stage_logs_params_metrics_lineage_and_artifacts(tmp_path):
         ingest / "meta.json",
         build_meta("ingest", {}, {"dump_sha1": "abc"}, dump="x-pages-articles.xml"),
     )
-    run_stage("clean", tmp_path / "params.yaml")
+    run_stage_in_process("clean", tmp_path / "params.yaml")
     client, (run,) = _runs(tmp_path)
     assert run.data.params["min_words"] == "20"
     assert run.data.params["dedup.threshold"] == "0.8"

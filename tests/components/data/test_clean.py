@@ -11,7 +11,7 @@ from itertools import islice
 import pyarrow.parquet as pq
 import pytest
 
-from components.cli import run_stage
+from components.cli import run_stage_in_process
 from components.core.artifacts import build_meta, dir_digest, write_json
 from components.core.errors import ArtifactError, ConfigError
 from components.data.assess import normalize, remove_stop_words
@@ -297,7 +297,7 @@ def test_run_stage_writes_metrics_where_params_say(tmp_path, monkeypatch):
     write_json(ingest / "meta.json", build_meta("ingest", {}, {}))
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")  # paths are relative to params.yaml, not the cwd
-    metrics = run_stage("clean", tmp_path / "params.yaml")
+    metrics = run_stage_in_process("clean", tmp_path / "params.yaml")
     written = json.loads((tmp_path / "reports" / "metrics" / "clean.json").read_text())
     assert written == metrics
     result = CleanResult.model_validate(written)
