@@ -8,15 +8,12 @@ and a non-zero exit code; nothing else is printed on failure.
 from __future__ import annotations
 
 import argparse
-import atexit
 import logging
 import os
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
-from typing import NoReturn
 
 from components.core.artifacts import META_FILE, write_json
 from components.core.config import Params, load_params
@@ -111,17 +108,42 @@ def stage_params(params: Params, stage: str) -> dict:
     return recorded
 
 
+def single_blas_thread(stage: str) -> bool:
+    """Give OpenBLAS one thread in a stage that fans out, unless the environment sets a count.
+
+    These stages do element-wise numpy work only, never linear algebra. OpenBLAS starts a
+    thread per core when numpy (or scipy, which has its own copy) is imported, and they spin
+    for a while: 0.1 CPU seconds in each such process, taken from the stage's workers. It
+    works only before anything imports numpy; the worker server inherits it.
+    """
+    if not STAGES[stage].workers:
+        return False
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return True
+
+
+def start_local_workers(stage: str, params: Params) -> bool:
+    """Start the worker server of a stage that fans out to more than one local process.
+
+    A stage that reads ``data`` sends its work to the Dask cluster instead when
+    ``data.engine`` is ``dask``; a stage with one worker works in its own process.
+    """
+    entry = STAGES[stage]
+    local = "data" not in entry.reads or params.data.engine == "local"
+    if not (entry.workers and local and worker_count(params.section(stage).workers) > 1):
+        return False
+    prestart(entry.workers)
+    return True
+
+
 def run_stage_in_process(stage: str, params_file: Path, root: Path | None = None) -> dict:
     """Validate params, run ``stage`` and write its metrics; returns the metrics dict."""
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, root or params_file.resolve().parent)
     started = time.perf_counter()
     entry = STAGES[stage]
-    # A stage that reads `data` runs its workers' module on the Dask cluster, if it names one.
-    local = "data" not in entry.reads or params.data.engine == "local"
-    if entry.workers and local and worker_count(params.section(stage).workers) > 1:
-        # The worker server imports its module while this process imports the stage's.
-        prestart(entry.workers)
+    # The worker server imports its module while this process imports the stage's.
+    start_local_workers(stage, params)
     module = entry.load()
     quiet_libraries()
     # Settings this machine or its launcher cannot run (trainer: devices, nodes, strategy)
@@ -161,24 +183,6 @@ def execute(stage: str, params_file: Path, root: Path | None = None, verbose: bo
     return 0
 
 
-def exit_process(code: int) -> NoReturn:
-    """End the process with ``code``, skipping the interpreter's teardown when that is safe.
-
-    Freeing a stage's modules one by one (numpy, pyarrow, pydantic, scipy) at exit costs 0.1
-    to 0.3 s per stage. Exit handlers still run (MLflow, multiprocessing, logging), and
-    standard streams are flushed; only while another non-daemon thread is alive does this
-    take the normal exit, which waits for it.
-    """
-    main_thread = threading.main_thread()
-    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
-        sys.exit(code)
-    atexit._run_exitfuncs()  # what a normal exit runs first, before the teardown skipped here
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m components``; returns the process exit code."""
-    args = build_parser().parse_args(argv)
+def main(args: argparse.Namespace) -> int:
+    """Run the stage that ``python -m components`` names (see components/__main__.py)."""
     return execute(args.stage, args.params, args.root, args.verbose)

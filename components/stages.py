@@ -14,9 +14,12 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from components import summaries
-from components.core.paths import Paths
+
+if TYPE_CHECKING:  # only for annotations: the table stays light to import
+    from components.core.paths import Paths
 
 
 @dataclass(frozen=True)

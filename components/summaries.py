@@ -6,7 +6,10 @@ table (:data:`components.stages.STAGES`) names each stage's function.
 
 from __future__ import annotations
 
-from components.core.paths import Paths
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for annotations: the table stays light to import
+    from components.core.paths import Paths
 
 
 def ingest_line(m: dict, paths: Paths) -> str:
