@@ -16,12 +16,12 @@ import warnings
 from pathlib import Path
 
 from components.core.artifacts import META_FILE, write_json
-from components.core.config import Params, load_params
 from components.core.distributed import is_global_zero
 from components.core.errors import WikilmError
 from components.core.parallel import prestart, worker_count
 from components.core.paths import Paths
 from components.core.tracking import flatten, numeric, stage_run
+from components.params import Params, load_params
 from components.stages import STAGES
 
 log = logging.getLogger("components")

@@ -20,8 +20,8 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from prefect.runtime import flow_run
 
-from components.core.config import Params
 from components.core.paths import Paths
+from components.params import Params
 from components.registry.gate import AWAITING_APPROVAL, Outcome
 from components.registry.store import APPROVAL_TAG, WAITING_RUN_TAG, Registry, RegistryError
 

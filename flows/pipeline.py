@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from components.core.config import Params, load_params
 from components.core.errors import WikilmError
 from components.core.paths import Paths
 from components.core.tracking import Tracker, flatten, lineage, numeric, pipeline_run
 from components.core.tracking_server import check_tracking_store, tracking_enabled
+from components.params import Params, load_params
 from components.registry.gate import Outcome
 from components.stages import STAGES
 from flows.dag import check_pipeline_params, dvc_stages, stale_stages

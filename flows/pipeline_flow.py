@@ -28,9 +28,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.states import State
 
-from components.core.config import load_params
 from components.core.errors import Unreachable, WikilmError
 from components.core.paths import Paths
+from components.params import load_params
 from components.registry.gate import Outcome
 from components.stages import STAGES, stage_line
 from flows.approval import await_approval

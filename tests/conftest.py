@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from components.core.config import Params, parse_params
 from components.core.paths import Paths, PathsParams
+from components.params import Params, parse_params
 from tests.dumps import sample_pages, write_dump
 
 # Keep third-party telemetry quiet and local in every test.

@@ -13,16 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # (DVC tracks the params values themselves). Package __init__ files hold docstrings only
 # (tests/test_layers.py checks that).
 INFRASTRUCTURE = {
-    "components/core/config.py",
-    "components/core/data_params.py",
     "components/core/errors.py",
-    "components/core/model_params.py",
+    "components/core/identity.py",
     "components/core/paths.py",
     "components/core/progress.py",
     "components/core/schema.py",
-    "components/core/identity.py",
     "components/core/tracking.py",
     "components/core/tracking_server.py",
+    "components/data/params.py",
+    "components/export/params.py",
+    "components/model/params.py",
+    "components/params.py",
+    "components/registry/params.py",
 }
 
 

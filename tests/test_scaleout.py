@@ -34,14 +34,14 @@ from safetensors.torch import load_file
 from torch.distributed.run import get_args_parser
 
 from components.cli import run_stage_in_process
-from components.core.config import load_params, parse_params
 from components.core.errors import ConfigError
-from components.core.model_params import TrainerParams
 from components.core.paths import Paths
 from components.model.model_io import load_classifier, load_gpt
+from components.model.params import TrainerParams
 from components.model.pretrain import final_validation
 from components.model.token_data import WindowSpec
 from components.model.training import make_trainer
+from components.params import load_params, parse_params
 from components.stages import STAGES
 from flows.cli import build_parser
 from tests.conftest import TINY_MODEL

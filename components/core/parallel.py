@@ -17,15 +17,22 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
-
-if TYPE_CHECKING:
-    from components.core.data_params import DataParams
+from typing import Protocol, TypeVar
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class Engine(Protocol):
+    """Where the tasks run (the ``data`` section of params.yaml has these)."""
+
+    @property
+    def engine(self) -> str: ...  # noqa: D102 - "local" or "dask"
+
+    @property
+    def scheduler(self) -> str | None: ...  # noqa: D102 - the Dask scheduler's address
 
 
 def worker_count(requested: int) -> int:
@@ -62,7 +69,7 @@ def ordered_map(
     items: Iterable[T],
     workers: int,
     window_per_worker: int = 3,
-    engine: DataParams | None = None,
+    engine: Engine | None = None,
 ) -> Iterator[R]:
     """Yield ``fn(item)`` for each item, in input order, using ``workers`` processes.
 

@@ -1,7 +1,7 @@
 """The bases of the typed records: params sections in, stage reports out.
 
-Also how validation errors are rendered. Kept apart from :mod:`components.core.config` so
-that section modules can share it without importing the loader.
+Also how validation errors are rendered. Every layer's params sections build on it; the
+loader that assembles them is :mod:`components.params`.
 """
 
 from __future__ import annotations

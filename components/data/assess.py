@@ -21,7 +21,7 @@ from components.data.filters import TextView, failures
 from components.data.stopwords import removable_stop_words
 
 if TYPE_CHECKING:
-    from components.core.data_params import CleanParams
+    from components.data.params import CleanParams
 
 # Runs of white space other than a single plain space (rewriting every space costs a lot).
 _SPACES = re.compile(r"[^\S\n]{2,}|[^\S\n ]")

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from components.core.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
-from components.core.config import Params
 from components.core.parallel import ordered_map, worker_count
 from components.core.paths import Paths
 from components.core.progress import progress
@@ -24,6 +23,7 @@ from components.core.schema import Report
 from components.data.assess import Assessment, assess_batch
 from components.data.dedup import Deduplicator
 from components.data.documents import REJECTED_SCHEMA, ShardWriter, count_rows, iter_batches
+from components.data.params import DataSections
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class CleanResult(Report):
     seconds: float
 
 
-def run(params: Params, paths: Paths) -> CleanResult:
+def run(params: DataSections, paths: Paths) -> CleanResult:
     """Clean ``paths.ingest`` into ``paths.clean`` (kept) and ``paths.clean/rejected``."""
     cfg = params.clean
     read_meta(paths.ingest, "ingest")

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.core.data_params import DedupParams
 from components.core.errors import ConfigError
+from components.data.params import DedupParams
 
 if TYPE_CHECKING:
     from datasketch import LeanMinHash, MinHashLSH

@@ -26,7 +26,7 @@ from components.data.stopwords import stop_words
 from components.data.wordarrays import TextArrays, Words, hash_set
 
 if TYPE_CHECKING:
-    from components.core.data_params import CleanParams, RepetitionParams
+    from components.data.params import CleanParams, RepetitionParams
 
 BULLETS = ("\u2022", "\u2023", "\u25e6", "\u2043", "-", "*", "\u2013", "\u2014")
 ELLIPSES = ("...", "\u2026")

@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from functools import partial
 
 from components.core.artifacts import atomic_dir, build_meta, write_json
-from components.core.config import Params
-from components.core.data_params import DataParams, IngestParams
 from components.core.errors import SourceError
 from components.core.parallel import ordered_map, worker_count
 from components.core.paths import Paths
@@ -25,6 +23,7 @@ from components.core.schema import Report
 from components.data import sources
 from components.data.documents import ShardWriter
 from components.data.lbzip2 import lbzip2_path
+from components.data.params import DataParams, DataSections, IngestParams
 from components.data.render import KEPT, render_batch
 from components.data.wikitext import HIDDEN_LINK_NAMESPACES, Options
 from components.data.wikixml import DumpReader, Page
@@ -126,7 +125,7 @@ def convert(
                     yield row
 
 
-def run(params: Params, paths: Paths) -> IngestResult:
+def run(params: DataSections, paths: Paths) -> IngestResult:
     """Read the dump named by ``params.ingest.source`` into ``paths.ingest``.
 
     Raises:

@@ -30,13 +30,12 @@ from components.core.artifacts import (
     read_meta,
     write_json,
 )
-from components.core.config import Params
-from components.core.data_params import TokenizeParams
 from components.core.errors import WikilmError
 from components.core.paths import Paths
 from components.core.progress import progress
 from components.core.schema import Report
 from components.data.documents import iter_batches, read_batches, shard_paths
+from components.data.params import DataSections, TokenizeParams
 from components.data.tokenbin import VERSION, dtype_for, write_tokens
 
 log = logging.getLogger(__name__)
@@ -172,7 +171,7 @@ def _encode_split(
     return stats
 
 
-def run(params: Params, paths: Paths) -> TokenizeResult:
+def run(params: DataSections, paths: Paths) -> TokenizeResult:
     """Tokenize ``paths.clean`` into ``paths.tokens``.
 
     Raises:

@@ -19,13 +19,12 @@ from typing import Any
 import pandas as pd
 
 from components.core.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
-from components.core.config import Params
-from components.core.data_params import ValidateParams
 from components.core.errors import ValidationFailed
 from components.core.parallel import ordered_map, worker_count
 from components.core.paths import Paths
 from components.core.schema import Report
 from components.data.documents import Document, iter_batches
+from components.data.params import DataSections, ValidateParams
 from components.data.stopwords import stop_word_ratio, stop_words
 from components.data.wordarrays import TextArrays
 
@@ -259,7 +258,7 @@ def _observed(record: dict[str, Any]) -> str:
     return f"{count} document{'' if count == 1 else 's'}{examples}"
 
 
-def run(params: Params, paths: Paths) -> ValidateResult:
+def run(params: DataSections, paths: Paths) -> ValidateResult:
     """Validate ``paths.ingest`` and ``paths.clean``; write the report to ``paths.validate``.
 
     Raises:
@@ -294,7 +293,7 @@ def run(params: Params, paths: Paths) -> ValidateResult:
     return result
 
 
-def _meta(params: Params, paths: Paths) -> dict[str, Any]:
+def _meta(params: DataSections, paths: Paths) -> dict[str, Any]:
     clean = params.clean
     return build_meta(
         "validate",

@@ -35,9 +35,7 @@ from components.core.artifacts import (
     read_meta,
     write_json,
 )
-from components.core.config import Params
 from components.core.errors import WikilmError
-from components.core.model_params import ExportParams
 from components.core.paths import Paths
 from components.core.schema import Report
 from components.data.tokenizer_file import load_tokenizer
@@ -53,6 +51,7 @@ from components.export.graphs import (
     quantize_graph,
     session,
 )
+from components.export.params import ExportParams, ExportSections
 from components.model.classifier_module import encode_texts, pad_batch
 from components.model.model_io import load_classifier, load_gpt, pad_id
 from components.model.token_data import evaluation_batches
@@ -265,7 +264,7 @@ def _check(parities: dict[str, Parity], tolerance: float) -> None:
         raise ParityFailed("onnxruntime does not match PyTorch: " + "; ".join(failed))
 
 
-def run(params: Params, paths: Paths) -> ExportResult:
+def run(params: ExportSections, paths: Paths) -> ExportResult:
     """Export, verify and time both models into ``paths.export``.
 
     Raises:
@@ -312,7 +311,7 @@ def serving_config(config: dict) -> dict:
     }
 
 
-def _meta(params: Params, paths: Paths, result: ExportResult) -> dict:
+def _meta(params: ExportSections, paths: Paths, result: ExportResult) -> dict:
     return build_meta(
         STAGE,
         params.export.model_dump(mode="json"),

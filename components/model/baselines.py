@@ -23,8 +23,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from components.core.model_params import EvaluateParams
 from components.core.schema import Report
+from components.model.params import EvaluateParams
 
 
 class ClassScores(Report):

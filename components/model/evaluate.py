@@ -34,9 +34,7 @@ from components.core.artifacts import (
     write_csv,
     write_json,
 )
-from components.core.config import Params
 from components.core.errors import SourceError
-from components.core.model_params import EvaluateParams
 from components.core.paths import Paths
 from components.core.schema import Report
 from components.data.sources import builtin_path
@@ -52,6 +50,7 @@ from components.model.baselines import (
 from components.model.classifier_module import encode_texts, predict_proba
 from components.model.gpt import GPT
 from components.model.model_io import RANDOM_INIT, load_classifier, load_gpt, pad_id, read_config
+from components.model.params import EvaluateParams, ModelSections
 from components.model.training import cuda_usable
 
 log = logging.getLogger(__name__)
@@ -156,7 +155,9 @@ def ood_ids(source: str, root: Path, tokenizer: Tokenizer, separator: int) -> np
     return np.asarray(ids, dtype=np.int64)
 
 
-def evaluate_lm(params: Params, paths: Paths, device: torch.device) -> dict[str, LanguageScores]:
+def evaluate_lm(
+    params: ModelSections, paths: Paths, device: torch.device
+) -> dict[str, LanguageScores]:
     """LM scores on held-out Wikipedia and out-of-domain text, with unigram baselines."""
     cfg = params.evaluate
     meta = read_meta(paths.tokens, "tokenize")
@@ -183,7 +184,7 @@ def read_splits(paths: Paths) -> dict[str, pd.DataFrame]:
 
 
 def evaluate_classifier(
-    params: Params, paths: Paths, test: pd.DataFrame, device: torch.device
+    params: ModelSections, paths: Paths, test: pd.DataFrame, device: torch.device
 ) -> tuple[dict[str, ClassifierScores], pd.DataFrame]:
     """The classifier's scores on ``test`` (and its random-init twin's), and its predictions."""
     read_meta(paths.finetune, "finetune")
@@ -217,7 +218,7 @@ def classifier_baselines(
     return {"majority": majority_baseline(train, test, names, cfg), "tfidf_logreg": tfidf}, tuning
 
 
-def run(params: Params, paths: Paths) -> EvaluateResult:
+def run(params: ModelSections, paths: Paths) -> EvaluateResult:
     """Evaluate ``models/pretrain`` and ``models/finetune``.
 
     Raises:
@@ -247,7 +248,7 @@ def run(params: Params, paths: Paths) -> EvaluateResult:
 
 
 def _write_outputs(
-    params: Params, paths: Paths, predictions: pd.DataFrame, result: EvaluateResult
+    params: ModelSections, paths: Paths, predictions: pd.DataFrame, result: EvaluateResult
 ) -> None:
     with atomic_dir(paths.evaluate) as out:
         predictions.to_csv(out / "predictions.csv", index=False)

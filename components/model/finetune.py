@@ -31,9 +31,7 @@ from components.core.artifacts import (
     read_meta,
     write_json,
 )
-from components.core.config import Params
 from components.core.distributed import is_global_zero
-from components.core.model_params import FinetuneParams, TrainerParams
 from components.core.paths import Paths
 from components.core.schema import Report
 from components.data.labelled import LabelledData, load_labelled, stratified_split
@@ -49,6 +47,7 @@ from components.model.classifier_module import (
 )
 from components.model.gpt import GPT, GPTClassifier, GPTConfig
 from components.model.model_io import RANDOM_INIT, load_gpt, pad_id, read_config, save_weights
+from components.model.params import FinetuneParams, ModelSections, TrainerParams
 from components.model.training import check_trainer, make_trainer
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ class FinetuneResult(Report):
     seconds: float
 
 
-def preflight(params: Params) -> None:
+def preflight(params: ModelSections) -> None:
     """Refuse trainer settings this machine or launcher cannot run, before any work."""
     check_trainer(replicated(params.trainer))
 
@@ -179,7 +178,7 @@ def _callbacks(folder: Path, cfg: FinetuneParams, steps_per_epoch: int) -> dict:
 
 
 def train(
-    model: GPTClassifier, loaders: Loaders, params: Params, folder: Path
+    model: GPTClassifier, loaders: Loaders, params: ModelSections, folder: Path
 ) -> tuple[TrainingRun, LossCurve]:
     """Train with early stopping on val loss; ``model`` ends with its best epoch's weights."""
     cfg = params.finetune
@@ -213,7 +212,7 @@ def train(
     return facts, callbacks["curve"]
 
 
-def run(params: Params, paths: Paths) -> FinetuneResult:
+def run(params: ModelSections, paths: Paths) -> FinetuneResult:
     """Fine-tune the classifier on ``finetune.dataset`` into ``paths.finetune``.
 
     With ``finetune.compare_random_init`` the same classifier is also trained from random
@@ -291,7 +290,7 @@ def _restore_best(module: ClassifierModule, best: ModelCheckpoint) -> dict:
 
 
 def _write_outputs(
-    params: Params,
+    params: ModelSections,
     paths: Paths,
     pretrain_config: dict,
     models: dict[str, GPTClassifier],

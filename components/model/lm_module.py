@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import pytorch_lightning as pl
 import torch
@@ -20,17 +20,33 @@ from torch.distributed.fsdp import FullyShardedDataParallel
 from components.model.gpt import GPT, GPTConfig
 
 
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimizer and learning-rate schedule."""
+class OptimConfig(Protocol):
+    """What the optimizer and the learning-rate schedule read (the ``pretrain`` section)."""
 
-    lr: float = 6e-4
-    min_lr: float = 6e-5
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    warmup_steps: int = 100
-    max_steps: int = 1000
+    @property
+    def lr(self) -> float: ...  # noqa: D102
+
+    @property
+    def min_lr(self) -> float: ...  # noqa: D102
+
+    @property
+    def weight_decay(self) -> float: ...  # noqa: D102
+
+    @property
+    def beta1(self) -> float: ...  # noqa: D102
+
+    @property
+    def beta2(self) -> float: ...  # noqa: D102
+
+    @property
+    def warmup_steps(self) -> int: ...  # noqa: D102
+
+    @property
+    def max_steps(self) -> int: ...  # noqa: D102
+
+
+# Recorded with a checkpoint's hyperparameters.
+OPTIM_SETTINGS = ("lr", "min_lr", "weight_decay", "beta1", "beta2", "warmup_steps", "max_steps")
 
 
 def prefer_cudnn_attention() -> AbstractContextManager:
@@ -119,7 +135,7 @@ class LanguageModel(pl.LightningModule):
         self.save_hyperparameters(
             {
                 "model": config.to_dict(),
-                "optim": asdict(optim),
+                "optim": {name: getattr(optim, name) for name in OPTIM_SETTINGS},
                 "compile_model": compile_model,
                 "bytes_per_token": bytes_per_token,
             }

@@ -31,17 +31,16 @@ from components.core.artifacts import (
     read_meta,
     write_json,
 )
-from components.core.config import Params
 from components.core.distributed import is_global_zero
-from components.core.model_params import PretrainParams
 from components.core.paths import Paths
 from components.core.schema import Report
 from components.core.tracking import active_tracker
 from components.model.callbacks import LossCurve, RngState, StepCheckpoint, Throughput
 from components.model.checkpoints import ResumePoint, fingerprint
 from components.model.gpt import GPT, GPTConfig, padded_vocab
-from components.model.lm_module import LanguageModel, OptimConfig, language_metrics
+from components.model.lm_module import LanguageModel, language_metrics
 from components.model.model_io import save_weights
+from components.model.params import ModelSections, PretrainParams
 from components.model.token_data import TokenDataModule, WindowSpec, evaluation_batches
 from components.model.training import check_trainer, make_trainer
 
@@ -90,7 +89,7 @@ class FirstBatchProbe(pl.Callback):
         self.distinct = torch.unique(gathered, dim=0).shape[0]
 
 
-def gpt_config(params: Params, vocab_size: int) -> GPTConfig:
+def gpt_config(params: ModelSections, vocab_size: int) -> GPTConfig:
     """The decoder's shape: the model preset with its overrides, over the padded vocabulary."""
     shape = params.model.shape()
     return GPTConfig(
@@ -98,20 +97,7 @@ def gpt_config(params: Params, vocab_size: int) -> GPTConfig:
     )
 
 
-def optim_config(cfg: PretrainParams) -> OptimConfig:
-    """Optimizer and schedule settings of the ``pretrain`` section."""
-    return OptimConfig(
-        lr=cfg.lr,
-        min_lr=cfg.min_lr,
-        weight_decay=cfg.weight_decay,
-        beta1=cfg.beta1,
-        beta2=cfg.beta2,
-        warmup_steps=cfg.warmup_steps,
-        max_steps=cfg.max_steps,
-    )
-
-
-def resume_point(params: Params, paths: Paths) -> ResumePoint:
+def resume_point(params: ModelSections, paths: Paths) -> ResumePoint:
     """Checkpoints are valid for the same params (bar logging knobs) and the same tokens."""
     settings = params.pretrain.model_dump(exclude={"resume", "log_every", "loader_workers"})
     key = fingerprint(
@@ -123,12 +109,12 @@ def resume_point(params: Params, paths: Paths) -> ResumePoint:
     return ResumePoint(paths.checkpoint_dir(STAGE), key)
 
 
-def preflight(params: Params) -> None:
+def preflight(params: ModelSections) -> None:
     """Refuse trainer settings this machine or launcher cannot run, before any work."""
     check_trainer(params.trainer)
 
 
-def resume_run_id(params: Params, paths: Paths) -> str | None:
+def resume_run_id(params: ModelSections, paths: Paths) -> str | None:
     """The MLflow run of an interrupted execution with the same fingerprint, if any."""
     return resume_point(params, paths).run_id() if params.pretrain.resume else None
 
@@ -165,7 +151,7 @@ def _callbacks(cfg: PretrainParams, point: ResumePoint, model: GPT) -> dict[str,
     }
 
 
-def _trainer(params: Params, callbacks: dict[str, pl.Callback], root: Path) -> pl.Trainer:
+def _trainer(params: ModelSections, callbacks: dict[str, pl.Callback], root: Path) -> pl.Trainer:
     cfg = params.pretrain
     return make_trainer(
         params.trainer,
@@ -181,7 +167,7 @@ def _trainer(params: Params, callbacks: dict[str, pl.Callback], root: Path) -> p
     )
 
 
-def run(params: Params, paths: Paths) -> PretrainResult:
+def run(params: ModelSections, paths: Paths) -> PretrainResult:
     """Pretrain on ``paths.tokens`` into ``paths.pretrain`` (resuming when possible).
 
     Raises:
@@ -200,9 +186,7 @@ def run(params: Params, paths: Paths) -> PretrainResult:
     else:
         checkpoint = point.resumable() if cfg.resume else None
     config = gpt_config(params, meta["vocab_size"])
-    module = LanguageModel(
-        config, optim_config(cfg), params.trainer.compile, bytes_per_token(meta, "val")
-    )
+    module = LanguageModel(config, cfg, params.trainer.compile, bytes_per_token(meta, "val"))
     spec = WindowSpec(config.block_size, cfg.batch_size, params.trainer.seed)
     data = TokenDataModule(paths.tokens, spec, cfg.val_batches, cfg.grad_accum, cfg.loader_workers)
     callbacks = _callbacks(cfg, point, module.model)
@@ -258,7 +242,7 @@ def trained_model(trainer: pl.Trainer, config: GPTConfig) -> GPT | None:
 
 
 def _result(
-    params: Params,
+    params: ModelSections,
     trainer: pl.Trainer,
     callbacks: dict,
     val_loss: float,
@@ -289,7 +273,7 @@ def _result(
 
 
 def _write_outputs(
-    params: Params, paths: Paths, meta: dict, model: GPT, result: PretrainResult
+    params: ModelSections, paths: Paths, meta: dict, model: GPT, result: PretrainResult
 ) -> None:
     tokenizer = paths.tokens / TOKENIZER_FILE
     with atomic_dir(paths.pretrain) as out:

@@ -26,9 +26,9 @@ from pytorch_lightning.loggers import MLFlowLogger
 from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from components.core.errors import ConfigError
-from components.core.model_params import TrainerParams
 from components.core.tracking import active_tracker
 from components.core.tracking_server import patiently
+from components.model.params import TrainerParams
 
 # Lightning's advice that does not apply here: our iterable datasets are endless on purpose,
 # and few loader workers are a deliberate choice on small machines.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from components.core.model_params import PromoteParams
+from components.registry.params import PromoteParams
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from typing import Any
 import pandas as pd
 
 from components.core.artifacts import dir_digest, read_meta
-from components.core.config import Params
 from components.core.errors import ArtifactError
 from components.core.identity import current_user
 from components.core.paths import Paths
@@ -39,6 +38,7 @@ from components.registry.gate import (
     rule,
 )
 from components.registry.packaging import GRAPHS, Logged, log_model
+from components.registry.params import RegistrySections
 from components.registry.store import (
     APPROVAL_TAG,
     ARRIVALS,
@@ -110,7 +110,7 @@ def gated_latency_ms(export: dict, runtime: str = FP32.runtime) -> float:
     return export["latency"]["classifier"][runtime]["batch_1"]["p95_ms"]
 
 
-def lm_decision(evaluate: dict, export: dict, params: Params) -> Decision:
+def lm_decision(evaluate: dict, export: dict, params: RegistrySections) -> Decision:
     """The LM must match its ONNX graph and beat the unigram baseline on held-out text."""
     val = evaluate["lm"]
     parity = export["parity"]["lm"]["passed"] or not params.promote.require_parity
@@ -140,7 +140,7 @@ def _register(
 
 
 def _log_models(
-    params: Params, paths: Paths, graphs: dict[str, str]
+    params: RegistrySections, paths: Paths, graphs: dict[str, str]
 ) -> tuple[str, dict[str, Logged]]:
     """Log both pyfunc models in a ``register`` run (nested under the pipeline's run).
 
@@ -157,7 +157,7 @@ def _log_models(
     return tracker.run_id, logged
 
 
-def register_and_gate(params: Params, paths: Paths, once: bool = False) -> list[Outcome]:
+def register_and_gate(params: RegistrySections, paths: Paths, once: bool = False) -> list[Outcome]:
     """Register the exported models, gate them, and promote or hold them for approval.
 
     With ``once`` (pipeline runs), an export registered before is not registered again: a
@@ -170,7 +170,7 @@ def register_and_gate(params: Params, paths: Paths, once: bool = False) -> list[
 
 
 def _register_and_gate(
-    params: Params, paths: Paths, registry: Registry, once: bool
+    params: RegistrySections, paths: Paths, registry: Registry, once: bool
 ) -> list[Outcome]:
     # The models themselves, not only their metrics (committed with dvc.lock) must be here.
     read_meta(paths.finetune, "finetune")
@@ -251,7 +251,7 @@ def _known(model: str, version: Any) -> Outcome:
 
 def _gate_one(
     registry: Registry,
-    params: Params,
+    params: RegistrySections,
     model: str,
     logged: Logged,
     run_id: str,
@@ -277,7 +277,7 @@ def _gate_one(
 
 
 def approve(
-    paths: Paths, params: Params, model: str, version: str, reviewer: str, comment: str
+    paths: Paths, params: RegistrySections, model: str, version: str, reviewer: str, comment: str
 ) -> None:
     """A reviewer's approval: checks gate, pending state and four-eyes, then promotes.
 

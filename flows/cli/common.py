@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from components.cli import configure_logging
-from components.core.config import Params, load_params
 from components.core.paths import Paths
+from components.params import Params, load_params
 from components.registry.store import CLASSIFIER, LM
 
 MODELS = (CLASSIFIER, LM)

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from components.cli import add_stage_arguments, configure_logging, execute
-from components.core.config import load_params
 from components.core.paths import Paths
 from components.core.tracking_server import redacted
+from components.params import load_params
 from components.registry.gate import Outcome
 from components.registry.store import (
     CHALLENGER,

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from datasketch import MinHash
 
-from components.core.data_params import DedupParams
 from components.core.errors import ConfigError
 from components.data.dedup import (
     Deduplicator,
@@ -24,6 +23,7 @@ from components.data.dedup import (
     signature,
     signatures,
 )
+from components.data.params import DedupParams
 from components.data.wordarrays import TextArrays, hash_strings
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -7,9 +7,9 @@ from itertools import islice
 import pytest
 import stopwordsiso
 
-from components.core.data_params import CleanParams, RepetitionParams
 from components.core.errors import ConfigError
 from components.data.filters import TextView, failures, first_failure, quality_filters
+from components.data.params import CleanParams, RepetitionParams
 from components.data.stopwords import GOPHER_STOP_WORDS, stop_words
 from tests.conftest import make_params
 

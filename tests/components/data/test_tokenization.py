@@ -5,13 +5,13 @@ import pytest
 from tokenizers import Tokenizer
 
 from components.core.artifacts import build_meta, dir_digest, file_digest, write_json
-from components.core.config import Params
-from components.core.data_params import TokenizeParams
 from components.core.errors import ArtifactError, WikilmError
 from components.data.documents import Document
+from components.data.params import TokenizeParams
 from components.data.tokenbin import open_tokens
 from components.data.tokenization import TokenizeResult, run, split_of
 from components.data.tokenizer_file import load_tokenizer
+from components.params import Params
 from components.stages import STAGES
 from tests.corpora import write_documents
 

@@ -8,7 +8,6 @@ from scipy.special import logsumexp
 from sklearn.metrics import f1_score
 
 from components.core.errors import SourceError
-from components.core.model_params import EvaluateParams
 from components.data.tokenizer_file import load_tokenizer
 from components.model.baselines import (
     Interval,
@@ -26,6 +25,7 @@ from components.model.evaluate import (
     windows,
 )
 from components.model.finetune import run as finetune
+from components.model.params import EvaluateParams
 from tests.conftest import CPU_TRAINER, SMALL_LABELLED, TINY_MODEL, make_params
 
 

@@ -5,10 +5,10 @@ import torch
 from components.model.gpt import GPTConfig
 from components.model.lm_module import (
     LanguageModel,
-    OptimConfig,
     cosine_with_warmup,
     param_groups,
 )
+from components.model.params import PretrainParams
 
 TINY = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=32)
 
@@ -18,14 +18,14 @@ TINY = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=32)
     [(0, 0.1), (9, 1.0), (10, 1.0), (55, 0.55), (100, 0.1), (500, 0.1)],
 )
 def test_cosine_schedule_with_warmup(step, expected):
-    cfg = OptimConfig(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=100)
+    cfg = PretrainParams(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=100)
     assert cosine_with_warmup(step, cfg) == pytest.approx(expected)
 
 
 def test_no_weight_decay_on_biases_and_norms():
     module = LanguageModel(
         GPTConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=16, bias=True),
-        OptimConfig(),
+        PretrainParams(),
     )
     decay, no_decay = param_groups(module.model, 0.1)
     assert all(p.dim() >= 2 for p in decay["params"])
@@ -36,12 +36,12 @@ def test_no_weight_decay_on_biases_and_norms():
 
 
 def test_compiled_module_keeps_plain_parameter_names():
-    module = LanguageModel(TINY, OptimConfig(), compile_model=True)
+    module = LanguageModel(TINY, PretrainParams(), compile_model=True)
     assert all(key.startswith("model.") for key in module.state_dict())
 
 
 def test_gradient_clipping_bounds_the_global_norm():
-    module = LanguageModel(TINY, OptimConfig())
+    module = LanguageModel(TINY, PretrainParams())
     for parameter in module.parameters():
         parameter.grad = torch.full_like(parameter, 10.0)
     module.configure_gradient_clipping(None, gradient_clip_val=1.0)
@@ -53,7 +53,7 @@ class _ClipWatch(LanguageModel):
     """Records, at each clipping, the true gradient norm and the norm left after clipping."""
 
     def __init__(self) -> None:
-        super().__init__(TINY, OptimConfig(warmup_steps=1, max_steps=3))
+        super().__init__(TINY, PretrainParams(warmup_steps=1, max_steps=3))
         self.norms: list[tuple[float, float]] = []
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, **kwargs):
@@ -102,7 +102,7 @@ def test_fit_learns_a_repeating_sequence():
     sequence = torch.arange(17) % 8
     batches = [(sequence[:-1].repeat(4, 1), sequence[1:].repeat(4, 1))] * 40
     loader = torch.utils.data.DataLoader(batches, batch_size=None)
-    module = LanguageModel(TINY, OptimConfig(lr=1e-2, min_lr=1e-3, warmup_steps=5, max_steps=40))
+    module = LanguageModel(TINY, PretrainParams(lr=1e-2, min_lr=1e-3, warmup_steps=5, max_steps=40))
     inputs, targets = batches[0]
     before = module._loss(module.model, inputs, targets).item()
     trainer = pl.Trainer(

@@ -206,7 +206,7 @@ def test_ddp_on_two_cpu_processes(trained_workspace):
     ],
 )
 def test_settings_that_need_a_gpu_are_config_errors_without_one(setting, message):
-    from components.core.model_params import TrainerParams
+    from components.model.params import TrainerParams
     from components.model.training import make_trainer
 
     with pytest.raises(ConfigError, match=message):

@@ -1,7 +1,7 @@
 import pytest
 
-from components.core.model_params import PromoteParams
 from components.registry.gate import Evidence, classifier_graph, decide, lm_beats_unigram
+from components.registry.params import PromoteParams
 
 GOOD = {
     "accuracy": 0.9,

@@ -1,13 +1,13 @@
 """Params sections of the data stages: ingest, clean, validate and tokenize, and ``data``.
 
-They are part of :class:`components.core.config.Params`; the model stages' sections live in
-:mod:`components.core.model_params`.
+Each is one section of params.yaml; :class:`components.params.Params` assembles them with
+the other layers' sections. :class:`DataSections` is what the data stages read of it.
 """
 
 from __future__ import annotations
 
 import shutil
-from typing import Literal, Self
+from typing import Literal, Protocol, Self
 
 import stopwordsiso
 from pydantic import Field, field_validator, model_validator
@@ -219,3 +219,22 @@ class TokenizeParams(Section):
         if len(set(self.special_tokens)) != len(self.special_tokens):
             raise ValueError("special_tokens: entries must be distinct")
         return self
+
+
+class DataSections(Protocol):
+    """The assembled params as the data stages read them."""
+
+    @property
+    def data(self) -> DataParams: ...  # noqa: D102
+
+    @property
+    def ingest(self) -> IngestParams: ...  # noqa: D102
+
+    @property
+    def clean(self) -> CleanParams: ...  # noqa: D102
+
+    @property
+    def validate_(self) -> ValidateParams: ...  # noqa: D102
+
+    @property
+    def tokenize(self) -> TokenizeParams: ...  # noqa: D102

@@ -1,15 +1,14 @@
-"""Params sections of the model stages, export and the registry's promotion gate.
+"""Params sections of the model stages: model, trainer, pretrain, finetune and evaluate.
 
-Sections model, trainer, pretrain, finetune, evaluate, export and promote, all part of
-:class:`components.core.config.Params`; the data stages' sections live in
-:mod:`components.core.data_params`.
+Each is one section of params.yaml; :class:`components.params.Params` assembles them with
+the other layers' sections. :class:`ModelSections` is what the model stages read of it.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self
 
-from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from components.core.schema import Section, format_errors
 
@@ -217,48 +216,20 @@ def check_model_fit(model: ModelParams, finetune: FinetuneParams) -> list[str]:
     return problems
 
 
-class ExportParams(Section):
-    """Stage ``export``: ONNX graphs of both models, checked and timed with onnxruntime."""
+class ModelSections(Protocol):
+    """The assembled params as the model stages read them."""
 
-    opset: int = Field(18, ge=18, le=23)
-    parity_tolerance: float = Field(1e-4, gt=0, description="max |logit difference| allowed")
-    verify_batch: int = Field(
-        8,
-        ge=1,
-        description="held-out LM windows compared; the classifier is compared on its test "
-        "split (at most 4096 texts), the texts its int8 scores are measured on",
-    )
-    # Batch 1 is required: the promotion gate's latency rule reads it.
-    latency_batch_sizes: list[PositiveInt] = Field([1, 32], min_length=1)
-    latency_seq_len: int = Field(128, ge=1, description="cut to the model's block_size")
-    latency_repeats: int = Field(20, ge=2)
-    threads: int = Field(2, ge=1, description="intra-op threads, the same for both runtimes")
-    quantize: bool = True  # also write a dynamic int8 classifier, scored and timed beside fp32
+    @property
+    def model(self) -> ModelParams: ...  # noqa: D102
 
-    @field_validator("latency_batch_sizes")
-    @classmethod
-    def _has_batch_one(cls, sizes: list[int]) -> list[int]:
-        if 1 not in sizes:
-            raise ValueError("must include 1: the promotion gate's latency rule reads batch 1")
-        return sizes
+    @property
+    def trainer(self) -> TrainerParams: ...  # noqa: D102
 
+    @property
+    def pretrain(self) -> PretrainParams: ...  # noqa: D102
 
-class PromoteParams(Section):
-    """The promotion gate of the model registry (not a DVC stage: it changes the registry)."""
+    @property
+    def finetune(self) -> FinetuneParams: ...  # noqa: D102
 
-    approval: Literal["auto", "manual"] = "auto"
-    four_eyes: bool = True  # the reviewer must differ from whoever triggered the run
-    min_accuracy: float = Field(0.0, ge=0, le=1)
-    min_macro_f1: float = Field(0.0, ge=0, le=1)
-    # Macro-F1 above the current champion's, both scored on the challenger's test split.
-    min_margin: float = Field(0.0, ge=-1, le=1)
-    # The classifier's macro-F1 must exceed TF-IDF + LR's on the same test split by more than
-    # this; the LM's bits per byte must be below the unigram baseline's by more than this.
-    min_margin_over_tfidf: float = Field(0.0, ge=-1, le=1)
-    min_bits_per_byte_below_unigram: float = Field(0.0, ge=-10, le=10)
-    require_parity: bool = True  # ONNX parity of the export stage must have passed
-    max_p95_latency_ms: float = Field(250.0, gt=0, description="classifier, onnxruntime, batch 1")
-    # Register the int8 classifier (export.quantize) instead of fp32 when its macro-F1 on the
-    # test split is at most int8_max_macro_f1_drop below the fp32 graph's.
-    serve_int8: bool = False
-    int8_max_macro_f1_drop: float = Field(0.01, ge=0, le=1)
+    @property
+    def evaluate(self) -> EvaluateParams: ...  # noqa: D102

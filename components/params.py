@@ -2,8 +2,11 @@
 
 Every problem in the file (unknown key, wrong type, out-of-range value, cross-field conflict)
 is collected and reported at once, each naming its key path, before any stage does work.
-The sections are defined next to this module: :mod:`components.core.paths`,
-:mod:`components.core.data_params` and :mod:`components.core.model_params`.
+Each layer owns its sections (:mod:`components.data.params`, :mod:`components.model.params`,
+:mod:`components.export.params`, :mod:`components.registry.params`; ``paths`` is
+:mod:`components.core.paths`); this module, in the entry layer, assembles them and checks
+what spans two layers. The defaults live in the sections, and params.yaml states the same
+values (tests/components/test_params.py holds the two together).
 """
 
 from __future__ import annotations
@@ -14,26 +17,26 @@ from typing import Self
 import yaml
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
-from components.core.data_params import (
+from components.core.errors import ConfigError
+from components.core.paths import PathsParams
+from components.core.schema import Section, format_errors
+from components.data.params import (
     CleanParams,
     DataParams,
     IngestParams,
     TokenizeParams,
     ValidateParams,
 )
-from components.core.errors import ConfigError
-from components.core.model_params import (
+from components.export.params import ExportParams
+from components.model.params import (
     EvaluateParams,
-    ExportParams,
     FinetuneParams,
     ModelParams,
     PretrainParams,
-    PromoteParams,
     TrainerParams,
     check_model_fit,
 )
-from components.core.paths import PathsParams
-from components.core.schema import Section, format_errors
+from components.registry.params import PromoteParams
 
 
 class Params(Section):

@@ -3,11 +3,25 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.core.config import Params, load_params, parse_params
 from components.core.errors import ConfigError
 from components.core.paths import Paths, PathsParams
+from components.params import Params, load_params, parse_params
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _with_text_keys(value: object) -> object:
+    """``value`` with every mapping's keys as text (YAML reads ``5:`` as a number)."""
+    if isinstance(value, dict):
+        return {str(k): _with_text_keys(v) for k, v in value.items()}
+    return value
+
+
+def test_params_yaml_states_exactly_the_defaults_of_the_sections():
+    # Each default lives in its section's model; params.yaml shows the same values, so that
+    # a section left out of it, or a value changed in one place only, fails here.
+    raw = _with_text_keys(yaml.safe_load((REPO / "params.yaml").read_text()))
+    assert raw == Params().model_dump(mode="json", by_alias=True)
 
 
 def test_repository_params_yaml_is_valid_and_explicit():
