@@ -98,13 +98,20 @@ def run_stage_through_dvc(stage: str, root: str, force: bool = False) -> StageRe
     command = [sys.executable, "-m", "dvc", "repro", "--single-item", stage]
     command += ["--force"] if force else []
     started = time.perf_counter()
+    # One stream, in the order it was written: DVC's lines and the stage's own log.
     done = subprocess.run(
-        command, cwd=root, env=this_environment(), capture_output=True, text=True, check=False
+        command,
+        cwd=root,
+        env=this_environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        check=False,
     )
-    for line in without_dvc_advice(done.stdout + done.stderr):
+    for line in without_dvc_advice(done.stdout):
         logger.info(line)
     if done.returncode:
-        raise stage_failure(stage, done.stdout + done.stderr, done.returncode)
+        raise stage_failure(stage, done.stdout, done.returncode)
     status = "skipped" if SKIPPED_MARK in done.stdout else "ran"
     paths = Paths.resolve(load_params(Path(root) / PIPELINE_PARAMS).paths, Path(root))
     return StageReport(
