@@ -123,3 +123,24 @@ def test_package_inits_only_say_what_the_package_owns():
         body = ast.parse(init.read_text(encoding="utf-8")).body
         assert len(body) == 1, f"{init.relative_to(ROOT)} holds more than its docstring"
         assert ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))), init
+
+
+def test_core_holds_no_stage_params():
+    # Each layer owns its params sections; core has only the base and the paths: section.
+    import importlib
+    import inspect
+
+    import components.core
+    from components.core.schema import Section
+
+    sections = set()
+    for found in pkgutil.iter_modules(components.core.__path__):
+        module = importlib.import_module(f"components.core.{found.name}")
+        sections |= {
+            name
+            for name, value in vars(module).items()
+            if inspect.isclass(value)
+            and issubclass(value, Section)
+            and value.__module__ == module.__name__
+        }
+    assert sections == {"Section", "PathsParams"}
