@@ -6,8 +6,9 @@
   ``wordarrays`` and ``stopwords``, and ``dedup``;
 - validate: Great Expectations suites over both corpora;
 - tokenize (``tokenization``): the BPE tokenizer and the ``tokenbin`` token files;
-- shared: ``documents`` (the record and its Parquet shards), and ``labelled`` text for the
-  classifier.
+- shared: ``documents`` (the record and its Parquet shards), ``tokenizer_file`` (the
+  tokenizer the later stages encode with), and ``labelled`` text for the classifier;
+- ``params``: the sections of these stages, and what they read of the assembled params.
 
 May import :mod:`components.core` only.
 """

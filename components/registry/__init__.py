@@ -2,7 +2,8 @@
 
 Not a DVC stage: it changes shared state. ``packaging`` logs the exported graphs as pyfunc
 models (:mod:`components.serving`), ``store`` reads and moves versions, aliases and the
-append-only history, ``gate`` holds the promotion rules, and ``promotion`` runs the steps.
+append-only history, ``gate`` holds the promotion rules (and each model's ``Outcome``),
+``promotion`` runs the steps, and ``params`` holds the ``promote`` section.
 
 May import every layer below it: export, model, data and core.
 """
