@@ -182,7 +182,8 @@ def train(
 ) -> tuple[TrainingRun, LossCurve]:
     """Train with early stopping on val loss; ``model`` ends with its best epoch's weights."""
     cfg = params.finetune
-    shutil.rmtree(folder, ignore_errors=True)  # a fresh run: epochs are short, resume is moot
+    if is_global_zero():  # a fresh run: epochs are short, resume is moot
+        shutil.rmtree(folder, ignore_errors=True)
     # Every training shuffles afresh from the seed: the random-init twin sees the batches the
     # pretrained classifier saw, however many epochs that training took from the generator.
     loaders.train.generator.manual_seed(cfg.seed)
@@ -199,9 +200,13 @@ def train(
     )
     trainer.fit(module, loaders.train, loaders.val)
     best = _restore_best(module, callbacks["best"])
+    # Every process of a distributed run reads the best epoch before the first one removes
+    # the folder: a process that removed it early made another's read fail.
+    trainer.strategy.barrier()
+    if trainer.is_global_zero:
+        shutil.rmtree(folder, ignore_errors=True)
     rows = [r for r in callbacks["curve"].rows["val"] if r["step"] > 0]
     accuracy = min(rows, key=lambda r: r["loss"])["accuracy"] if rows else 0.0
-    shutil.rmtree(folder, ignore_errors=True)
     facts = TrainingRun(
         epochs=trainer.current_epoch,
         best_epoch=best["epoch"],
