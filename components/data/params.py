@@ -140,6 +140,9 @@ class DedupParams(Section):
     num_perm: int = Field(128, ge=16, le=1024)
     shingle_words: int = Field(5, ge=1, le=20)
     seed: int = 1
+    # The out-of-core index sorts its records in partitions of this size: the stage's memory
+    # for deduplication, whatever the corpus size (see components/data/dedup.py).
+    memory_mb: int = Field(256, ge=16, description="memory for sorting dedup records, in MB")
 
 
 class CleanParams(Section):
@@ -211,6 +214,9 @@ class TokenizeParams(Section):
     val_fraction: float = Field(0.1, gt=0, lt=1)
     seed: int = 1337
     batch_docs: int = Field(256, ge=1)
+    # The tokenizer learns from a seeded sample of the train split of about this much text
+    # (every document when the split is smaller); the whole corpus is still encoded.
+    train_sample_mb: float = Field(1024.0, gt=0, description="MB of UTF-8 text to train on")
 
     @model_validator(mode="after")
     def _check_special_tokens(self) -> Self:
