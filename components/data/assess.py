@@ -1,7 +1,9 @@
 """Assessing documents for the ``clean`` stage: the work of its worker processes.
 
 Each document is normalised, put through the quality and repetition rules, hashed for exact
-dedup and, when it passes, given its MinHash signature. Kept apart from
+dedup and, when it passes, given its MinHash signature (:func:`assess_batch`). Once dedup
+has decided, the rows ``clean`` writes are made from the same normalised text
+(:func:`finish_batch`). Kept apart from
 :mod:`components.data.clean` so that the fork server preloads only what the workers need (numpy,
 the rules, the configuration types), not the stage's Parquet and progress machinery.
 """
@@ -15,9 +17,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.data.dedup import Permutations, signatures
 from components.data.documents import Document
 from components.data.filters import TextView, failures
+from components.data.minhash import Permutations, signatures
 from components.data.stopwords import removable_stop_words
 
 if TYPE_CHECKING:
@@ -138,3 +140,27 @@ def _with_signatures(
     for index, signature in zip(kept, sigs, strict=True):
         results[index] = replace(results[index], signature=signature)
     return results
+
+
+def finish_batch(
+    item: tuple[list[Document], list[str | None]], cfg: CleanParams
+) -> list[tuple[str | None, dict]]:
+    """The row ``clean`` writes for each document, with the reason it is dropped (or None).
+
+    ``item`` pairs documents with their reasons, decided by the rules and dedup. A dropped
+    document's row holds its normalised text (for audit); a kept one's what ``clean/`` gets.
+    """
+    documents, reasons = item
+    stops = removable_stop_words(cfg.language) if cfg.remove_stopwords else None
+    rows: list[tuple[str | None, dict]] = []
+    for doc, reason in zip(documents, reasons, strict=True):
+        cleaned = Document(doc.id, doc.title, normalize(doc.text), doc.metadata)
+        if reason:
+            rows.append((reason, {**cleaned.to_row(), "reason": reason}))
+        elif stops is not None:
+            rows.append(
+                (None, replace(cleaned, text=remove_stop_words(cleaned.text, stops)).to_row())
+            )
+        else:
+            rows.append((None, cleaned.to_row()))
+    return rows

@@ -1,28 +1,53 @@
 """Stage ``clean``: normalise, quality-filter and deduplicate the ingested articles.
 
-Worker processes (or a Dask cluster's workers: ``data.engine``) normalise each document,
-apply the Gopher rules and compute its MinHash signature (:mod:`components.data.assess`);
-the main process then deduplicates in input order (the first copy is kept) and writes kept
-documents to ``data/clean/`` and dropped ones, with their reason, to ``data/clean/rejected/``
-for audit.
+Two passes over the ingested shards, both fanned out to worker processes (or a Dask
+cluster's workers: ``data.engine``):
+
+1. *assess*: each document is normalised and put through the Gopher rules, and a document
+   that passes gets its digest and MinHash signature (:func:`components.data.assess.assess_batch`).
+   The outcomes go to disk, shard by shard: the dedup records (:mod:`components.data.dedup`)
+   and a small table per shard (reason, words). Each shard is then marked done
+   (:mod:`components.core.resume`), so a killed run resumes at the first shard not done.
+2. *write*: dedup decides on the records on disk, in bounded memory, then each document's
+   row goes to ``data/clean/`` (kept) or ``data/clean/rejected/`` (dropped, with its reason,
+   for audit), in input order.
+
+Memory stays flat whatever the dump: batches in flight, one shard's table, the partition
+being sorted (``clean.dedup.memory_mb``) and one byte per document that passes the rules.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from components.core.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
 from components.core.parallel import ordered_map, worker_count
 from components.core.paths import Paths
 from components.core.progress import progress
+from components.core.resume import ShardProgress, work_folder
 from components.core.schema import Report
-from components.data.assess import Assessment, assess_batch
-from components.data.dedup import Deduplicator
-from components.data.documents import REJECTED_SCHEMA, ShardWriter, count_rows, iter_batches
+from components.data.assess import Assessment, assess_batch, finish_batch
+from components.data.dedup import KEPT, REASONS, DedupStore
+from components.data.documents import (
+    REJECTED_SCHEMA,
+    ShardWriter,
+    arrow_column,
+    count_rows,
+    iter_shard,
+    shard_paths,
+    shard_rows,
+)
+from components.data.minhash import Permutations, lsh_bands
 from components.data.params import DataSections
 
 log = logging.getLogger(__name__)
@@ -30,6 +55,12 @@ log = logging.getLogger(__name__)
 # Work comes to the workers in pieces of about 0.2 s: both stay busy to the last piece.
 _BATCH_DOCS = 128
 _BATCH_CHARS = 1_000_000
+# What each ingested shard's assessment table holds (one row per document, in order).
+OUTCOME_SCHEMA = pa.schema(
+    [("reason", pa.string()), ("words", pa.int64()), ("words_out", pa.int64())]
+)
+# Bumped when the work folder's files change meaning: older work is then redone.
+WORK_FORMAT = 1
 
 
 class CleanResult(Report):
@@ -45,45 +76,34 @@ class CleanResult(Report):
 
 
 def run(params: DataSections, paths: Paths) -> CleanResult:
-    """Clean ``paths.ingest`` into ``paths.clean`` (kept) and ``paths.clean/rejected``."""
+    """Clean ``paths.ingest`` into ``paths.clean`` (kept) and ``paths.clean/rejected``.
+
+    Raises:
+        ArtifactError: the ingested corpus is missing or from another stage.
+        ConfigError: the dedup threshold has no LSH banding (before any work).
+    """
     cfg = params.clean
     read_meta(paths.ingest, "ingest")
     started = time.perf_counter()
-    documents = count_rows(paths.ingest)
-    dedup = Deduplicator(cfg.dedup, documents)
-    dedup.prepare()  # loads datasketch in the background while the workers start
-    assess = partial(assess_batch, cfg=cfg, permutations=dedup.permutations)
-    batches = iter_batches(paths.ingest, _BATCH_DOCS, _BATCH_CHARS)
-    with (
-        atomic_dir(paths.clean) as out,
-        progress(total=documents, unit="doc", desc="clean") as bar,
-    ):
-        tally = _Tally(ShardWriter(out), ShardWriter(out / "rejected", REJECTED_SCHEMA))
-        # Until the LSH index is built, assessed documents wait here in input order: the
-        # workers keep getting batches instead of idling while datasketch loads.
-        waiting: list[Assessment] = []
-        fanned_out = ordered_map(assess, batches, worker_count(cfg.workers), engine=params.data)
-        for assessments in fanned_out:
-            waiting += assessments
-            if dedup.ready():
-                tally.decide(waiting, dedup)
-                waiting = []
-            bar.update(len(assessments))
-        dedup.prepare().result()  # a bad index setting fails even if no document reached it
-        tally.decide(waiting, dedup)
-        tally.kept.close()
-        tally.rejected.close()
+    bands = lsh_bands(cfg.dedup) if cfg.dedup.near else []
+    shards = shard_paths(paths.ingest)
+    inputs = {"ingest": dir_digest(paths.ingest)}
+    origin = {"format": WORK_FORMAT, "params": cfg.model_dump(mode="json"), "inputs": inputs}
+    work = ShardProgress(work_folder(paths.clean), origin)
+    store = DedupStore(work.folder / "dedup", cfg.dedup, bands, count_rows(paths.ingest))
+    try:
+        _assess(params, shards, work, store)
+        decisions = store.decide()
+    finally:
+        store.close()
+    with atomic_dir(paths.clean) as out:
+        tally = _write(params, shards, work.folder, decisions, out)
         result = tally.result(time.perf_counter() - started)
-        inputs = {"ingest": dir_digest(paths.ingest)}
-        write_json(
-            out / "meta.json",
-            build_meta(
-                "clean",
-                cfg.model_dump(mode="json"),
-                inputs,
-                **result.model_dump(exclude={"seconds"}),
-            ),
+        meta = build_meta(
+            "clean", cfg.model_dump(mode="json"), inputs, **result.model_dump(exclude={"seconds"})
         )
+        write_json(out / "meta.json", meta)
+    work.remove()
     log.info(
         "clean: kept %d of %d documents; dropped %s",
         result.documents_out,
@@ -93,9 +113,127 @@ def run(params: DataSections, paths: Paths) -> CleanResult:
     return result
 
 
+def _outcomes_path(folder: Path, shard: int) -> Path:
+    return folder / "outcomes" / f"part-{shard:05d}.parquet"
+
+
+def _assess(params: DataSections, shards: list[Path], work: ShardProgress, store: DedupStore):
+    """Pass 1: assess the shards not yet done, writing their outcomes and dedup records."""
+    cfg = params.clean
+    done, state = work.resume()
+    store.restore(state)
+    if done:
+        log.info("clean: %d of %d shards were assessed by an earlier run", done, len(shards))
+    permutations = Permutations.of(cfg.dedup) if cfg.dedup.near else None
+    assess = partial(assess_batch, cfg=cfg, permutations=permutations)
+    origins: deque[tuple[int, bool]] = deque()  # (shard, last batch of it) per batch in flight
+    batches = _batches(shards, done, origins)
+    table = _OutcomeTable()
+    total = sum(shard_rows(path) for path in shards[done:])
+    with progress(total=total, unit="doc", desc="clean: assess") as bar:
+        for assessments in ordered_map(
+            assess, batches, worker_count(cfg.workers), engine=params.data
+        ):
+            shard, last = origins.popleft()
+            table.add(assessments)
+            passed = [a for a in assessments if a.reason is None]
+            store.add([a.text_hash for a in passed], [a.signature for a in passed])
+            bar.update(len(assessments))
+            if last:
+                table.write(_outcomes_path(work.folder, shard))
+                work.mark_done(shard, store.sync())
+
+
+def _batches(shards: list[Path], first: int, origins: deque[tuple[int, bool]]) -> Iterator[list]:
+    """Batches of the shards from ``first`` on; each batch's origin goes to ``origins``.
+
+    Every shard gives at least one batch (maybe empty), and its last one says so, so that
+    each shard is marked done even with no documents.
+    """
+    for index in range(first, len(shards)):
+        previous = None
+        for batch in iter_shard(shards[index], _BATCH_DOCS, _BATCH_CHARS):
+            if previous is not None:
+                origins.append((index, False))
+                yield previous
+            previous = batch
+        origins.append((index, True))
+        yield previous or []
+
+
+@dataclass
+class _OutcomeTable:
+    """The rules' reason and the word counts of each document of the shard in progress."""
+
+    reasons: list[str | None] = field(default_factory=list)
+    words: list[int] = field(default_factory=list)
+    words_out: list[int] = field(default_factory=list)
+
+    def add(self, assessments: list[Assessment]) -> None:
+        """Remember a batch's outcomes."""
+        self.reasons += [a.reason for a in assessments]
+        self.words += [a.words for a in assessments]
+        self.words_out += [a.words_out for a in assessments]
+
+    def write(self, path: Path) -> None:
+        """Write the shard's table atomically, then start the next shard's."""
+        columns = [
+            arrow_column(values, column.type)
+            for values, column in zip(
+                (self.reasons, self.words, self.words_out), OUTCOME_SCHEMA, strict=True
+            )
+        ]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial_path = path.with_name(f".{path.name}.partial")
+        pq.write_table(pa.Table.from_arrays(columns, schema=OUTCOME_SCHEMA), partial_path)
+        partial_path.replace(path)
+        self.reasons, self.words, self.words_out = [], [], []
+
+
+def _write(
+    params: DataSections, shards: list[Path], folder: Path, decisions: np.ndarray, out: Path
+) -> _Tally:
+    """Pass 2: write every document where dedup's and the rules' decisions send it."""
+    cfg = params.clean
+    tally = _Tally(ShardWriter(out), ShardWriter(out / "rejected", REJECTED_SCHEMA))
+    items = _decided_batches(shards, folder, decisions, tally)
+    finish = partial(finish_batch, cfg=cfg)
+    total = sum(shard_rows(path) for path in shards)
+    with progress(total=total, unit="doc", desc="clean: write") as bar:
+        for rows in ordered_map(finish, items, worker_count(cfg.workers), engine=params.data):
+            for reason, row in rows:
+                (tally.rejected if reason else tally.kept).write(row)
+            bar.update(len(rows))
+    tally.kept.close()
+    tally.rejected.close()
+    return tally
+
+
+def _decided_batches(
+    shards: list[Path], folder: Path, decisions: np.ndarray, tally: _Tally
+) -> Iterator[tuple[list, list[str | None]]]:
+    """Batches of documents with their final reasons (None: kept), counted in ``tally``."""
+    candidate = 0
+    for index, path in enumerate(shards):
+        outcomes = pq.read_table(_outcomes_path(folder, index)).to_pydict()
+        row = 0
+        for batch in iter_shard(path, _BATCH_DOCS, _BATCH_CHARS):
+            reasons = []
+            for _ in batch:
+                reason = outcomes["reason"][row]
+                if reason is None:
+                    decision = int(decisions[candidate])
+                    reason = REASONS[decision] if decision != KEPT else None
+                    candidate += 1
+                tally.count(reason, outcomes["words"][row], outcomes["words_out"][row])
+                reasons.append(reason)
+                row += 1
+            yield batch, reasons
+
+
 @dataclass
 class _Tally:
-    """Writes each assessed document where it belongs and counts documents and words."""
+    """Where each document goes, and the counts of documents and words by outcome."""
 
     kept: ShardWriter
     rejected: ShardWriter
@@ -103,17 +241,12 @@ class _Tally:
     words: Counter[str] = field(default_factory=Counter)  # before stop-word removal
     words_out: int = 0
 
-    def decide(self, assessments: list[Assessment], dedup: Deduplicator) -> None:
-        """Keep or reject each document, in input order (the first of duplicates is kept)."""
-        for a in assessments:
-            reason = a.reason or dedup.check(a.text_hash, a.signature)
-            self.docs[reason or "kept"] += 1
-            self.words[reason or "kept"] += a.words
-            if reason:
-                self.rejected.write({**a.document.to_row(), "reason": reason})
-            else:
-                self.kept.write((a.output or a.document).to_row())
-                self.words_out += a.words_out
+    def count(self, reason: str | None, words: int, words_out: int) -> None:
+        """Count one document under its outcome."""
+        self.docs[reason or "kept"] += 1
+        self.words[reason or "kept"] += words
+        if reason is None:
+            self.words_out += words_out
 
     def result(self, seconds: float) -> CleanResult:
         """Counts by outcome."""

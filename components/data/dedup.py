@@ -1,232 +1,293 @@
-"""Exact and near-duplicate detection.
+"""Exact and near-duplicate removal out of core: records on disk, sorted in bounded pieces.
 
-Exact duplicates share :meth:`components.data.wordarrays.TextArrays.digest` (equal up to case,
-punctuation and white space). Near duplicates are found with MinHash signatures over word
-shingles and a MinHash LSH index (datasketch): a document whose estimated Jaccard similarity
-to an earlier kept document reaches the threshold is dropped, so the first occurrence is kept.
+The documents that pass the quality rules are the *candidates*, numbered in input order.
+As they are assessed, :class:`DedupStore` appends to files (never to memory):
 
-Signatures use datasketch's ``affine32`` permutation scheme (its recommended one since 2.0)
-with datasketch's own permutations. Workers apply them to a whole document at once in numpy:
-the values equal ``MinHash(scheme="affine32", hashfunc=<identity>).update_batch(hashes)``
-(a test checks), without its Python call per shingle, which used to cost more than every
-quality rule together. Only the main process imports datasketch (it pulls in scipy, a second
-of start-up), for the LSH index. It builds the index in a background thread while the
-workers start, and a threshold the index cannot serve fails before any document is decided.
+- each candidate's MinHash signature (:mod:`components.data.minhash`), one row per
+  candidate in ``signatures.u32``;
+- its exact-dedup digest, to one of ``exact-<p>.bin`` by the digest's value;
+- for each LSH band, a 64-bit key of the band's slice of the signature, to one of
+  ``band-<b>-<p>.bin`` by the key's value.
+
+:meth:`DedupStore.decide` then reads one partition file at a time (their count comes from
+``clean.dedup.memory_mb``, so one partition and its sort fit in it): equal digests are
+exact duplicates; candidates sharing a band key are checked against the signatures on disk
+(the band really equal, the share of equal values at the threshold), which gives the
+near-duplicate pairs. The decisions follow the rule of an in-memory index, in input order:
+a candidate is an exact duplicate when an earlier *kept* candidate has its digest, a near
+duplicate when an earlier *kept* candidate shares a band with it and reaches the threshold,
+and kept otherwise, so the first occurrence is the one kept, as with datasketch's
+``MinHashLSH`` holding every kept document (a test holds the two to the same decisions).
+
+This is the design of datatrove's MinHash stages (signatures, buckets, clusters, filter),
+with its union-find over duplicate pairs replaced by that first-kept rule. Besides the
+partition being sorted, memory holds one byte per candidate (the decisions) and the
+duplicate pairs found; the files take ``4 * num_perm + 16 * bands + 24`` bytes a candidate.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import partial
-from typing import TYPE_CHECKING
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
-from components.core.errors import ConfigError
 from components.data.params import DedupParams
-
-if TYPE_CHECKING:
-    from datasketch import LeanMinHash, MinHashLSH
-
-SCHEME = "affine32"
-_PRIME = np.uint64(1_000_003)
-_UINT32_MAX = np.iinfo(np.uint32).max
-# Shingles per block when permuting: the temporary stays at 4 MB (128 x 8192 x 4 bytes)
-# whatever a document's length.
-_BLOCK = 8192
-# Memory the indexes take per document kept (datasketch 2.0, CPython 3.11, measured on
-# 100,000 documents): the exact index's digest, the near index's entry in each band, and
-# the signature kept to check the index's candidates (numpy's array header, then 4 bytes a
-# value).
-EXACT_INDEX_BYTES = 140
-NEAR_INDEX_BYTES_PER_BAND = 410
-SIGNATURE_HEADER_BYTES = 112
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Permutations:
-    """The MinHash permutations ``h -> a * h + b (mod 2**32)``, one per signature value."""
-
-    a: np.ndarray
-    b: np.ndarray
-
-    @classmethod
-    def of(cls, cfg: DedupParams) -> Permutations:
-        """The permutations datasketch draws for ``cfg.num_perm`` and ``cfg.seed``.
-
-        Drawn here as ``MinHash(scheme="affine32")`` draws them (a test checks they are
-        equal), so that workers get them before the main process has loaded datasketch.
-        """
-        rng = np.random.RandomState(cfg.seed)
-        a = rng.randint(0, 1 << 31, cfg.num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
-        b = rng.randint(0, 1 << 32, cfg.num_perm, dtype=np.uint32)
-        return cls(a, b)
+KEPT, EXACT, NEAR = 0, 1, 2
+REASONS = {EXACT: "exact_duplicate", NEAR: "near_duplicate"}
+SIGNATURES_FILE = "signatures.u32"
+_BAND_RECORD = np.dtype([("key", "<u8"), ("doc", "<u8")])
+_DIGEST_RECORD = np.dtype([("high", "<u8"), ("low", "<u8"), ("doc", "<u8")])
+# Bytes a record costs while its partition is sorted: the records, the sort's index, and
+# the sorted copy.
+_SORT_BYTES = {_BAND_RECORD: 40, _DIGEST_RECORD: 56}
+_UINT64_MASK = (1 << 64) - 1
 
 
-def shingle_hashes(word_hashes: np.ndarray, size: int) -> np.ndarray:
-    """Distinct 32-bit hashes of the word ``size``-grams (of all words when fewer).
+def partitions(candidates: int, memory_mb: int) -> int:
+    """Partition files per record kind so that sorting one takes at most ``memory_mb``."""
+    largest = candidates * max(_SORT_BYTES.values())
+    return max(1, math.ceil(largest / (memory_mb << 20)))
 
-    ``word_hashes`` are 64-bit word hashes that are the same in every process and run
-    (:mod:`components.data.wordarrays`, unlike ``hash``), combined in numpy into one hash per
-    shingle.
+
+def band_keys(signatures: np.ndarray, bands: list[tuple[int, int]]) -> np.ndarray:
+    """A 64-bit key of each band of each signature (rows: signatures; columns: bands).
+
+    Equal slices give equal keys; unequal ones rarely collide, and :meth:`DedupStore.decide`
+    compares the slices themselves before calling two documents candidates.
     """
-    codes = word_hashes.astype(np.uint64, copy=False)
-    words = codes.size
-    span = max(words - size + 1, 1)
-    hashes = codes[:span].copy()
+    keys = np.empty((signatures.shape[0], len(bands)), dtype=np.uint64)
+    values = signatures.astype(np.uint64)
     with np.errstate(over="ignore"):  # wrapping arithmetic is intended: a hash
-        for offset in range(1, min(size, words)):
-            hashes = hashes * _PRIME + codes[offset : offset + span]
-    folded = np.sort(((hashes >> np.uint64(32)) ^ hashes).astype(np.uint32))
-    # Distinct values from the sorted array: np.unique's hash table is 10x slower here.
-    distinct = np.empty(folded.size, dtype=bool)
-    distinct[:1] = True
-    np.not_equal(folded[1:], folded[:-1], out=distinct[1:])
-    return folded[distinct]
+        for column, (start, end) in enumerate(bands):
+            key = np.full(signatures.shape[0], np.uint64(0x9E3779B97F4A7C15))
+            for position in range(start, end):
+                key = (key ^ values[:, position]) * np.uint64(0x100000001B3)
+            keys[:, column] = key ^ (key >> np.uint64(29))
+    return keys
 
 
-def _fmix32(values: np.ndarray) -> np.ndarray:
-    """MurmurHash3's 32-bit finalizer: the pre-mix datasketch applies before permuting."""
-    values = values ^ (values >> np.uint32(16))
-    values = values * np.uint32(0x85EBCA6B)
-    values = values ^ (values >> np.uint32(13))
-    values = values * np.uint32(0xC2B2AE35)
-    return values ^ (values >> np.uint32(16))
+class DedupStore:
+    """Appends the candidates' records to files in ``folder``, and decides on them.
 
-
-def signature(hashes: np.ndarray, permutations: Permutations) -> np.ndarray:
-    """MinHash values (uint32) of a set of 32-bit shingle hashes."""
-    a, b = permutations.a, permutations.b[:, None]
-    values = np.full(a.size, _UINT32_MAX, dtype=np.uint32)
-    mixed = _fmix32(hashes.astype(np.uint32, copy=False))
-    for start in range(0, mixed.size, _BLOCK):
-        # uint32 products wrap: the modulo 2**32 of the scheme is the hardware's.
-        block = np.multiply.outer(a, mixed[start : start + _BLOCK])
-        block += b
-        np.minimum(values, block.min(axis=1), out=values)
-    return values
-
-
-def signatures(
-    word_hashes: list[np.ndarray], shingle_words: int, permutations: Permutations
-) -> list[np.ndarray]:
-    """MinHash signature of each document, from its word hashes."""
-    return [signature(shingle_hashes(h, shingle_words), permutations) for h in word_hashes]
-
-
-def index_bytes(documents: int, bands: int, num_perm: int) -> int:
-    """Memory the indexes need once ``documents`` are kept (``bands``: 0 without near dedup)."""
-    near = bands * NEAR_INDEX_BYTES_PER_BAND + SIGNATURE_HEADER_BYTES + 4 * num_perm
-    return documents * (EXACT_INDEX_BYTES + (near if bands else 0))
-
-
-class Deduplicator:
-    """Remembers kept documents and names the duplicates among later ones.
-
-    ``documents`` (how many will be checked, when known) lets the near index warn at once
-    when keeping them all could exhaust the machine's memory.
+    ``expected`` (an upper bound of the candidates, such as the input's document count)
+    sets the partition count, so that sorting one partition fits in ``cfg.memory_mb``.
     """
 
-    def __init__(self, cfg: DedupParams, documents: int = 0) -> None:
+    def __init__(
+        self, folder: Path, cfg: DedupParams, bands: list[tuple[int, int]], expected: int
+    ) -> None:
+        self.folder = folder
         self.cfg = cfg
-        self.documents = documents
-        self._hashes: set[str] = set()
-        self.permutations = Permutations.of(cfg) if cfg.near else None
-        self._index: tuple[MinHashLSH, Callable[..., LeanMinHash]] | None = None
-        self._build: Future[None] | None = None
-        self._signatures: list[np.ndarray] = []  # of the kept documents, by LSH key
+        self.bands = bands if cfg.near else []
+        self.partitions = partitions(expected, cfg.memory_mb)
+        self.candidates = 0
+        folder.mkdir(parents=True, exist_ok=True)
+        self._files = {name: (folder / name).open("ab") for name in self._names()}
 
-    def prepare(self) -> Future[None]:
-        """Start building the near-duplicate index in a background thread.
+    def _names(self) -> list[str]:
+        names = [SIGNATURES_FILE] if self.cfg.near else []
+        parts = range(self.partitions)
+        names += [f"exact-{p:03d}.bin" for p in parts] if self.cfg.exact else []
+        names += [f"band-{b:02d}-{p:03d}.bin" for b in range(len(self.bands)) for p in parts]
+        return names
 
-        Importing datasketch takes a second (it loads scipy): started before the workers,
-        the build overlaps with their first batches. A threshold the index cannot serve is
-        raised by the returned future and by the first :meth:`check`, before any document
-        is decided.
-
-        Raises (through the future):
-            ConfigError: datasketch finds no LSH banding for the threshold and num_perm.
-        """
-        if self._build is None:
-            pool = ThreadPoolExecutor(1, thread_name_prefix="lsh-index")
-            self._build = pool.submit(self._build_index)
-            pool.shutdown(wait=False)  # the build goes on; the pool takes no more work
-        return self._build
-
-    def ready(self) -> bool:
-        """Whether :meth:`check` can answer without waiting for the index to be built.
-
-        Also true once the build failed: :meth:`check` then raises its error.
-        """
-        return self.prepare().done()
-
-    def _near_index(self) -> tuple[MinHashLSH, Callable[..., LeanMinHash]]:
-        """The LSH index and a signature wrapper (waits for :meth:`prepare`'s build)."""
-        if self._index is None:
-            self.prepare().result()
-        assert self._index is not None
-        return self._index
-
-    def _build_index(self) -> None:
-        if not self.cfg.near:
+    def add(self, digests: list[str], signatures: list[np.ndarray]) -> None:
+        """Append the records of the next candidates (their signatures when near is on)."""
+        docs = np.arange(self.candidates, self.candidates + len(digests), dtype=np.uint64)
+        self.candidates += len(digests)
+        if not len(digests):
             return
-        from datasketch import LeanMinHash, MinHashLSH
+        if self.cfg.exact:
+            self._append_digests(digests, docs)
+        if self.cfg.near:
+            stacked = np.stack(signatures).astype(np.uint32, copy=False)
+            self._files[SIGNATURES_FILE].write(stacked.tobytes())
+            self._append_bands(band_keys(stacked, self.bands), docs)
 
-        try:
-            lsh = MinHashLSH(threshold=self.cfg.threshold, num_perm=self.cfg.num_perm)
-        except ValueError as error:
-            raise ConfigError(
-                [
-                    f"clean.dedup.threshold: {self.cfg.threshold} with clean.dedup.num_perm "
-                    f"{self.cfg.num_perm} gives no usable LSH index ({error}); raise "
-                    "num_perm or lower the threshold"
-                ]
-            ) from None
-        self._warn_if_too_large(lsh.b)
-        self._index = lsh, partial(LeanMinHash, seed=self.cfg.seed, scheme=SCHEME)
+    def _append_digests(self, digests: list[str], docs: np.ndarray) -> None:
+        records = np.empty(len(docs), dtype=_DIGEST_RECORD)
+        # The digest's first 128 bits: equal for equal texts, apart for any two real ones.
+        values = [int(digest[:32], 16) for digest in digests]
+        records["high"] = [value >> 64 for value in values]
+        records["low"] = [value & _UINT64_MASK for value in values]
+        records["doc"] = docs
+        self._spread(records, records["high"], "exact-{p:03d}.bin")
 
-    def _warn_if_too_large(self, bands: int) -> None:
-        """Warn when the indexes could take more than half of this machine's memory."""
-        import psutil  # main process only, like datasketch
+    def _append_bands(self, keys: np.ndarray, docs: np.ndarray) -> None:
+        records = np.empty(len(docs), dtype=_BAND_RECORD)
+        records["doc"] = docs
+        for band in range(len(self.bands)):
+            records["key"] = keys[:, band]
+            self._spread(records, records["key"], f"band-{band:02d}-{{p:03d}}.bin")
 
-        needed = index_bytes(self.documents, bands, self.cfg.num_perm)
-        total = psutil.virtual_memory().total
-        if needed > total / 2:
-            log.warning(
-                "the dedup indexes may grow to %.1f GB if all %d documents are kept (%.1f KB "
-                "each), on a machine with %.1f GB; set clean.dedup.near: false to keep only "
-                "the exact index (%.2f KB each)",
-                needed / 1e9,
-                self.documents,
-                needed / max(self.documents, 1) / 1e3,
-                total / 1e9,
-                EXACT_INDEX_BYTES / 1e3,
+    def _spread(self, records: np.ndarray, by: np.ndarray, name: str) -> None:
+        """Append each record to the partition file its ``by`` value picks."""
+        part = by % np.uint64(self.partitions)
+        for p in range(self.partitions):
+            chosen = records[part == p] if self.partitions > 1 else records
+            if len(chosen):
+                self._files[name.format(p=p)].write(chosen.tobytes())
+
+    def sync(self) -> dict[str, int]:
+        """Flush every file to disk; the sizes and count a later :meth:`restore` needs."""
+        for handle in self._files.values():
+            handle.flush()
+            os.fsync(handle.fileno())
+        sizes = {name: handle.tell() for name, handle in self._files.items()}
+        return {"candidates": self.candidates, "sizes": sizes}
+
+    def restore(self, state: dict | None) -> None:
+        """Cut the files back to a :meth:`sync` state (None: empty), dropping later records."""
+        state = state or {"candidates": 0, "sizes": {}}
+        for name, handle in self._files.items():
+            handle.truncate(state["sizes"].get(name, 0))
+            handle.seek(0, os.SEEK_END)
+        self.candidates = state["candidates"]
+
+    def close(self) -> None:
+        """Close the files."""
+        for handle in self._files.values():
+            handle.close()
+
+    def decide(self) -> np.ndarray:
+        """``KEPT``, ``EXACT`` or ``NEAR`` for each candidate, in input order."""
+        self.sync()
+        children, parents = self._exact_pairs()
+        later, earlier = self._near_pairs(absorbed=children)
+        log.info(
+            "dedup: %d candidates, %d with an equal digest before them, %d near pairs",
+            self.candidates,
+            len(children),
+            len(later),
+        )
+        return first_kept(self.candidates, children, parents, later, earlier)
+
+    def _records(self, name: str, dtype: np.dtype) -> np.ndarray:
+        return np.fromfile(self.folder / name, dtype=dtype)
+
+    def _exact_pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each candidate whose digest an earlier one has, and the first one with it."""
+        found = [np.empty(0, np.uint64)], [np.empty(0, np.uint64)]
+        for p in range(self.partitions if self.cfg.exact else 0):
+            records = self._records(f"exact-{p:03d}.bin", _DIGEST_RECORD)
+            if not len(records):
+                continue
+            records = records[np.lexsort((records["doc"], records["low"], records["high"]))]
+            first = _group_starts(
+                (records["high"][1:] != records["high"][:-1])
+                | (records["low"][1:] != records["low"][:-1])
             )
+            group = np.cumsum(first) - 1
+            found[0].append(records["doc"][~first])
+            found[1].append(records["doc"][first][group[~first]])
+        return np.concatenate(found[0]), np.concatenate(found[1])
 
-    def check(self, text_hash: str, signature: np.ndarray | None) -> str | None:
-        """``exact_duplicate``, ``near_duplicate``, or None after remembering the document."""
-        if self.cfg.exact and text_hash in self._hashes:
-            return "exact_duplicate"
-        if self.cfg.near and signature is not None:
-            lsh, wrap = self._near_index()
-            minhash = wrap(hashvalues=signature)
-            # LSH candidates share a band only: keep those whose estimate is below threshold.
-            if any(self._similar(signature, int(key)) for key in lsh.query(minhash)):
-                return "near_duplicate"
-            lsh.insert(str(len(self._signatures)), minhash, check_duplication=False)
-            self._signatures.append(signature)
-        self._hashes.add(text_hash)
-        return None
+    def _near_pairs(self, absorbed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (later, earlier) that share a band and reach the threshold.
 
-    def _similar(self, signature: np.ndarray, kept: int) -> bool:
-        """Whether the similarity to kept document ``kept`` reaches the threshold.
-
-        The share of equal MinHash values estimates the Jaccard similarity.
+        Candidates with an earlier equal digest (``absorbed``) are left out: their
+        signature is their first copy's, and so is their fate.
         """
-        equal = np.count_nonzero(signature == self._signatures[kept])
-        return equal >= self.cfg.threshold * signature.size
+        if not self.cfg.near or not self.candidates:
+            return np.empty(0, np.uint64), np.empty(0, np.uint64)
+        skip = np.zeros(self.candidates, dtype=bool)
+        skip[absorbed] = True
+        signatures = np.memmap(
+            self.folder / SIGNATURES_FILE,
+            dtype=np.uint32,
+            mode="r",
+            shape=(self.candidates, self.cfg.num_perm),
+        )
+        found: list[np.ndarray] = [np.empty((0, 2), np.uint64)]
+        for band, (start, end) in enumerate(self.bands):
+            for p in range(self.partitions):
+                records = self._records(f"band-{band:02d}-{p:03d}.bin", _BAND_RECORD)
+                records = records[~skip[records["doc"]]]
+                for pairs in _bucket_pairs(records, self._pairs_per_check()):
+                    found.append(self._confirmed(pairs, signatures, start, end))
+        pairs = np.unique(np.concatenate(found), axis=0)
+        return pairs[:, 0], pairs[:, 1]
+
+    def _pairs_per_check(self) -> int:
+        """Pairs whose two signatures fit in a quarter of the memory at once."""
+        return max(1024, (self.cfg.memory_mb << 20) // (4 * 2 * 4 * self.cfg.num_perm))
+
+    def _confirmed(
+        self, pairs: np.ndarray, signatures: np.ndarray, start: int, end: int
+    ) -> np.ndarray:
+        """The pairs whose band is equal and whose signatures agree at the threshold."""
+        later, earlier = signatures[pairs[:, 0]], signatures[pairs[:, 1]]
+        equal = later == earlier
+        same_band = equal[:, start:end].all(axis=1)
+        similar = np.count_nonzero(equal, axis=1) >= self.cfg.threshold * self.cfg.num_perm
+        return pairs[same_band & similar]
+
+
+def _group_starts(differs: np.ndarray) -> np.ndarray:
+    """Where a run of equal sorted values starts, from ``value[i + 1] != value[i]``."""
+    return np.concatenate([[True], differs])
+
+
+def _bucket_pairs(records: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
+    """Pairs (later, earlier) of documents with equal band keys, ``chunk`` at most at once.
+
+    The records come in document order, so a stable sort by key keeps each bucket in it.
+    """
+    if len(records) < 2:
+        return
+    records = records[np.argsort(records["key"], kind="stable")]
+    keys, docs = records["key"], records["doc"]
+    starts = np.flatnonzero(_group_starts(keys[1:] != keys[:-1]))
+    sizes = np.diff(np.append(starts, len(records)))
+    twos = starts[sizes == 2]  # the common bucket, paired in one step
+    if len(twos):
+        yield np.column_stack([docs[twos + 1], docs[twos]])
+    pending: list[np.ndarray] = []
+    held = 0
+    for start, size in zip(starts[sizes > 2], sizes[sizes > 2], strict=True):
+        members = docs[start : start + size]
+        first, second = np.triu_indices(size, 1)
+        pending.append(np.column_stack([members[second], members[first]]))
+        held += len(first)
+        if held >= chunk:
+            yield np.concatenate(pending)
+            pending, held = [], 0
+    if pending:
+        yield np.concatenate(pending)
+
+
+def first_kept(
+    candidates: int,
+    children: np.ndarray,
+    parents: np.ndarray,
+    later: np.ndarray,
+    earlier: np.ndarray,
+) -> np.ndarray:
+    """Decisions in input order, each candidate against the earlier ones *kept*.
+
+    ``children`` have the digest of ``parents`` (their first copy); a near pair says that
+    ``later`` shares a band with ``earlier`` and reaches the threshold. A child is an exact
+    duplicate when its parent is kept, and a near duplicate otherwise: its parent was
+    dropped as a near duplicate of a kept candidate, which is then one of the child's too.
+    """
+    decisions = np.zeros(candidates, dtype=np.uint8)
+    parent_of = dict(zip(children.tolist(), parents.tolist(), strict=True))
+    order = np.argsort(later, kind="stable")
+    later, earlier = later[order], earlier[order]
+    neighbours = {}
+    if len(later):
+        starts = np.flatnonzero(_group_starts(later[1:] != later[:-1]))
+        neighbours = dict(zip(later[starts].tolist(), np.split(earlier, starts[1:]), strict=True))
+    for doc in sorted(parent_of.keys() | neighbours.keys()):
+        if doc in parent_of:
+            decisions[doc] = EXACT if decisions[parent_of[doc]] == KEPT else NEAR
+        elif (decisions[neighbours[doc]] == KEPT).any():
+            decisions[doc] = NEAR
+    return decisions

@@ -203,9 +203,16 @@ def iter_batches(
     document makes a batch of its own): parallel work then comes in even pieces.
     """
     for path in shard_paths(folder):
-        for batch in read_batches(path, batch_size=batch_rows):
-            documents = [Document.from_row(row) for row in batch.to_pylist()]
-            yield from _split_by_chars(documents, batch_chars) if batch_chars else [documents]
+        yield from iter_shard(path, batch_rows, batch_chars)
+
+
+def iter_shard(
+    path: Path, batch_rows: int = 1024, batch_chars: int | None = None
+) -> Iterator[list[Document]]:
+    """Yield the documents of one shard, in batches as :func:`iter_batches` makes them."""
+    for batch in read_batches(path, batch_size=batch_rows):
+        documents = [Document.from_row(row) for row in batch.to_pylist()]
+        yield from _split_by_chars(documents, batch_chars) if batch_chars else [documents]
 
 
 def _split_by_chars(documents: list[Document], limit: int) -> Iterator[list[Document]]:
@@ -223,4 +230,9 @@ def _split_by_chars(documents: list[Document], limit: int) -> Iterator[list[Docu
 
 def count_rows(folder: Path) -> int:
     """Number of documents in a stage output, from Parquet footers only."""
-    return sum(_open(p).metadata.num_rows for p in shard_paths(folder))
+    return sum(shard_rows(p) for p in shard_paths(folder))
+
+
+def shard_rows(path: Path) -> int:
+    """Number of documents in one shard, from its Parquet footer."""
+    return _open(path).metadata.num_rows

@@ -1,10 +1,13 @@
 """Stage ``clean``: normalisation, filters, dedup, outputs, metadata and metrics."""
 
 import json
+import os
 import random
 import re
 import string
+import subprocess
 import sys
+import time
 import unicodedata
 from itertools import islice
 
@@ -14,11 +17,15 @@ import pytest
 from components.cli import run_stage_in_process
 from components.core.artifacts import build_meta, dir_digest, write_json
 from components.core.errors import ArtifactError, ConfigError
-from components.data.assess import normalize, remove_stop_words
-from components.data.clean import CleanResult, _Tally, run
-from components.data.dedup import Deduplicator
+from components.core.resume import ShardProgress, work_folder
+from components.data import ingest
+from components.data.assess import assess_batch, normalize, remove_stop_words
+from components.data.clean import CleanResult, run
+from components.data.dedup import REASONS
 from components.data.documents import Document, shard_paths
+from components.data.minhash import Permutations
 from components.data.stopwords import GOPHER_STOP_WORDS, removable_stop_words
+from tests.components.data.test_dedup import InMemoryIndex
 from tests.conftest import make_params
 from tests.corpora import iter_documents, write_documents
 
@@ -123,30 +130,6 @@ def test_result_counts_documents_and_words_by_reason(workspace):
     assert result.words_in == sum(words.values())
     assert result.words_in == result.words_out + sum(result.rejected_words.values())
     assert result.documents_in == result.documents_out + sum(result.rejected.values())
-
-
-def test_documents_wait_in_order_until_the_index_is_built(workspace, monkeypatch):
-    """While datasketch loads, assessed documents queue up; then each is decided in order."""
-    _ingested(workspace, MIXED)
-    monkeypatch.setattr("components.data.clean._BATCH_DOCS", 1)  # one document per batch
-    built, decide = Deduplicator.ready, _Tally.decide
-    asked, decided = [], []
-
-    def slow_to_build(self):
-        asked.append(True)
-        return len(asked) > 4 and built(self)  # not ready for the first four batches
-
-    def counted(self, assessments, dedup):
-        decided.append(len(assessments))
-        decide(self, assessments, dedup)
-
-    monkeypatch.setattr(Deduplicator, "ready", slow_to_build)
-    monkeypatch.setattr(_Tally, "decide", counted)
-    _clean(workspace)
-    assert decided == [5, 1, 1, 0]  # the first five together, once the index was there
-    assert [d.id for d in iter_documents(workspace.clean)] == [1, 2, 7]
-    rejected = _rows(workspace.clean / "rejected")
-    assert {r["id"]: r["reason"] for r in rejected} == EXPECTED_REASONS
 
 
 def test_meta_records_stage_params_and_input_digest(workspace):
@@ -312,3 +295,98 @@ def test_run_stage_writes_metrics_where_params_say(tmp_path, monkeypatch):
         "params.yaml",
         "reports",
     ]
+
+
+def _builtin_with_copies(workspace, shard_rows=10_000):
+    """The builtin sample's articles, then exact, near and near-of-near copies of some."""
+    ingest.run(make_params(ingest={"workers": 1}), workspace)
+    docs = list(iter_documents(workspace.ingest))
+    copies = []
+    for k, doc in enumerate(docs[::4]):
+        words = doc.text.split(" ")
+        if k % 3 == 0:
+            text = doc.text.upper()
+        else:  # a word changed every 40 (k % 3 == 2: in a copy of an earlier copy)
+            source = copies[-1].text.split(" ") if k % 3 == 2 and copies else words
+            text = " ".join(w if i % 40 != k % 40 else "changed" for i, w in enumerate(source))
+        copies.append(Document(10**9 + k, f"{doc.title} (copy)", text))
+    write_documents(workspace.ingest, docs + copies, shard_rows=shard_rows)
+    write_json(workspace.ingest / "meta.json", build_meta("ingest", {}, {}))
+    return docs + copies
+
+
+def _in_memory_reasons(docs, cfg):
+    """Each document's reason under the rules and an in-memory MinHash LSH index."""
+    index = InMemoryIndex(cfg.dedup)
+    reasons = {}
+    for a in assess_batch(docs, cfg, Permutations.of(cfg.dedup)):
+        reason = a.reason or REASONS.get(index.check(a.text_hash, a.signature))
+        reasons[a.document.id] = reason
+    return reasons
+
+
+def test_the_builtin_sample_keeps_what_an_in_memory_index_keeps(workspace):
+    docs = _builtin_with_copies(workspace, shard_rows=30)
+    result = _clean(workspace)
+    expected = _in_memory_reasons(docs, make_params().clean)
+    rejected = {r["id"]: r["reason"] for r in _rows(workspace.clean / "rejected")}
+    kept = [d.id for d in iter_documents(workspace.clean)]
+    assert rejected == {i: r for i, r in expected.items() if r}
+    assert kept == [i for i, r in expected.items() if r is None]
+    assert {"exact_duplicate", "near_duplicate"} <= set(result.rejected)
+    assert not work_folder(workspace.clean).exists()  # scratch work is gone once done
+
+
+def _clean_process(params_file, *, log=None):
+    return subprocess.Popen(
+        [sys.executable, "-m", "components", "clean", "--params", str(params_file)],
+        stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "WIKILM_TRACKING": "off"},
+        text=True,
+    )
+
+
+def _stage_params(workspace, **clean):
+    path = workspace.root / "params.yaml"
+    sections = {"paths": {"ingest": "data/ingest", "clean": "data/clean"}}
+    path.write_text(json.dumps({**sections, "clean": {"workers": 1, **clean}}))
+    return path
+
+
+def test_a_killed_clean_resumes_at_the_first_shard_not_done(workspace, tmp_path_factory):
+    _builtin_with_copies(workspace, shard_rows=3)
+    shards = len(shard_paths(workspace.ingest))
+    params = _stage_params(workspace)
+    done = work_folder(workspace.clean) / "done"
+    process = _clean_process(params)
+    while not (done / "00003.json").exists():  # SIGKILL once a few shards are done
+        assert process.poll() is None, "clean ended before it could be killed"
+        time.sleep(0.002)
+    process.kill()
+    process.wait()
+    finished = len(list(done.glob("*.json")))
+    assert 3 < finished < shards
+    assert not workspace.clean.exists()
+    log = tmp_path_factory.mktemp("log") / "clean.log"
+    with log.open("w") as handle:
+        assert _clean_process(params, log=handle).wait(timeout=300) == 0
+    assert f"clean: {finished} of {shards} shards were assessed by an earlier run" in (
+        log.read_text()
+    )
+    resumed = dir_digest(workspace.clean)
+    _clean(workspace)  # uninterrupted, in this process
+    assert dir_digest(workspace.clean) == resumed
+
+
+def test_work_on_other_params_is_not_reused(workspace):
+    _builtin_with_copies(workspace, shard_rows=30)
+    folder = work_folder(workspace.clean)
+    ShardProgress(folder, {"other": "origin"}).mark_done(0, {"candidates": 5, "sizes": {}})
+    (folder / "dedup").mkdir()
+    (folder / "dedup" / "signatures.u32").write_bytes(b"\0" * 512)
+    first = _clean(workspace)
+    baseline = dir_digest(workspace.clean)
+    _clean(workspace)
+    assert dir_digest(workspace.clean) == baseline
+    assert first.documents_in == len(list(iter_documents(workspace.ingest)))

@@ -1,32 +1,18 @@
-"""Shingle hashing and the exact / near-duplicate detector."""
+"""Out-of-core exact and near-duplicate removal, held to an in-memory MinHash LSH index."""
 
-import json
-import logging
-import os
+import hashlib
 import random
-import subprocess
-import sys
-import threading
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
-from datasketch import MinHash
+from datasketch import LeanMinHash, MinHashLSH
 
-from components.core.errors import ConfigError
-from components.data.dedup import (
-    Deduplicator,
-    Permutations,
-    index_bytes,
-    shingle_hashes,
-    signature,
-    signatures,
-)
+from components.data.dedup import EXACT, KEPT, NEAR, REASONS, DedupStore, partitions
+from components.data.minhash import SCHEME, Permutations, lsh_bands, signatures
 from components.data.params import DedupParams
-from components.data.wordarrays import TextArrays, hash_strings
+from components.data.wordarrays import TextArrays
 
-ROOT = Path(__file__).resolve().parents[3]
 VOCABULARY = [f"w{i}" for i in range(500)]
 
 
@@ -42,133 +28,92 @@ def _edited(text, edits):
     return " ".join(words)
 
 
-def _check(dedup, text):
-    if not dedup.cfg.near:
-        return dedup.check(TextArrays(text).digest(), None)
-    words = TextArrays(text).lower_words.hashes
-    (signature,) = signatures([words], dedup.cfg.shingle_words, dedup.permutations)
-    return dedup.check(TextArrays(text).digest(), signature)
+def _records(cfg, texts):
+    """Each text's digest and signature, as clean's workers compute them."""
+    arrays = [TextArrays(t) for t in texts]
+    words = [a.lower_words.hashes for a in arrays]
+    return [a.digest() for a in arrays], signatures(words, cfg.shingle_words, Permutations.of(cfg))
 
 
-def _in_fresh_processes(text, size, hash_seeds):
-    """Shingle hashes of ``text`` (and its ``hash``) from interpreters run side by side."""
-    code = (
-        "import json, sys; from components.data.dedup import shingle_hashes; "
-        "from components.data.wordarrays import TextArrays; "
-        "text, size = json.loads(sys.argv[1]); "
-        "words = TextArrays(text).lower_words.hashes; "
-        "print(json.dumps([shingle_hashes(words, size).tolist(), hash(text)]))"
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps([text, size])],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "PYTHONHASHSEED": str(seed)},
-        )
-        for seed in hash_seeds
-    ]
-    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
-    assert [proc.returncode for proc in procs] == [0] * len(procs)
-    return [json.loads(out) for out in outputs]
+def _store(tmp_path, cfg, expected=None, name="dedup"):
+    bands = lsh_bands(cfg) if cfg.near else []
+    return DedupStore(tmp_path / name, cfg, bands, expected or 1)
 
 
-def test_shingle_hashes_are_the_same_in_every_process():
-    text = _text(1, 40) + " Überstraße naïve"  # ASCII and not
-    (first, str_hash_1), (second, str_hash_2) = _in_fresh_processes(text, 5, (1, 2))
-    assert str_hash_1 != str_hash_2  # str hashes really differ between these processes ...
-    words = TextArrays(text).lower_words.hashes
-    assert first == second == shingle_hashes(words, 5).tolist()  # ... shingle hashes do not
+def _decide(tmp_path, cfg, digests, sigs, expected=None, batch=7):
+    store = _store(tmp_path, cfg, expected)
+    for start in range(0, len(digests), batch):  # several appends, as batches come
+        store.add(digests[start : start + batch], sigs[start : start + batch])
+    try:
+        return store.decide()
+    finally:
+        store.close()
 
 
-def test_shingle_hashes_are_order_sensitive():
-    ab, ba = hash_strings(["a", "b"]), hash_strings(["b", "a"])
-    assert shingle_hashes(ab, 2).tolist() != shingle_hashes(ba, 2).tolist()
-    abc = set(shingle_hashes(hash_strings(["a", "b", "c"]), 2).tolist())
-    assert abc.isdisjoint(shingle_hashes(hash_strings(["b", "a", "c"]), 2).tolist())
-    words = TextArrays(_text(2, 40)).lower_words.hashes
-    forward = set(shingle_hashes(words, 5).tolist())
-    assert forward.isdisjoint(shingle_hashes(words[::-1], 5).tolist())
+def _reasons(tmp_path, cfg, texts):
+    decisions = _decide(tmp_path, cfg, *_records(cfg, texts))
+    return [REASONS.get(int(d)) for d in decisions]
 
 
-@pytest.mark.parametrize(
-    ("words", "size", "count"),
-    [
-        (["a", "b", "c", "d"], 2, 3),
-        (["a", "b", "a", "b", "a"], 2, 2),  # "a b" and "b a", each kept once
-        (["a", "b"], 5, 1),  # fewer words than a shingle: one shingle of all of them
-        (["a", "b", "c"], 1, 3),
-        ([], 5, 0),
-    ],
-    ids=["distinct", "repeated", "short-text", "unigrams", "no-words"],
-)
-def test_shingle_counts(words, size, count):
-    hashes = shingle_hashes(hash_strings(words), size)
-    assert len(hashes) == count == len(set(hashes.tolist()))
-    assert hashes.dtype == np.uint32
+class InMemoryIndex:
+    """The rule in memory: datasketch's MinHashLSH holding every document kept so far."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.digests = set()
+        self.lsh = MinHashLSH(threshold=cfg.threshold, num_perm=cfg.num_perm)
+        self.kept = []
+
+    def check(self, digest, signature):
+        if self.cfg.exact and digest in self.digests:
+            return EXACT
+        if self.cfg.near:
+            minhash = LeanMinHash(seed=self.cfg.seed, hashvalues=signature, scheme=SCHEME)
+            for key in self.lsh.query(minhash):
+                equal = np.count_nonzero(signature == self.kept[int(key)])
+                if equal >= self.cfg.threshold * signature.size:
+                    return NEAR
+            self.lsh.insert(str(len(self.kept)), minhash, check_duplication=False)
+            self.kept.append(signature)
+        self.digests.add(digest)
+        return KEPT
 
 
-@pytest.mark.parametrize("shingles", [0, 1, 300, 20_000], ids=["empty", "one", "some", "blocks"])
-def test_signature_equals_datasketchs_minhash(shingles):
-    cfg = DedupParams(num_perm=64, seed=7)
-    hashes = np.unique(np.random.default_rng(shingles).integers(0, 2**32, shingles, np.uint32))
-    reference = MinHash(num_perm=64, seed=7, scheme="affine32", hashfunc=int)
-    reference.update_batch(hashes.tolist())
-    ours = signature(hashes, Permutations.of(cfg))
-    assert ours.dtype == np.uint32
-    assert ours.tolist() == reference.hashvalues.tolist()
+def test_exact_duplicates_up_to_case_punctuation_and_white_space(tmp_path):
+    texts = ["The River, runs through the town!", "the   river runs\nthrough -- the TOWN"]
+    texts.append("The river runs through a town.")
+    assert _reasons(tmp_path, DedupParams(near=False), texts) == [None, "exact_duplicate", None]
 
 
-@pytest.mark.parametrize(("num_perm", "seed"), [(16, 0), (128, 1), (256, 12345)])
-def test_permutations_are_datasketchs(num_perm, seed):
-    ours = Permutations.of(DedupParams(num_perm=num_perm, seed=seed))
-    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
-    assert (ours.a.tolist(), ours.b.tolist()) == (a.tolist(), b.tolist())
-    assert ours.a.dtype == ours.b.dtype == np.uint32
-
-
-def test_worker_side_of_clean_does_not_load_datasketch():
-    code = "import sys, components.data.clean; print('datasketch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
-    assert out.stdout.strip() == "False", out.stderr
-
-
-def test_exact_duplicates_up_to_case_punctuation_and_white_space():
-    dedup = Deduplicator(DedupParams(near=False))
-    assert _check(dedup, "The River, runs through the town!") is None
-    assert _check(dedup, "the   river runs\nthrough -- the TOWN") == "exact_duplicate"
-    assert _check(dedup, "The river runs through a town.") is None
-
-
-def test_exact_reason_wins_over_near():
-    dedup = Deduplicator(DedupParams())
+def test_exact_reason_wins_over_near(tmp_path):
     text = _text(3)
-    assert _check(dedup, text) is None
-    assert _check(dedup, text.upper() + "!") == "exact_duplicate"
+    reasons = _reasons(tmp_path, DedupParams(), [text, text.upper() + "!"])
+    assert reasons == [None, "exact_duplicate"]
 
 
-def test_near_duplicates_are_caught_and_distinct_texts_kept():
-    dedup = Deduplicator(DedupParams(threshold=0.8))
+def test_near_duplicates_are_caught_and_distinct_texts_kept(tmp_path):
     original = _text(4)
-    assert _check(dedup, original) is None
-    assert _check(dedup, _edited(original, {100: "changed"})) == "near_duplicate"
-    assert _check(dedup, _edited(original, {50: "edited", 250: "altered"})) == "near_duplicate"
-    assert [_check(dedup, _text(seed)) for seed in range(10, 20)] == [None] * 10
+    texts = [original, _edited(original, {100: "changed"})]
+    texts.append(_edited(original, {50: "edited", 250: "altered"}))
+    texts += [_text(seed) for seed in range(10, 20)]
+    reasons = _reasons(tmp_path, DedupParams(threshold=0.8), texts)
+    assert reasons == [None, "near_duplicate", "near_duplicate"] + [None] * 10
 
 
-def test_the_first_occurrence_is_the_one_kept():
+def test_the_first_occurrence_is_the_one_kept(tmp_path):
     original = _text(5)
     variant = _edited(original, {10: "changed", 290: "edited"})
-    forward, backward = Deduplicator(DedupParams()), Deduplicator(DedupParams())
-    assert [_check(forward, t) for t in (original, variant)] == [None, "near_duplicate"]
-    assert [_check(backward, t) for t in (variant, original)] == [None, "near_duplicate"]
-    exact = Deduplicator(DedupParams(near=False))
-    assert [_check(exact, t) for t in ("one text", "two", "One text.")] == [
-        None,
-        None,
-        "exact_duplicate",
-    ]
+    cfg = DedupParams()
+    assert _reasons(tmp_path / "a", cfg, [original, variant]) == [None, "near_duplicate"]
+    assert _reasons(tmp_path / "b", cfg, [variant, original]) == [None, "near_duplicate"]
+
+
+def test_a_copy_of_a_dropped_document_is_a_near_duplicate_of_the_kept_one(tmp_path):
+    """Only kept documents count: the copy's first occurrence was dropped, so it is `near`."""
+    original = _text(8)
+    variant = _edited(original, {150: "changed"})
+    texts = [original, variant, variant.upper()]
+    assert _reasons(tmp_path, DedupParams(), texts) == [None, "near_duplicate", "near_duplicate"]
 
 
 @pytest.mark.parametrize(
@@ -181,80 +126,127 @@ def test_the_first_occurrence_is_the_one_kept():
     ],
     ids=["neither", "exact-only", "near-only", "both"],
 )
-def test_switches(exact, near, reasons):
-    dedup = Deduplicator(DedupParams(exact=exact, near=near))
+def test_switches(tmp_path, exact, near, reasons):
     text = _text(6)
-    same, similar = text.upper(), _edited(text, {150: "changed"})
-    assert [_check(dedup, t) for t in (text, same, similar)] == reasons
+    texts = [text, text.upper(), _edited(text, {150: "changed"})]
+    assert _reasons(tmp_path, DedupParams(exact=exact, near=near), texts) == reasons
 
 
-def _fill(dedup: Deduplicator, count: int, first: int = 0) -> None:
-    """Keep ``count`` distinct documents (random signatures never collide in a band)."""
-    rng = np.random.default_rng(first)
-    for i in range(first, first + count):
-        signature = rng.integers(0, 2**32, dedup.cfg.num_perm, dtype=np.uint32)
-        assert dedup.check(f"{i:040x}", signature) is None
-
-
-@pytest.mark.parametrize("near", [False, True], ids=["exact", "exact-and-near"])
-def test_index_memory_per_document_is_as_documented(near):
-    dedup = Deduplicator(DedupParams(near=near))
-    _fill(dedup, 10)  # the index exists, and datasketch's first allocations are done
-    count = 5_000
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        _fill(dedup, count, first=10)
-        grown = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
-    bands = dedup._near_index()[0].b if near else 0
-    # Hash tables grow by doubling, so the cost per document moves with the count.
-    assert 0.6 < grown / index_bytes(count, bands, dedup.cfg.num_perm) < 1.6
-
-
-@pytest.mark.parametrize(("equal_share", "reason"), [(0.6, None), (0.9, "near_duplicate")])
-def test_an_lsh_candidate_is_a_duplicate_only_at_the_threshold(equal_share, reason):
-    dedup = Deduplicator(DedupParams(threshold=0.8))
-    lsh = dedup._near_index()[0]
+@pytest.mark.parametrize(("equal_share", "decision"), [(0.6, KEPT), (0.9, NEAR)])
+def test_a_band_candidate_is_a_duplicate_only_at_the_threshold(tmp_path, equal_share, decision):
+    cfg = DedupParams(threshold=0.8)
+    (start, end), *_ = lsh_bands(cfg)
     rng = np.random.default_rng(0)
-    kept = rng.integers(0, 2**32, dedup.cfg.num_perm, dtype=np.uint32)
-    assert dedup.check("a" * 40, kept) is None
-    # Equal in the first band (an LSH candidate), then in ``equal_share`` of all values.
-    other = rng.integers(0, 2**32, dedup.cfg.num_perm, dtype=np.uint32)
-    equal = max(lsh.r, int(equal_share * dedup.cfg.num_perm))
+    kept = rng.integers(0, 2**32, cfg.num_perm, dtype=np.uint32)
+    # Equal in the first band (a candidate), then in ``equal_share`` of all values.
+    other = rng.integers(0, 2**32, cfg.num_perm, dtype=np.uint32)
+    equal = max(end - start, int(equal_share * cfg.num_perm))
     other[:equal] = kept[:equal]
-    assert dedup.check("b" * 40, other) == reason
+    decisions = _decide(tmp_path, cfg, ["a" * 40, "b" * 40], [kept, other])
+    assert decisions.tolist() == [KEPT, decision]
 
 
-def test_an_index_too_large_for_the_machine_is_announced(caplog):
-    with caplog.at_level(logging.WARNING, logger="components.data.dedup"):
-        _fill(Deduplicator(DedupParams(), documents=1_000), 1)
-        assert not caplog.records
-        _fill(Deduplicator(DedupParams(), documents=10**12), 1)
-    (record,) = caplog.records
-    assert "clean.dedup.near: false" in record.getMessage()
+def test_equal_values_outside_every_band_are_no_candidate(tmp_path):
+    """The threshold is reached, but no band is equal whole: LSH never compares the two."""
+    cfg = DedupParams(threshold=0.5)
+    bands = lsh_bands(cfg)
+    rng = np.random.default_rng(1)
+    kept = rng.integers(0, 2**32, cfg.num_perm, dtype=np.uint32)
+    other = kept.copy()
+    for start, _ in bands:
+        other[start] ^= 1  # one value differs in each band
+    assert np.count_nonzero(kept == other) >= cfg.threshold * cfg.num_perm
+    decisions = _decide(tmp_path, cfg, ["a" * 40, "b" * 40], [kept, other])
+    assert decisions.tolist() == [KEPT, KEPT]
 
 
-@pytest.mark.parametrize(("threshold", "num_perm"), [(0.9, 16), (0.95, 32)])
-def test_a_threshold_the_index_cannot_serve_is_a_config_error_before_any_decision(
-    threshold, num_perm
-):
-    dedup = Deduplicator(DedupParams(threshold=threshold, num_perm=num_perm))
-    with pytest.raises(ConfigError, match=r"clean\.dedup\.threshold: .* raise num_perm"):
-        dedup.prepare().result()
-    assert dedup.ready()  # a failed build is over too: the next check raises its error
-    with pytest.raises(ConfigError, match=r"clean\.dedup\.threshold"):
-        dedup.check("a" * 40, np.zeros(num_perm, dtype=np.uint32))
-    Deduplicator(DedupParams(threshold=threshold, near=False)).prepare().result()  # no index
+def _corpus(seed, count=400):
+    """Texts with chains of near copies (a ~ b ~ c, a !~ c), exact copies and copies of copies."""
+    rng = random.Random(seed)
+    texts = []
+    for index in range(count):
+        if texts and rng.random() < 0.45:
+            source = rng.choice(texts)
+            roll = rng.random()
+            if roll < 0.3:
+                texts.append(source.upper())
+                continue
+            edits = {rng.randrange(200): f"e{index}_{k}" for k in range(rng.choice([1, 4, 12, 30]))}
+            texts.append(_edited(source, edits))
+        else:
+            texts.append(_text(seed * 10_000 + index, 200))
+    return texts
 
 
-def test_ready_only_once_the_index_is_built(monkeypatch):
-    release, build = threading.Event(), Deduplicator._build_index
-    monkeypatch.setattr(Deduplicator, "_build_index", lambda self: release.wait(5) and build(self))
-    dedup = Deduplicator(DedupParams())
-    assert not dedup.ready()
-    release.set()
-    dedup.prepare().result()
-    assert dedup.ready()
-    assert _check(dedup, _text(6)) is None
+@pytest.mark.parametrize(
+    ("seed", "exact", "near", "threshold", "expected"),
+    [
+        (1, True, True, 0.8, None),
+        (2, True, True, 0.5, None),
+        (3, False, True, 0.8, None),
+        (4, True, False, 0.8, None),
+        (5, True, True, 0.8, 10**7),  # many partitions: each record kind spread over 30+ files
+        (6, True, True, 0.7, 10**6),
+    ],
+)
+def test_decisions_equal_an_in_memory_index(tmp_path, seed, exact, near, threshold, expected):
+    cfg = DedupParams(exact=exact, near=near, threshold=threshold, memory_mb=16)
+    digests, sigs = _records(cfg, _corpus(seed))
+    index = InMemoryIndex(cfg)
+    reference = [index.check(d, s) for d, s in zip(digests, sigs, strict=True)]
+    ours = _decide(tmp_path, cfg, digests, sigs, expected=expected).tolist()
+    assert ours == reference
+    # The corpus does exercise every outcome it can.
+    assert {KEPT, EXACT} <= set(ours) if exact else True
+    assert NEAR in ours if near else True
+
+
+def test_partitions_follow_the_memory_param():
+    assert partitions(1_000, 256) == 1
+    many = partitions(10**8, 256)
+    assert many == partitions(10**8, 512) * 2 or many == partitions(10**8, 512) * 2 - 1
+    assert many > 1
+
+
+def test_restore_drops_records_written_after_the_state(tmp_path):
+    cfg = DedupParams()
+    texts = [_text(30), _text(31), _text(30).upper(), _text(32)]
+    digests, sigs = _records(cfg, texts)
+    store = _store(tmp_path, cfg)
+    store.add(digests[:2], sigs[:2])
+    state = store.sync()
+    store.add(digests[2:], sigs[2:])  # a shard whose marker was never written
+    store.close()
+    resumed = _store(tmp_path, cfg)
+    resumed.restore(state)
+    resumed.add(digests[3:], sigs[3:])  # the copy of text 30 is gone, text 32 comes next
+    assert resumed.decide().tolist() == [KEPT, KEPT, KEPT]
+    resumed.close()
+
+
+def _random_candidates(count, cfg):
+    rng = np.random.default_rng(7)
+    sigs = rng.integers(0, 2**32, (count, cfg.num_perm), dtype=np.uint32)
+    digests = [hashlib.sha1(str(i).encode()).hexdigest() for i in range(count)]
+    return digests, list(sigs)
+
+
+def test_memory_of_deciding_shrinks_with_the_partitions(tmp_path):
+    """The sort of one partition is the big allocation: more partitions, less at once."""
+    cfg = DedupParams(num_perm=32, threshold=0.5, memory_mb=16)
+    digests, sigs = _random_candidates(60_000, cfg)
+    peaks = {}
+    for expected in (60_000, 10**7):
+        store = _store(tmp_path, cfg, expected, name=f"d{expected}")
+        store.add(digests, sigs)
+        tracemalloc.start()
+        try:
+            assert (store.decide() == KEPT).all()
+            peaks[store.partitions] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            store.close()
+    (one, few), (many, less) = sorted(peaks.items())
+    assert one == 1
+    assert many > 10
+    assert less < few / 3
