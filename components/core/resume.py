@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from components.core.artifacts import write_json
+from components.core.errors import WikilmError
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,20 @@ class ShardProgress:
     def mark_done(self, shard: int, state: dict[str, Any]) -> None:
         """Record shard ``shard`` as done, with the ``state`` a resumed run starts from."""
         write_json(self._marker(shard), state)
+
+    @contextmanager
+    def kept_for_a_rerun(self) -> Iterator[ShardProgress]:
+        """Keep the folder if the block is interrupted; remove it on a definite error.
+
+        A bad input or setting (:class:`WikilmError`) would fail a rerun alike, so its
+        work is of no use; an interruption, a crash or a full disk leaves the work for the
+        rerun to resume.
+        """
+        try:
+            yield self
+        except WikilmError:
+            self.remove()
+            raise
 
     def remove(self) -> None:
         """Delete the folder: the stage's output is in place."""

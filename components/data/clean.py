@@ -92,8 +92,9 @@ def run(params: DataSections, paths: Paths) -> CleanResult:
     work = ShardProgress(work_folder(paths.clean), origin)
     store = DedupStore(work.folder / "dedup", cfg.dedup, bands, count_rows(paths.ingest))
     try:
-        _assess(params, shards, work, store)
-        decisions = store.decide()
+        with work.kept_for_a_rerun():
+            _assess(params, shards, work, store)
+            decisions = store.decide()
     finally:
         store.close()
     with atomic_dir(paths.clean) as out:

@@ -60,7 +60,8 @@ class Document:
 class ShardWriter:
     """Streams rows into numbered Parquet shards of at most ``shard_rows`` rows.
 
-    Rows are flushed as row groups whenever the buffer reaches ``group_rows`` rows or
+    Shards are numbered from ``first_shard`` (a resumed stage goes on after its last
+    shard). Rows are flushed as row groups whenever the buffer reaches ``group_rows`` rows or
     ``group_bytes`` characters of text, so memory stays bounded whatever the shard size.
     """
 
@@ -71,6 +72,7 @@ class ShardWriter:
         shard_rows: int = 10_000,
         group_rows: int = 1024,
         group_bytes: int = 8 << 20,
+        first_shard: int = 0,
     ) -> None:
         self.folder = folder
         self.schema = schema
@@ -78,7 +80,7 @@ class ShardWriter:
         self.group_rows = group_rows
         self.group_bytes = group_bytes
         self.rows_written = 0
-        self.shards = 0
+        self.shards = first_shard  # the number the next shard gets
         self._buffer: list[dict[str, Any]] = []
         self._buffer_bytes = 0
         self._writer: pq.ParquetWriter | None = None

@@ -4,24 +4,32 @@ The main process streams pages out of the (compressed) XML; worker processes (or
 cluster's workers: ``data.engine``) render wikitext to text in batches
 (:mod:`components.data.render`). Only namespace-0, non-redirect wikitext pages become
 documents; every other page is counted under a stable snake_case outcome.
+
+Shards are written to a scratch folder (:mod:`components.core.resume`) and each full one is
+marked done with the count of pages it reaches: killed and rerun on the same dump and
+params, ingest reads past those pages without rendering them and goes on from the next
+shard. The shards move to ``data/ingest`` once the dump is read to its end.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from components.core.artifacts import atomic_dir, build_meta, write_json
 from components.core.errors import SourceError
 from components.core.parallel import ordered_map, worker_count
 from components.core.paths import Paths
 from components.core.progress import progress
+from components.core.resume import ShardProgress, work_folder
 from components.core.schema import Report
 from components.data import sources
-from components.data.documents import ShardWriter
+from components.data.documents import SHARD_GLOB, ShardWriter
 from components.data.lbzip2 import lbzip2_path
 from components.data.params import DataParams, DataSections, IngestParams
 from components.data.render import KEPT, render_batch
@@ -38,6 +46,8 @@ _BATCH_CHARS = 1_000_000
 # dump of a few MB of text already reaches ingest's steady memory (a 2 MB row group holds a
 # few hundred articles; real text compresses as well as in 8 MB ones).
 _GROUP_CHARS = 2 << 20
+# Bumped when the scratch folder's files change meaning: older work is then redone.
+WORK_FORMAT = 1
 
 
 class IngestResult(Report):
@@ -68,34 +78,55 @@ def classify(page: Page) -> str | None:
     return None
 
 
-def _pages_to_render(reader: DumpReader, outcomes: Counter[str]) -> Iterator[Page]:
-    """Article pages; every other page is counted under its outcome here."""
-    for page in reader:
-        outcome = classify(page)
-        if outcome is None:
-            yield page
-            continue
-        outcomes[outcome] += 1
-        if page.problem:
-            log.warning("malformed page (id %d, title %r): %s", page.id, page.title, outcome)
+@dataclass
+class _Ledger:
+    """Pages read but not yet accounted for, in dump order, for each batch in flight.
+
+    A page the metadata decides is an outcome name; a page sent to render is None (its
+    outcome comes back with the batch). Counting in dump order lets every row carry the
+    number of pages up to it, and the outcomes of exactly those pages.
+    """
+
+    pending: list[str | None] = field(default_factory=list)
+    batches: deque[list[str | None]] = field(default_factory=deque)
+
+    def close_batch(self) -> None:
+        """The pages read so far belong to the batch just sent."""
+        self.batches.append(self.pending)
+        self.pending = []
 
 
 def _work_items(
-    reader: DumpReader, cfg: IngestParams, outcomes: Counter[str]
+    reader: DumpReader, cfg: IngestParams, ledger: _Ledger, skip: int = 0
 ) -> Iterator[tuple[list[Page], Options]]:
-    """Batches of pages to render, each with the options of this dump's site."""
+    """Batches of pages to render, each with the options of this dump's site.
+
+    The first ``skip`` pages (done by an earlier run) are read past, neither counted nor
+    rendered. Every page's place goes to ``ledger``; a last batch, maybe empty, accounts
+    for the pages after the last article.
+    """
     options = None
     batch: list[Page] = []
     chars = 0
-    for page in _pages_to_render(reader, outcomes):
+    for number, page in enumerate(reader, start=1):
+        if number <= skip:
+            continue
+        outcome = classify(page)
+        ledger.pending.append(outcome)
+        if outcome is not None:
+            if page.problem:
+                log.warning("malformed page (id %d, title %r): %s", page.id, page.title, outcome)
+            continue
         batch.append(page)
         chars += len(page.text)
         if len(batch) >= _BATCH_PAGES or chars >= _BATCH_CHARS:
             # <siteinfo> precedes the pages, so its namespace names are known by now.
             options = options or _options(reader, cfg)
+            ledger.close_batch()
             yield batch, options
             batch, chars = [], 0
-    if batch:
+    if batch or ledger.pending:
+        ledger.close_batch()
         yield batch, options or _options(reader, cfg)
 
 
@@ -105,24 +136,36 @@ def _options(reader: DumpReader, cfg: IngestParams) -> Options:
 
 
 def convert(
-    reader: DumpReader, cfg: IngestParams, outcomes: Counter[str], engine: DataParams | None = None
-) -> Iterator[dict]:
-    """Yield a document row for every kept article, counting every page's outcome.
+    reader: DumpReader,
+    cfg: IngestParams,
+    outcomes: Counter[str],
+    engine: DataParams | None = None,
+    skip: int = 0,
+) -> Iterator[tuple[int, dict]]:
+    """Yield ``(pages, row)`` for every kept article after the first ``skip`` pages.
 
-    Pages are rendered by ``cfg.workers`` local processes, or on the Dask cluster that
-    ``engine`` names.
+    ``pages`` counts the dump's pages up to this article's; when a row is yielded,
+    ``outcomes`` holds the outcomes of exactly those pages (after ``skip``). Pages are
+    rendered by ``cfg.workers`` local processes, or on the Dask cluster ``engine`` names.
     """
     render = partial(
         render_batch, keep_disambiguation=cfg.keep_disambiguation, min_chars=cfg.min_chars
     )
-    items = _work_items(reader, cfg, outcomes)
+    ledger = _Ledger()
+    items = _work_items(reader, cfg, ledger, skip)
+    pages = skip
     with progress(total=reader.path.stat().st_size, unit="B", desc="ingest") as bar:
         for results in ordered_map(render, items, worker_count(cfg.workers), engine=engine):
             bar.update(reader.bytes_read - bar.n)
-            for outcome, row in results:
+            rendered = iter(results)
+            for outcome in ledger.batches.popleft():
+                row = None
+                if outcome is None:
+                    outcome, row = next(rendered)
                 outcomes[outcome] += 1
+                pages += 1
                 if row is not None:
-                    yield row
+                    yield pages, row
 
 
 def run(params: DataSections, paths: Paths) -> IngestResult:
@@ -143,35 +186,35 @@ def run(params: DataSections, paths: Paths) -> IngestResult:
     )
     reader = DumpReader(source.path, lbzip2_threads=lbzip2_threads(cfg))
     log.info("ingesting %s (%s)%s", source.name, source.path, _decoder_note(reader))
-    outcomes: Counter[str] = Counter()
-    text_chars = 0
-    with atomic_dir(paths.ingest) as out:
-        writer = ShardWriter(out, shard_rows=cfg.shard_docs, group_bytes=_GROUP_CHARS)
-        for row in convert(reader, cfg, outcomes, params.data):
-            text_chars += len(row["text"])
-            writer.write(row)
-        writer.close()
+    work = ShardProgress(work_folder(paths.ingest), _origin(cfg, source.path))
+    with work.kept_for_a_rerun():
+        progress_ = _resume(work)
+        writer = _write_shards(reader, params, work, progress_)
+        outcomes = progress_.outcomes
         if outcomes[KEPT] == 0:
             raise SourceError(f"{source.path}: no articles in this dump ({_summary(outcomes)})")
-        sha1 = reader.sha1
+    with atomic_dir(paths.ingest) as out:
+        for shard in sorted(writer.folder.glob(SHARD_GLOB)):
+            shard.replace(out / shard.name)
         meta = build_meta(
             "ingest",
             cfg.model_dump(),
-            {"dump_sha1": sha1},
+            {"dump_sha1": reader.sha1},
             dump=source.name,
             namespaces=reader.namespaces,
             outcomes=dict(outcomes),
         )
         write_json(out / "meta.json", meta)
+    work.remove()
     result = IngestResult(
         source=cfg.source,
         dump=source.name,
-        dump_sha1=sha1,
+        dump_sha1=reader.sha1,
         dump_bytes=source.path.stat().st_size,
         pages=sum(outcomes.values()),
         documents=outcomes[KEPT],
         outcomes=dict(sorted(outcomes.items())),
-        text_chars=text_chars,
+        text_chars=progress_.text_chars,
         shards=writer.shards,
         seconds=round(time.perf_counter() - started, 3),
     )
@@ -182,6 +225,66 @@ def run(params: DataSections, paths: Paths) -> IngestResult:
         _summary(outcomes),
     )
     return result
+
+
+@dataclass
+class _Progress:
+    """Where ingest stands: shards done, pages read for them, and their counts."""
+
+    shards: int = 0
+    pages: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    text_chars: int = 0
+
+    def state(self) -> dict:
+        """What a shard's completion marker records."""
+        return {"pages": self.pages, "outcomes": dict(self.outcomes), "text_chars": self.text_chars}
+
+
+def _origin(cfg: IngestParams, dump: Path) -> dict:
+    """What ingest's scratch work depends on: the params and the dump file."""
+    stat = dump.stat()
+    return {
+        "format": WORK_FORMAT,
+        "params": cfg.model_dump(mode="json", exclude={"workers"}),
+        "dump": {"path": str(dump.resolve()), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+    }
+
+
+def _resume(work: ShardProgress) -> _Progress:
+    """The progress the completion markers record (none: from the first page)."""
+    done, state = work.resume()
+    if not state:
+        return _Progress()
+    log.info(
+        "ingest: %d shards were written by an earlier run; going on after page %d",
+        done,
+        state["pages"],
+    )
+    return _Progress(done, state["pages"], Counter(state["outcomes"]), state["text_chars"])
+
+
+def _write_shards(
+    reader: DumpReader, params: DataSections, work: ShardProgress, progress_: _Progress
+) -> ShardWriter:
+    """Write the shards after ``progress_``'s, marking each full one done."""
+    cfg = params.ingest
+    folder = work.folder / "shards"
+    for unfinished in folder.glob("part-*"):  # from a killed run: written again
+        if int(unfinished.name[5:10]) >= progress_.shards:
+            unfinished.unlink()
+    writer = ShardWriter(
+        folder, shard_rows=cfg.shard_docs, group_bytes=_GROUP_CHARS, first_shard=progress_.shards
+    )
+    rows = convert(reader, cfg, progress_.outcomes, params.data, progress_.pages)
+    for count, (pages, row) in enumerate(rows, start=1):
+        progress_.text_chars += len(row["text"])
+        progress_.pages = pages
+        writer.write(row)
+        if count % cfg.shard_docs == 0:  # the row filled a shard, and the writer closed it
+            work.mark_done(writer.shards - 1, progress_.state())
+    writer.close()
+    return writer
 
 
 def lbzip2_threads(cfg: IngestParams) -> int:

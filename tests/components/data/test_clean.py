@@ -1,13 +1,10 @@
 """Stage ``clean``: normalisation, filters, dedup, outputs, metadata and metrics."""
 
 import json
-import os
 import random
 import re
 import string
-import subprocess
 import sys
-import time
 import unicodedata
 from itertools import islice
 
@@ -28,6 +25,7 @@ from components.data.stopwords import GOPHER_STOP_WORDS, removable_stop_words
 from tests.components.data.test_dedup import InMemoryIndex
 from tests.conftest import make_params
 from tests.corpora import iter_documents, write_documents
+from tests.stages import kill_once_exists, run_stage, stage_params, start_stage
 
 GERMAN = (
     "Die Stadt liegt am Ufer des Flusses und hat einen Markt, der seit dem Mittelalter jede "
@@ -337,46 +335,21 @@ def test_the_builtin_sample_keeps_what_an_in_memory_index_keeps(workspace):
     assert not work_folder(workspace.clean).exists()  # scratch work is gone once done
 
 
-def _clean_process(params_file, *, log=None):
-    return subprocess.Popen(
-        [sys.executable, "-m", "components", "clean", "--params", str(params_file)],
-        stdout=log or subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "WIKILM_TRACKING": "off"},
-        text=True,
-    )
-
-
-def _stage_params(workspace, **clean):
-    path = workspace.root / "params.yaml"
-    sections = {"paths": {"ingest": "data/ingest", "clean": "data/clean"}}
-    path.write_text(json.dumps({**sections, "clean": {"workers": 1, **clean}}))
-    return path
-
-
 def test_a_killed_clean_resumes_at_the_first_shard_not_done(workspace, tmp_path_factory):
     _builtin_with_copies(workspace, shard_rows=3)
     shards = len(shard_paths(workspace.ingest))
-    params = _stage_params(workspace)
+    params = stage_params(workspace.root, clean={"workers": 1})
     done = work_folder(workspace.clean) / "done"
-    process = _clean_process(params)
-    while not (done / "00003.json").exists():  # SIGKILL once a few shards are done
-        assert process.poll() is None, "clean ended before it could be killed"
-        time.sleep(0.002)
-    process.kill()
-    process.wait()
+    kill_once_exists(start_stage("clean", params), done / "00003.json")
     finished = len(list(done.glob("*.json")))
     assert 3 < finished < shards
     assert not workspace.clean.exists()
-    log = tmp_path_factory.mktemp("log") / "clean.log"
-    with log.open("w") as handle:
-        assert _clean_process(params, log=handle).wait(timeout=300) == 0
-    assert f"clean: {finished} of {shards} shards were assessed by an earlier run" in (
-        log.read_text()
-    )
+    output = run_stage("clean", params, tmp_path_factory.mktemp("log") / "clean.log")
+    assert f"clean: {finished} of {shards} shards were assessed by an earlier run" in output
     resumed = dir_digest(workspace.clean)
     _clean(workspace)  # uninterrupted, in this process
     assert dir_digest(workspace.clean) == resumed
+    assert not work_folder(workspace.clean).exists()
 
 
 def test_work_on_other_params_is_not_reused(workspace):

@@ -3,19 +3,21 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections import Counter
 
 import pyarrow.parquet as pq
 import pytest
 
+from components.core.artifacts import dir_digest
 from components.core.errors import SourceError
 from components.core.parallel import worker_count
+from components.core.resume import work_folder
 from components.data import ingest, render
 from components.data.validate import MARKUP_TOKENS
 from components.data.wikitext import to_text
 from components.data.wikixml import DumpReader
 from tests.conftest import make_params
 from tests.dumps import WikiPage, article, dump_xml, needs_lbzip2, sample_pages, write_dump
+from tests.stages import kill_once_exists, run_stage, stage_params, start_stage
 
 COLUMNS = ["id", "title", "revision_id", "timestamp", "text"]
 SAMPLE_OUTCOMES = {"kept": 3, "redirect": 1, "not_article": 1, "disambiguation": 1}
@@ -286,7 +288,9 @@ def test_batches_and_row_groups_bound_ingests_memory(workspace, tmp_path):
     """Batches of about 1 MB of wikitext go to the workers; row groups hold about 2 MB."""
     dump = write_dump(tmp_path / "long.xml", _long_pages(60, 50_000), "none")
     reader = DumpReader(dump)
-    batches = [pages for pages, _ in ingest._work_items(reader, make_params().ingest, Counter())]
+    batches = [
+        pages for pages, _ in ingest._work_items(reader, make_params().ingest, ingest._Ledger())
+    ]
     assert len(batches) > 1
     assert max(sum(len(p.text) for p in pages) for pages in batches) < 1_050_000
     _ingest(workspace, dump)
@@ -354,3 +358,25 @@ def test_cli_missing_dump_is_one_line_with_exit_1(tmp_path):
     assert lines[0].startswith("error: ingest: ")
     assert str(tmp_path / "nowhere.xml.bz2") in lines[0]
     assert not (tmp_path / "metrics").exists()
+
+
+def test_a_killed_ingest_goes_on_after_the_last_shard_written(workspace, tmp_path):
+    pages = [article(i, f"Town {i}") for i in range(1, 400)]
+    pages[50:50] = sample_pages()[2:5]  # redirects and other outcomes between shards
+    dump = write_dump(tmp_path / "towns.xml.bz2", pages, "multistream")
+    options = {"source": str(dump), "shard_docs": 10, "workers": 1}
+    params = stage_params(workspace.root, ingest=options)
+    done = work_folder(workspace.ingest) / "done"
+    kill_once_exists(start_stage("ingest", params), done / "00004.json")
+    finished = len(list(done.glob("*.json")))
+    assert 4 < finished < 40
+    assert not workspace.ingest.exists()
+    output = run_stage("ingest", params, tmp_path / "ingest.log")
+    assert f"ingest: {finished} shards were written by an earlier run" in output
+    resumed = dir_digest(workspace.ingest)
+    result = ingest.run(make_params(ingest=options), workspace)  # uninterrupted
+    assert dir_digest(workspace.ingest) == resumed
+    assert result.shards == 40
+    assert result.outcomes["kept"] == 399
+    assert sum(result.outcomes.values()) == 402
+    assert not work_folder(workspace.ingest).exists()
