@@ -216,7 +216,7 @@ def _decided_batches(
     """Batches of documents with their final reasons (None: kept), counted in ``tally``."""
     candidate = 0
     for index, path in enumerate(shards):
-        outcomes = pq.read_table(_outcomes_path(folder, index)).to_pydict()
+        outcomes = pq.ParquetFile(_outcomes_path(folder, index)).read().to_pydict()
         row = 0
         for batch in iter_shard(path, _BATCH_DOCS, _BATCH_CHARS):
             reasons = []
