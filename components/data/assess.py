@@ -1,9 +1,7 @@
 """Assessing documents for the ``clean`` stage: the work of its worker processes.
 
 Each document is normalised, put through the quality and repetition rules, hashed for exact
-dedup and, when it passes, given its MinHash signature (:func:`assess_batch`). Once dedup
-has decided, the rows ``clean`` writes are made from the same normalised text
-(:func:`finish_batch`). Kept apart from
+dedup and, when it passes, given its MinHash signature (:func:`assess_batch`). Kept apart from
 :mod:`components.data.clean` so that the fork server preloads only what the workers need (numpy,
 the rules, the configuration types), not the stage's Parquet and progress machinery.
 """
@@ -41,19 +39,20 @@ _NEWLINE, _SPACE = ord("\n"), ord(" ")
 
 @dataclass(frozen=True, slots=True)
 class Assessment:
-    """One document after normalisation and filtering (computed in a worker).
+    """What the rules make of one document (computed in a worker), without its text.
 
-    ``document`` holds the normalised text (what ``rejected/`` keeps for audit); ``output``,
-    when set, is what ``clean/`` gets if the document is kept (its stop words removed), and
-    ``output_words`` its word count.
+    ``text`` is the normalised text only where normalising changed it (None: the input is
+    normal already, as ingest writes it), and ``output`` what ``clean/`` gets instead of it
+    when the document is kept with its stop words removed (``output_words`` its words). The
+    text that did not change never travels back from the worker.
     """
 
-    document: Document
     words: int
     reason: str | None
     text_hash: str
-    signature: np.ndarray | None
-    output: Document | None = None
+    signature: np.ndarray | None = None
+    text: str | None = None
+    output: str | None = None
     output_words: int | None = None
 
     @property
@@ -117,14 +116,14 @@ def assess_batch(
     views = [TextView(normalize(doc.text)) for doc in documents]
     results = []
     for doc, view, reason in zip(documents, views, failures(views, cfg), strict=True):
-        cleaned = Document(doc.id, doc.title, view.text, doc.metadata)
         output = output_words = None
         if reason is None and cfg.remove_stopwords:
-            text = remove_stop_words(view.text, removable_stop_words(cfg.language))
-            output, output_words = replace(cleaned, text=text), len(text.split())
+            output = remove_stop_words(view.text, removable_stop_words(cfg.language))
+            output_words = len(output.split())
+        changed = view.text if view.text != doc.text else None
         digest = view.arrays.digest()
         results.append(
-            Assessment(cleaned, view.word_count, reason, digest, None, output, output_words)
+            Assessment(view.word_count, reason, digest, None, changed, output, output_words)
         )
     if permutations is None:
         return results
@@ -140,27 +139,3 @@ def _with_signatures(
     for index, signature in zip(kept, sigs, strict=True):
         results[index] = replace(results[index], signature=signature)
     return results
-
-
-def finish_batch(
-    item: tuple[list[Document], list[str | None]], cfg: CleanParams
-) -> list[tuple[str | None, dict]]:
-    """The row ``clean`` writes for each document, with the reason it is dropped (or None).
-
-    ``item`` pairs documents with their reasons, decided by the rules and dedup. A dropped
-    document's row holds its normalised text (for audit); a kept one's what ``clean/`` gets.
-    """
-    documents, reasons = item
-    stops = removable_stop_words(cfg.language) if cfg.remove_stopwords else None
-    rows: list[tuple[str | None, dict]] = []
-    for doc, reason in zip(documents, reasons, strict=True):
-        cleaned = Document(doc.id, doc.title, normalize(doc.text), doc.metadata)
-        if reason:
-            rows.append((reason, {**cleaned.to_row(), "reason": reason}))
-        elif stops is not None:
-            rows.append(
-                (None, replace(cleaned, text=remove_stop_words(cleaned.text, stops)).to_row())
-            )
-        else:
-            rows.append((None, cleaned.to_row()))
-    return rows

@@ -1,16 +1,17 @@
 """Stage ``clean``: normalise, quality-filter and deduplicate the ingested articles.
 
-Two passes over the ingested shards, both fanned out to worker processes (or a Dask
-cluster's workers: ``data.engine``):
+Two passes over the ingested shards:
 
-1. *assess*: each document is normalised and put through the Gopher rules, and a document
-   that passes gets its digest and MinHash signature (:func:`components.data.assess.assess_batch`).
-   The outcomes go to disk, shard by shard: the dedup records (:mod:`components.data.dedup`)
-   and a small table per shard (reason, words). Each shard is then marked done
-   (:mod:`components.core.resume`), so a killed run resumes at the first shard not done.
-2. *write*: dedup decides on the records on disk, in bounded memory, then each document's
-   row goes to ``data/clean/`` (kept) or ``data/clean/rejected/`` (dropped, with its reason,
-   for audit), in input order.
+1. *assess*, fanned out to worker processes (or a Dask cluster's workers: ``data.engine``):
+   each document is normalised and put through the Gopher rules, and a document that passes
+   gets its digest and MinHash signature (:func:`components.data.assess.assess_batch`). The
+   outcomes go to disk, shard by shard: the dedup records (:mod:`components.data.dedup`) and
+   a small table per shard (reason, words, and the text only where normalising changed it).
+   Each shard is then marked done (:mod:`components.core.resume`), so a killed run resumes
+   at the first shard not done.
+2. *write*, in this process: dedup decides on the records on disk, in bounded memory; then
+   each document goes to ``data/clean/`` (kept) or ``data/clean/rejected/`` (dropped, with
+   its reason, for audit), in input order.
 
 Memory stays flat whatever the dump: batches in flight, one shard's table, the partition
 being sorted (``clean.dedup.memory_mb``) and one byte per document that passes the rules.
@@ -36,10 +37,11 @@ from components.core.paths import Paths
 from components.core.progress import progress
 from components.core.resume import ShardProgress, work_folder
 from components.core.schema import Report
-from components.data.assess import Assessment, assess_batch, finish_batch
-from components.data.dedup import KEPT, REASONS, DedupStore
+from components.data.assess import Assessment, assess_batch
+from components.data.dedup import REASONS, DedupStore
 from components.data.documents import (
     REJECTED_SCHEMA,
+    Document,
     ShardWriter,
     arrow_column,
     count_rows,
@@ -56,11 +58,19 @@ log = logging.getLogger(__name__)
 _BATCH_DOCS = 128
 _BATCH_CHARS = 1_000_000
 # What each ingested shard's assessment table holds (one row per document, in order).
+# ``text``: the normalised text where it differs from the input; ``output``: the kept text
+# with its stop words removed (clean.remove_stopwords).
 OUTCOME_SCHEMA = pa.schema(
-    [("reason", pa.string()), ("words", pa.int64()), ("words_out", pa.int64())]
+    [
+        ("reason", pa.string()),
+        ("words", pa.int64()),
+        ("words_out", pa.int64()),
+        ("text", pa.string()),
+        ("output", pa.string()),
+    ]
 )
 # Bumped when the work folder's files change meaning: older work is then redone.
-WORK_FORMAT = 1
+WORK_FORMAT = 2
 
 
 class CleanResult(Report):
@@ -98,7 +108,7 @@ def run(params: DataSections, paths: Paths) -> CleanResult:
     finally:
         store.close()
     with atomic_dir(paths.clean) as out:
-        tally = _write(params, shards, work.folder, decisions, out)
+        tally = _write(shards, work.folder, decisions, out)
         result = tally.result(time.perf_counter() - started)
         meta = build_meta(
             "clean", cfg.model_dump(mode="json"), inputs, **result.model_dump(exclude={"seconds"})
@@ -164,72 +174,47 @@ def _batches(shards: list[Path], first: int, origins: deque[tuple[int, bool]]) -
 
 @dataclass
 class _OutcomeTable:
-    """The rules' reason and the word counts of each document of the shard in progress."""
+    """The outcome of each document of the shard in progress (see :data:`OUTCOME_SCHEMA`)."""
 
-    reasons: list[str | None] = field(default_factory=list)
-    words: list[int] = field(default_factory=list)
-    words_out: list[int] = field(default_factory=list)
+    columns: dict[str, list] = field(default_factory=lambda: _empty_columns())
 
     def add(self, assessments: list[Assessment]) -> None:
         """Remember a batch's outcomes."""
-        self.reasons += [a.reason for a in assessments]
-        self.words += [a.words for a in assessments]
-        self.words_out += [a.words_out for a in assessments]
+        for name, values in self.columns.items():
+            values += [getattr(a, name) for a in assessments]
 
     def write(self, path: Path) -> None:
         """Write the shard's table atomically, then start the next shard's."""
-        columns = [
-            arrow_column(values, column.type)
-            for values, column in zip(
-                (self.reasons, self.words, self.words_out), OUTCOME_SCHEMA, strict=True
-            )
-        ]
+        arrays = [arrow_column(self.columns[f.name], f.type) for f in OUTCOME_SCHEMA]
         path.parent.mkdir(parents=True, exist_ok=True)
         partial_path = path.with_name(f".{path.name}.partial")
-        pq.write_table(pa.Table.from_arrays(columns, schema=OUTCOME_SCHEMA), partial_path)
+        pq.write_table(pa.Table.from_arrays(arrays, schema=OUTCOME_SCHEMA), partial_path)
         partial_path.replace(path)
-        self.reasons, self.words, self.words_out = [], [], []
+        self.columns = _empty_columns()
 
 
-def _write(
-    params: DataSections, shards: list[Path], folder: Path, decisions: np.ndarray, out: Path
-) -> _Tally:
+def _empty_columns() -> dict[str, list]:
+    return {name: [] for name in OUTCOME_SCHEMA.names}
+
+
+def _write(shards: list[Path], folder: Path, decisions: np.ndarray, out: Path) -> _Tally:
     """Pass 2: write every document where dedup's and the rules' decisions send it."""
-    cfg = params.clean
     tally = _Tally(ShardWriter(out), ShardWriter(out / "rejected", REJECTED_SCHEMA))
-    items = _decided_batches(shards, folder, decisions, tally)
-    finish = partial(finish_batch, cfg=cfg)
+    candidates = iter(decisions.tolist())
     total = sum(shard_rows(path) for path in shards)
     with progress(total=total, unit="doc", desc="clean: write") as bar:
-        for rows in ordered_map(finish, items, worker_count(cfg.workers), engine=params.data):
-            for reason, row in rows:
-                (tally.rejected if reason else tally.kept).write(row)
-            bar.update(len(rows))
+        for index, path in enumerate(shards):
+            outcomes = pq.ParquetFile(_outcomes_path(folder, index)).read().to_pylist()
+            documents = (doc for batch in iter_shard(path) for doc in batch)
+            for doc, outcome in zip(documents, outcomes, strict=True):
+                reason = outcome["reason"]
+                if reason is None:  # passed the rules: a dedup candidate
+                    reason = REASONS.get(next(candidates))
+                tally.write(doc, outcome, reason)
+            bar.update(len(outcomes))
     tally.kept.close()
     tally.rejected.close()
     return tally
-
-
-def _decided_batches(
-    shards: list[Path], folder: Path, decisions: np.ndarray, tally: _Tally
-) -> Iterator[tuple[list, list[str | None]]]:
-    """Batches of documents with their final reasons (None: kept), counted in ``tally``."""
-    candidate = 0
-    for index, path in enumerate(shards):
-        outcomes = pq.ParquetFile(_outcomes_path(folder, index)).read().to_pydict()
-        row = 0
-        for batch in iter_shard(path, _BATCH_DOCS, _BATCH_CHARS):
-            reasons = []
-            for _ in batch:
-                reason = outcomes["reason"][row]
-                if reason is None:
-                    decision = int(decisions[candidate])
-                    reason = REASONS[decision] if decision != KEPT else None
-                    candidate += 1
-                tally.count(reason, outcomes["words"][row], outcomes["words_out"][row])
-                reasons.append(reason)
-                row += 1
-            yield batch, reasons
 
 
 @dataclass
@@ -242,12 +227,20 @@ class _Tally:
     words: Counter[str] = field(default_factory=Counter)  # before stop-word removal
     words_out: int = 0
 
-    def count(self, reason: str | None, words: int, words_out: int) -> None:
-        """Count one document under its outcome."""
+    def write(self, doc: Document, outcome: dict, reason: str | None) -> None:
+        """Write one document where ``reason`` sends it, and count it.
+
+        A dropped document keeps its normalised text (for audit); a kept one gets its text
+        without stop words when they were removed.
+        """
+        text = outcome["text"] or doc.text
         self.docs[reason or "kept"] += 1
-        self.words[reason or "kept"] += words
-        if reason is None:
-            self.words_out += words_out
+        self.words[reason or "kept"] += outcome["words"]
+        if reason:
+            self.rejected.write({**doc.to_row(), "text": text, "reason": reason})
+        else:
+            self.kept.write({**doc.to_row(), "text": outcome["output"] or text})
+            self.words_out += outcome["words_out"]
 
     def result(self, seconds: float) -> CleanResult:
         """Counts by outcome."""

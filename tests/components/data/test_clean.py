@@ -317,9 +317,8 @@ def _in_memory_reasons(docs, cfg):
     """Each document's reason under the rules and an in-memory MinHash LSH index."""
     index = InMemoryIndex(cfg.dedup)
     reasons = {}
-    for a in assess_batch(docs, cfg, Permutations.of(cfg.dedup)):
-        reason = a.reason or REASONS.get(index.check(a.text_hash, a.signature))
-        reasons[a.document.id] = reason
+    for doc, a in zip(docs, assess_batch(docs, cfg, Permutations.of(cfg.dedup)), strict=True):
+        reasons[doc.id] = a.reason or REASONS.get(index.check(a.text_hash, a.signature))
     return reasons
 
 
