@@ -216,7 +216,7 @@ class TokenizeParams(Section):
     batch_docs: int = Field(256, ge=1)
     # The tokenizer learns from a seeded sample of the train split of about this much text
     # (every document when the split is smaller); the whole corpus is still encoded.
-    train_sample_mb: float = Field(1024.0, gt=0, description="MB of UTF-8 text to train on")
+    train_sample_mb: float = Field(100.0, gt=0, description="MB of UTF-8 text to train on")
 
     @model_validator(mode="after")
     def _check_special_tokens(self) -> Self:

@@ -2,9 +2,16 @@
 
 Documents are split into train and val by a seeded hash of their page id, so a document keeps
 its split when the corpus changes. The tokenizer (Hugging Face ``tokenizers``, GPT-2 style
-byte-level BPE, hence lossless) learns from the train split only; both splits are then
-batch-encoded (Rust threads on every core) and streamed to ``train.bin`` / ``val.bin`` (see
-:mod:`components.data.tokenbin`), each document followed by the first special token.
+byte-level BPE, hence lossless) learns from a sample of the train split of about
+``train_sample_mb`` MB of UTF-8 text (1 MB = 1,000,000 bytes), so its memory and time do not
+grow with the dump; both whole splits are then batch-encoded (Rust threads on every core) and
+streamed to ``train.bin`` / ``val.bin`` (see :mod:`components.data.tokenbin`), each document
+followed by the first special token.
+
+The sample is drawn like the split: a document is in it when a seeded hash of its page id
+falls below a fraction computed from the train split's size, so the sample is the same
+whatever the order of work, and a larger sample holds every document of a smaller one. When
+the train split is no larger than the sample, the tokenizer learns from all of it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from components.core.artifacts import (
@@ -34,13 +42,14 @@ from components.core.errors import WikilmError
 from components.core.paths import Paths
 from components.core.progress import progress
 from components.core.schema import Report
-from components.data.documents import iter_batches, read_batches, shard_paths
+from components.data.documents import read_batches, shard_paths
 from components.data.params import DataSections, TokenizeParams
 from components.data.tokenbin import VERSION, dtype_for, write_tokens
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
+MB = 1_000_000  # train_sample_mb counts decimal megabytes of UTF-8 text
 
 
 class TokenizeResult(Report):
@@ -53,6 +62,8 @@ class TokenizeResult(Report):
     tokens_val: int
     bytes_per_token_val: float
     bytes_per_token_train: float
+    documents_sample: int  # train documents the tokenizer learned from
+    bytes_sample: int  # their UTF-8 bytes
     seconds: float
 
 
@@ -70,46 +81,109 @@ class SplitStats:
         return self.bytes / self.tokens if self.tokens else 0.0
 
 
+def _unit_hash(key: str) -> float:
+    """A number in [0, 1) that depends on ``key`` alone, spread evenly over keys."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
 def split_of(doc_id: int, seed: int, val_fraction: float) -> str:
     """``"val"`` for a seeded, stable fraction of document ids, else ``"train"``.
 
     The id alone decides, so a document keeps its split when others are added or removed.
     """
-    digest = hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest()
-    return "val" if int.from_bytes(digest, "big") / 2**64 < val_fraction else "train"
+    return "val" if _unit_hash(f"{seed}:{doc_id}") < val_fraction else "train"
 
 
-def count_splits(folder: Path, cfg: TokenizeParams) -> dict[str, int]:
-    """Documents per split, reading only the ``id`` column (cheap: Parquet is columnar)."""
-    counts = dict.fromkeys(SPLITS, 0)
+def in_sample(doc_id: int, seed: int, fraction: float) -> bool:
+    """Whether a train document is in the tokenizer's sample of about ``fraction`` of them.
+
+    The id alone decides, so the sample does not depend on other documents or on the order
+    of reading, and a larger fraction selects a superset. Salted apart from :func:`split_of`:
+    with the same hash, the sample would be correlated with the split.
+    """
+    return fraction >= 1 or _unit_hash(f"{seed}:train_sample:{doc_id}") < fraction
+
+
+def sample_fraction(train_bytes: int, cfg: TokenizeParams) -> float:
+    """The share of train documents to learn from: about ``train_sample_mb`` MB, or all."""
+    return min(1.0, cfg.train_sample_mb * MB / train_bytes) if train_bytes else 1.0
+
+
+def _id_text_batches(folder: Path, batch_docs: int) -> Iterator[tuple[list[int], pa.Array]]:
+    """Ids (as ints) and texts (as Arrow strings) of the documents, in corpus order."""
     for path in shard_paths(folder):
-        for batch in read_batches(path, columns=["id"], batch_size=65_536):
-            for doc_id in batch.column(0).to_pylist():
-                counts[split_of(doc_id, cfg.seed, cfg.val_fraction)] += 1
-    return counts
+        for batch in read_batches(path, columns=["id", "text"], batch_size=batch_docs):
+            yield batch.column(0).to_pylist(), batch.column(1)
 
 
-def check_splits(counts: dict[str, int], cfg: TokenizeParams) -> None:
+def _utf8_lengths(texts: pa.Array) -> np.ndarray:
+    """UTF-8 bytes of each string, from the Arrow offsets alone (no decoding)."""
+    offsets = np.frombuffer(texts.buffers()[1], np.int32, len(texts) + 1, texts.offset * 4)
+    return np.diff(offsets)
+
+
+def count_splits(folder: Path, cfg: TokenizeParams) -> dict[str, SplitStats]:
+    """Documents and UTF-8 bytes of text per split, in one streaming pass.
+
+    Counting the bytes reads the text column, but only Arrow offsets, not Python strings: the
+    train split's exact size is what lets a corpus smaller than the sample be learned whole.
+    """
+    stats = {split: SplitStats() for split in SPLITS}
+    for ids, texts in _id_text_batches(folder, cfg.batch_docs):
+        for doc_id, size in zip(ids, _utf8_lengths(texts).tolist(), strict=True):
+            split = stats[split_of(doc_id, cfg.seed, cfg.val_fraction)]
+            split.documents += 1
+            split.bytes += size
+    return stats
+
+
+def check_splits(counts: dict[str, SplitStats], cfg: TokenizeParams) -> None:
     """Fail before any training when a split would be empty.
 
     Raises:
         WikilmError: the train or val split has no document.
     """
-    total = sum(counts.values())
+    total = sum(c.documents for c in counts.values())
     for split, fix in (("val", "raise"), ("train", "lower")):
-        if counts[split] == 0:
+        if counts[split].documents == 0:
             raise WikilmError(
                 f"the {split} split is empty: tokenize.val_fraction={cfg.val_fraction} sends "
                 f"none of the {total} clean documents there; {fix} val_fraction or add data"
             )
 
 
-def split_texts(folder: Path, cfg: TokenizeParams, split: str) -> Iterator[list[str]]:
-    """Batches of the texts of one split, in corpus order."""
-    for batch in iter_batches(folder, cfg.batch_docs):
-        texts = [d.text for d in batch if split_of(d.id, cfg.seed, cfg.val_fraction) == split]
-        if texts:
-            yield texts
+def split_texts(
+    folder: Path, cfg: TokenizeParams, split: str, fraction: float = 1.0
+) -> Iterator[list[str]]:
+    """Batches of the texts of one split, in corpus order; of the train split, the sample.
+
+    Args:
+        folder: The clean corpus.
+        cfg: The stage's params (seed, val_fraction, batch_docs).
+        split: ``"train"`` or ``"val"``.
+        fraction: The share of the split's documents to keep, chosen by :func:`in_sample`.
+    """
+    for ids, texts in _id_text_batches(folder, cfg.batch_docs):
+        keep = [
+            i
+            for i, doc_id in enumerate(ids)
+            if split_of(doc_id, cfg.seed, cfg.val_fraction) == split
+            and in_sample(doc_id, cfg.seed, fraction)
+        ]
+        if keep:
+            # Element by element when some are dropped: only kept texts become Python strings.
+            yield texts.to_pylist() if len(keep) == len(ids) else [texts[i].as_py() for i in keep]
+
+
+def sample_texts(
+    folder: Path, cfg: TokenizeParams, fraction: float, stats: SplitStats
+) -> Iterator[str]:
+    """The texts of the tokenizer's sample of the train split; counts them into ``stats``."""
+    for texts in split_texts(folder, cfg, "train", fraction):
+        stats.documents += len(texts)
+        stats.bytes += sum(len(text.encode("utf-8")) for text in texts)
+        yield from texts
 
 
 def train_tokenizer(
@@ -176,27 +250,24 @@ def run(params: DataSections, paths: Paths) -> TokenizeResult:
 
     Raises:
         ArtifactError: the clean corpus is missing or from another stage.
-        WikilmError: a split would be empty.
+        WikilmError: a split would be empty, or the sample has no document.
     """
     started = time.perf_counter()
     cfg = params.tokenize
     read_meta(paths.clean, "clean")
     counts = count_splits(paths.clean, cfg)
     check_splits(counts, cfg)
-    log.info("tokenize: %d train / %d val documents", counts["train"], counts["val"])
-    texts = (t for batch in split_texts(paths.clean, cfg, "train") for t in batch)
-    tokenizer = train_tokenizer(texts, cfg, length=counts["train"])
-    if tokenizer.get_vocab_size() < cfg.vocab_size:
-        log.warning(
-            "tokenize: the corpus supports %d tokens, fewer than vocab_size=%d",
-            tokenizer.get_vocab_size(),
-            cfg.vocab_size,
-        )
+    log.info(
+        "tokenize: %d train / %d val documents", counts["train"].documents, counts["val"].documents
+    )
+    tokenizer, sample = _train_on_sample(paths, cfg, counts["train"])
     with atomic_dir(paths.tokens) as out:
         tokenizer.save(str(out / TOKENIZER_FILE))
-        stats = {s: _encode_split(tokenizer, paths, cfg, s, out, counts[s]) for s in SPLITS}
-        write_json(out / "meta.json", _meta(cfg, paths, out, tokenizer, stats))
-    result = _result(tokenizer.get_vocab_size(), stats, time.perf_counter() - started)
+        stats = {
+            s: _encode_split(tokenizer, paths, cfg, s, out, counts[s].documents) for s in SPLITS
+        }
+        write_json(out / "meta.json", _meta(cfg, paths, out, tokenizer, stats, sample))
+    result = _result(tokenizer.get_vocab_size(), stats, sample, time.perf_counter() - started)
     log.info(
         "tokenize: vocab %d, %d train / %d val tokens, %.3f bytes per token on val",
         result.vocab_size,
@@ -207,7 +278,43 @@ def run(params: DataSections, paths: Paths) -> TokenizeResult:
     return result
 
 
-def _result(vocab_size: int, stats: dict[str, SplitStats], seconds: float) -> TokenizeResult:
+def _train_on_sample(
+    paths: Paths, cfg: TokenizeParams, train: SplitStats
+) -> tuple[Tokenizer, SplitStats]:
+    """Train the tokenizer on the sample of the train split; returns it and the sample's size.
+
+    Raises:
+        WikilmError: the sample has no document (train_sample_mb is too small).
+    """
+    fraction = sample_fraction(train.bytes, cfg)
+    sample = SplitStats()
+    texts = sample_texts(paths.clean, cfg, fraction, sample)
+    # length only sizes the progress bar: the sample's exact count is known after training.
+    tokenizer = train_tokenizer(texts, cfg, length=round(fraction * train.documents))
+    if sample.documents == 0:
+        raise WikilmError(
+            f"the tokenizer's sample is empty: tokenize.train_sample_mb={cfg.train_sample_mb} "
+            f"selects none of the {train.documents} train documents; raise train_sample_mb"
+        )
+    log.info(
+        "tokenize: the tokenizer learned from %d of %d train documents (%.1f of %.1f MB)",
+        sample.documents,
+        train.documents,
+        sample.bytes / MB,
+        train.bytes / MB,
+    )
+    if tokenizer.get_vocab_size() < cfg.vocab_size:
+        log.warning(
+            "tokenize: the corpus supports %d tokens, fewer than vocab_size=%d",
+            tokenizer.get_vocab_size(),
+            cfg.vocab_size,
+        )
+    return tokenizer, sample
+
+
+def _result(
+    vocab_size: int, stats: dict[str, SplitStats], sample: SplitStats, seconds: float
+) -> TokenizeResult:
     train, val = stats["train"], stats["val"]
     return TokenizeResult(
         vocab_size=vocab_size,
@@ -217,12 +324,19 @@ def _result(vocab_size: int, stats: dict[str, SplitStats], seconds: float) -> To
         tokens_val=val.tokens,
         bytes_per_token_val=round(val.bytes_per_token, 4),
         bytes_per_token_train=round(train.bytes_per_token, 4),
+        documents_sample=sample.documents,
+        bytes_sample=sample.bytes,
         seconds=round(seconds, 3),
     )
 
 
 def _meta(
-    cfg: TokenizeParams, paths: Paths, out: Path, tokenizer: Tokenizer, stats: dict[str, SplitStats]
+    cfg: TokenizeParams,
+    paths: Paths,
+    out: Path,
+    tokenizer: Tokenizer,
+    stats: dict[str, SplitStats],
+    sample: SplitStats,
 ) -> dict:
     vocab_size = tokenizer.get_vocab_size()
     return build_meta(
@@ -239,5 +353,6 @@ def _meta(
             s: {"documents": v.documents, "tokens": v.tokens, "bytes": v.bytes}
             for s, v in stats.items()
         },
+        train_sample={"documents": sample.documents, "bytes": sample.bytes},
         tokenizer_sha256=file_digest(out / TOKENIZER_FILE),
     )

@@ -9,7 +9,15 @@ from components.core.errors import ArtifactError, WikilmError
 from components.data.documents import Document
 from components.data.params import TokenizeParams
 from components.data.tokenbin import open_tokens
-from components.data.tokenization import TokenizeResult, run, split_of
+from components.data.tokenization import (
+    MB,
+    TokenizeResult,
+    in_sample,
+    run,
+    sample_fraction,
+    split_of,
+    train_tokenizer,
+)
 from components.data.tokenizer_file import load_tokenizer
 from components.params import Params
 from components.stages import STAGES
@@ -197,3 +205,104 @@ def test_output_of_another_stage_is_rejected(workspace):
     write_json(workspace.clean / "meta.json", build_meta("ingest", {}, {}))
     with pytest.raises(ArtifactError, match="expected 'clean'"):
         run(_params(), workspace)
+
+
+def _saved(tokenizer, path):
+    tokenizer.save(str(path))
+    return path.read_bytes()
+
+
+def _train_bytes(docs):
+    return sum(len(text.encode()) for text in _expected(docs)["train"])
+
+
+@pytest.mark.parametrize("extra_mb", [0, 1024])
+def test_a_sample_no_smaller_than_the_split_trains_exactly_as_on_every_document(
+    workspace, corpus, extra_mb
+):
+    train_texts = _expected(corpus)["train"]
+    # 0: a sample of exactly the split's size, the boundary where every document must be kept.
+    params = _params(train_sample_mb=_train_bytes(corpus) / MB + extra_mb)
+    result = run(params, workspace)
+    reference = train_tokenizer(train_texts, params.tokenize)
+    tokenizer_json = (workspace.tokens / "tokenizer.json").read_bytes()
+    assert tokenizer_json == _saved(reference, workspace.root / "reference.json")
+    separator = reference.token_to_id(SEP)
+    expected_ids = [i for t in train_texts for i in [*reference.encode(t).ids, separator]]
+    assert open_tokens(workspace.tokens / "train.bin").tokens.tolist() == expected_ids
+    assert (result.documents_sample, result.bytes_sample) == (
+        len(train_texts),
+        _train_bytes(corpus),
+    )
+
+
+def test_a_smaller_sample_trains_on_its_documents_and_still_encodes_the_whole_corpus(
+    workspace, corpus
+):
+    result = run(_params(train_sample_mb=0.001), workspace)  # 1,000 of ~2,700 train bytes
+    expected = _expected(corpus)
+    fraction = sample_fraction(_train_bytes(corpus), _params(train_sample_mb=0.001).tokenize)
+    sample = [
+        d.text
+        for d in corpus
+        if split_of(d.id, 1337, 0.1) == "train" and in_sample(d.id, 1337, fraction)
+    ]
+    assert 0 < len(sample) < len(expected["train"])
+    assert (result.documents_sample, result.bytes_sample) == (
+        len(sample),
+        sum(len(t.encode()) for t in sample),
+    )
+    assert 700 < result.bytes_sample < 1300  # about train_sample_mb
+    meta = json.loads((workspace.tokens / "meta.json").read_text())
+    assert meta["train_sample"] == {"documents": len(sample), "bytes": result.bytes_sample}
+    # The tokenizer learned from the sample alone ...
+    reference = train_tokenizer(sample, _params().tokenize)
+    tokenizer_json = (workspace.tokens / "tokenizer.json").read_bytes()
+    assert tokenizer_json == _saved(reference, workspace.root / "reference.json")
+    # ... and still encodes every document of both splits losslessly.
+    assert (result.documents_train, result.documents_val) == tuple(map(len, expected.values()))
+    assert _decode_documents(workspace, "train") == expected["train"]
+    assert _decode_documents(workspace, "val") == expected["val"]
+
+
+def test_a_sampled_run_is_deterministic(workspace, corpus):
+    names = ("tokenizer.json", "train.bin", "val.bin", "meta.json")
+    run(_params(train_sample_mb=0.001), workspace)
+    first = {n: (workspace.tokens / n).read_bytes() for n in names}
+    run(_params(train_sample_mb=0.001), workspace)
+    assert first == {n: (workspace.tokens / n).read_bytes() for n in names}
+    run(_params(train_sample_mb=0.002), workspace)
+    assert (workspace.tokens / "tokenizer.json").read_bytes() != first["tokenizer.json"]
+
+
+def test_a_larger_sample_holds_every_document_of_a_smaller_one():
+    ids = range(20_000)
+    samples = [{i for i in ids if in_sample(i, 7, f)} for f in (0.01, 0.1, 0.3, 0.9, 1.0)]
+    for smaller, larger in zip(samples, samples[1:], strict=False):
+        assert smaller < larger
+    for fraction, sample in zip((0.01, 0.1, 0.3, 0.9), samples, strict=False):
+        assert abs(len(sample) / len(ids) - fraction) < 0.01
+    assert samples[-1] == set(ids)
+    assert samples[1] != {i for i in ids if in_sample(i, 8, 0.1)}  # seeded
+    # Salted apart from the split: the sample takes its share of val ids too, not all or none.
+    val = {i for i in ids if split_of(i, 7, 0.1) == "val"}
+    assert 0.07 < len(val & samples[1]) / len(val) < 0.13
+
+
+@pytest.mark.parametrize(
+    ("train_bytes", "sample_mb", "fraction"),
+    [(4 * MB, 1.0, 0.25), (MB, 1.0, 1.0), (MB // 2, 1.0, 1.0), (0, 1.0, 1.0)],
+)
+def test_sample_fraction_is_the_sample_size_over_the_split_size_at_most_one(
+    train_bytes, sample_mb, fraction
+):
+    cfg = TokenizeParams(train_sample_mb=sample_mb)
+    assert sample_fraction(train_bytes, cfg) == fraction
+
+
+def test_an_empty_sample_is_a_clear_error_and_keeps_the_old_output(workspace, corpus):
+    run(_params(), workspace)
+    before = (workspace.tokens / "tokenizer.json").read_bytes()
+    with pytest.raises(WikilmError, match="sample is empty.*raise train_sample_mb"):
+        run(_params(train_sample_mb=1e-9), workspace)
+    assert (workspace.tokens / "tokenizer.json").read_bytes() == before
