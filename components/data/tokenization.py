@@ -4,9 +4,10 @@ Documents are split into train and val by a seeded hash of their page id, so a d
 its split when the corpus changes. The tokenizer (Hugging Face ``tokenizers``, GPT-2 style
 byte-level BPE, hence lossless) learns from a sample of the train split of about
 ``train_sample_mb`` MB of UTF-8 text (1 MB = 1,000,000 bytes), so its memory and time do not
-grow with the dump; both whole splits are then batch-encoded (Rust threads on every core) and
-streamed to ``train.bin`` / ``val.bin`` (see :mod:`components.data.tokenbin`), each document
-followed by the first special token.
+grow with the dump; both whole splits are then encoded, shard by shard and resumably, into
+``train.bin`` / ``val.bin`` (:mod:`components.data.token_shards`), each document followed by
+the first special token. The trained tokenizer is kept in the scratch folder too, so a killed
+run does not train it again.
 
 The sample is drawn like the split: a document is in it when a seeded hash of its page id
 falls below a fraction computed from the train split's size, so the sample is the same
@@ -17,13 +18,15 @@ the train split is no larger than the sample, the tokenizer learns from all of i
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import shutil
 import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -40,15 +43,19 @@ from components.core.artifacts import (
 )
 from components.core.errors import WikilmError
 from components.core.paths import Paths
-from components.core.progress import progress
+from components.core.resume import ShardProgress, work_folder
 from components.core.schema import Report
 from components.data.documents import read_batches, shard_paths
 from components.data.params import DataSections, TokenizeParams
-from components.data.tokenbin import VERSION, dtype_for, write_tokens
+from components.data.token_shards import SPLITS, ShardEncoder, SplitStats
+from components.data.tokenbin import VERSION, dtype_for
+from components.data.tokenizer_file import load_tokenizer
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val")
+SAMPLE_FILE = "sample.json"  # in the scratch folder: the tokenizer is trained
+# Bumped when the scratch folder's files change meaning: older work is then redone.
+WORK_FORMAT = 1
 MB = 1_000_000  # train_sample_mb counts decimal megabytes of UTF-8 text
 
 
@@ -65,20 +72,6 @@ class TokenizeResult(Report):
     documents_sample: int  # train documents the tokenizer learned from
     bytes_sample: int  # their UTF-8 bytes
     seconds: float
-
-
-@dataclass
-class SplitStats:
-    """Running totals of one split while it is encoded."""
-
-    documents: int = 0
-    tokens: int = 0  # without document separators: they carry no text
-    bytes: int = 0  # UTF-8
-
-    @property
-    def bytes_per_token(self) -> float:
-        """UTF-8 bytes per token (higher means a more efficient tokenizer)."""
-        return self.bytes / self.tokens if self.tokens else 0.0
 
 
 def _unit_hash(key: str) -> float:
@@ -207,44 +200,6 @@ def train_tokenizer(
     return tokenizer
 
 
-def encode(
-    tokenizer: Tokenizer, batches: Iterable[list[str]], separator: int, stats: SplitStats
-) -> Iterator[np.ndarray]:
-    """Token ids of each batch, each document followed by ``separator``; updates ``stats``."""
-    for texts in batches:
-        # The _fast variant skips character offsets, which token files do not need.
-        encodings = tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-        ids: list[int] = []
-        for text, encoding in zip(texts, encodings, strict=True):
-            ids.extend(encoding.ids)
-            ids.append(separator)
-            stats.tokens += len(encoding.ids)
-            stats.bytes += len(text.encode("utf-8"))
-        stats.documents += len(texts)
-        yield np.asarray(ids, dtype=np.uint32)
-
-
-def _counted(batches: Iterable[list[str]], bar: Any) -> Iterator[list[str]]:
-    """Pass batches through, advancing a progress bar by their document count."""
-    for batch in batches:
-        bar.update(len(batch))
-        yield batch
-
-
-def _encode_split(
-    tokenizer: Tokenizer, paths: Paths, cfg: TokenizeParams, split: str, out: Path, total: int
-) -> SplitStats:
-    """Encode one split into ``out/<split>.bin``, with a progress bar on a terminal."""
-    stats = SplitStats()
-    separator = tokenizer.token_to_id(cfg.special_tokens[0])
-    with progress(total=total, desc=f"tokenize {split}", unit="doc") as bar:
-        chunks = encode(
-            tokenizer, _counted(split_texts(paths.clean, cfg, split), bar), separator, stats
-        )
-        write_tokens(out / f"{split}.bin", chunks, tokenizer.get_vocab_size())
-    return stats
-
-
 def run(params: DataSections, paths: Paths) -> TokenizeResult:
     """Tokenize ``paths.clean`` into ``paths.tokens``.
 
@@ -260,13 +215,21 @@ def run(params: DataSections, paths: Paths) -> TokenizeResult:
     log.info(
         "tokenize: %d train / %d val documents", counts["train"].documents, counts["val"].documents
     )
-    tokenizer, sample = _train_on_sample(paths, cfg, counts["train"])
+    clean_digest = dir_digest(paths.clean)
+    origin = {"format": WORK_FORMAT, "params": cfg.model_dump(mode="json"), "clean": clean_digest}
+    work = ShardProgress(work_folder(paths.tokens), origin)
+    with work.kept_for_a_rerun():
+        tokenizer, sample = _trained(paths, cfg, counts["train"], work)
+        separator = tokenizer.token_to_id(cfg.special_tokens[0])
+        split = partial(split_of, seed=cfg.seed, val_fraction=cfg.val_fraction)
+        encoder = ShardEncoder(tokenizer, separator, split, work)
+        stats = encoder.encode(paths.clean, cfg.batch_docs)
     with atomic_dir(paths.tokens) as out:
-        tokenizer.save(str(out / TOKENIZER_FILE))
-        stats = {
-            s: _encode_split(tokenizer, paths, cfg, s, out, counts[s].documents) for s in SPLITS
-        }
-        write_json(out / "meta.json", _meta(cfg, paths, out, tokenizer, stats, sample))
+        shutil.copyfile(work.folder / TOKENIZER_FILE, out / TOKENIZER_FILE)
+        encoder.write_token_files(out)
+        meta = _meta(cfg, clean_digest, out, tokenizer, stats, sample)
+        write_json(out / "meta.json", meta)
+    work.remove()
     result = _result(tokenizer.get_vocab_size(), stats, sample, time.perf_counter() - started)
     log.info(
         "tokenize: vocab %d, %d train / %d val tokens, %.3f bytes per token on val",
@@ -276,6 +239,27 @@ def run(params: DataSections, paths: Paths) -> TokenizeResult:
         result.bytes_per_token_val,
     )
     return result
+
+
+def _trained(
+    paths: Paths, cfg: TokenizeParams, train: SplitStats, work: ShardProgress
+) -> tuple[Tokenizer, SplitStats]:
+    """The tokenizer and its sample's size: trained now, or by a killed run before.
+
+    Both are saved in the scratch folder, the sample's size last: it marks the training
+    done.
+    """
+    saved, sample_file = work.folder / TOKENIZER_FILE, work.folder / SAMPLE_FILE
+    if sample_file.is_file():
+        log.info("tokenize: the tokenizer was trained by an earlier run")
+        sample = SplitStats(**json.loads(sample_file.read_text(encoding="utf-8")))
+        return load_tokenizer(saved), sample
+    tokenizer, sample = _train_on_sample(paths, cfg, train)
+    partial_file = saved.with_name(f".{saved.name}.partial")
+    tokenizer.save(str(partial_file))
+    partial_file.replace(saved)
+    write_json(sample_file, asdict(sample))
+    return tokenizer, sample
 
 
 def _train_on_sample(
@@ -332,7 +316,7 @@ def _result(
 
 def _meta(
     cfg: TokenizeParams,
-    paths: Paths,
+    clean_digest: str,
     out: Path,
     tokenizer: Tokenizer,
     stats: dict[str, SplitStats],
@@ -342,7 +326,7 @@ def _meta(
     return build_meta(
         "tokenize",
         cfg.model_dump(mode="json"),
-        {"clean": dir_digest(paths.clean)},
+        {"clean": clean_digest},
         vocab_size=vocab_size,
         dtype=dtype_for(vocab_size).name,
         token_format_version=VERSION,

@@ -6,6 +6,7 @@ from tokenizers import Tokenizer
 
 from components.core.artifacts import build_meta, dir_digest, file_digest, write_json
 from components.core.errors import ArtifactError, WikilmError
+from components.core.resume import work_folder
 from components.data.documents import Document
 from components.data.params import TokenizeParams
 from components.data.tokenbin import open_tokens
@@ -22,6 +23,7 @@ from components.data.tokenizer_file import load_tokenizer
 from components.params import Params
 from components.stages import STAGES
 from tests.corpora import write_documents
+from tests.stages import kill_once_exists, run_stage, stage_params, start_stage
 
 SEP = "<|endoftext|>"
 SENTENCES = [
@@ -306,3 +308,26 @@ def test_an_empty_sample_is_a_clear_error_and_keeps_the_old_output(workspace, co
     with pytest.raises(WikilmError, match="sample is empty.*raise train_sample_mb"):
         run(_params(train_sample_mb=1e-9), workspace)
     assert (workspace.tokens / "tokenizer.json").read_bytes() == before
+
+
+def test_a_killed_tokenize_resumes_at_the_first_shard_not_encoded(workspace, tmp_path):
+    docs = [
+        Document(i, f"Doc {i}", " ".join(SENTENCES[(i + k) % 8] for k in range(40)))
+        for i in range(600)
+    ]
+    write_documents(workspace.clean, docs, shard_rows=4)
+    write_json(workspace.clean / "meta.json", build_meta("clean", {}, {}))
+    settings = {"vocab_size": 400, "min_frequency": 1, "batch_docs": 8}
+    params = stage_params(workspace.root, tokenize=settings)
+    done = work_folder(workspace.tokens) / "done"
+    kill_once_exists(start_stage("tokenize", params), done / "00005.json")
+    encoded = len(list(done.glob("*.json")))
+    assert 5 < encoded < 150
+    assert not workspace.tokens.exists()
+    output = run_stage("tokenize", params, tmp_path / "tokenize.log")
+    assert "the tokenizer was trained by an earlier run" in output
+    resumed = dir_digest(workspace.tokens)
+    run(_params(**settings), workspace)  # uninterrupted, in this process
+    assert dir_digest(workspace.tokens) == resumed
+    assert not work_folder(workspace.tokens).exists()
+    assert _decode_documents(workspace, "val") == _expected(docs)["val"]
