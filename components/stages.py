@@ -68,6 +68,7 @@ STAGES: dict[str, Stage] = {
         "components.data.validate",
         "ValidateResult",
         summaries.validate_line,
+        reads=("data",),
         workers="components.data.validate",
     ),
     "tokenize": Stage("components.data.tokenization", "TokenizeResult", summaries.tokenize_line),

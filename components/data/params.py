@@ -18,7 +18,7 @@ MAX_NGRAM = 10  # the longest word n-gram a repetition rule may look at
 
 
 class DataParams(Section):
-    """Section ``data``: where ingest and clean run their per-document work.
+    """Section ``data``: where ingest, clean and validate run their per-document work.
 
     ``local`` is a process pool on this machine (``<stage>.workers`` processes); ``dask``
     sends the same work to the workers of a Dask cluster. Outputs are the same bytes either

@@ -27,10 +27,10 @@ DASK = {"engine": "dask", "scheduler": "tcp://127.0.0.1:8786"}
         ("clean", {"clean": {"workers": 1}}, False),  # one worker: the stage's own process
         ("tokenize", {}, False),  # no worker server
         ("pretrain", {}, False),
-        # A stage on a Dask cluster (data.engine) has no local workers; validate never is.
+        # A stage on a Dask cluster (data.engine) has no local workers.
         ("ingest", {"data": DASK, "ingest": {"workers": 2}}, False),
         ("clean", {"data": DASK, "clean": {"workers": 2}}, False),
-        ("validate", {"data": DASK, "validate": {"workers": 2}}, True),
+        ("validate", {"data": DASK, "validate": {"workers": 2}}, False),
     ],
 )
 def test_local_workers_start_only_where_the_validated_params_ask(

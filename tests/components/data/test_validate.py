@@ -1,12 +1,22 @@
 import json
 
+import numpy as np
 import pytest
 
 from components.core.artifacts import build_meta, write_json
 from components.core.errors import ArtifactError, ValidationFailed
+from components.data import validate
 from components.data.documents import Document
 from components.data.stopwords import GOPHER_STOP_WORDS
-from components.data.validate import corpus_stats, document_stats, run
+from components.data.validate import (
+    BYTES_PER_DOCUMENT,
+    STATS_DTYPES,
+    corpus_stats,
+    document_stats,
+    run,
+    text_hash,
+    title_hash,
+)
 from components.data.wordarrays import TextArrays
 from tests.conftest import make_params
 from tests.corpora import write_documents
@@ -172,14 +182,41 @@ def test_missing_upstream_is_an_artifact_error_and_writes_nothing(workspace, cor
         ),
         ("{{x}} [[y]] <ref>z {| t", {"markup_leftovers": 5, "n_words": 5}),
         ("", {"n_chars": 0, "n_words": 0, "stop_word_ratio": 0.0, "markup_leftovers": 0}),
-        ("Hello, WORLD!", {"n_words": 2, "text_hash": TextArrays("hello world").digest()}),
+        ("Hello, WORLD!", {"n_words": 2, "text_hash": text_hash(TextArrays("hello world"))}),
     ],
     ids=["prose", "markup", "empty", "hash-ignores-case-and-punctuation"],
 )
 def test_document_stats(text, expected):
     stats = document_stats(Document(1, "T", text), GOPHER_STOP_WORDS)
     assert {key: stats[key] for key in expected} == expected
-    assert (stats["id"], stats["title"]) == (1, "T")
+    assert (stats["id"], stats["title_hash"]) == (1, title_hash("T"))
+
+
+def test_hashes_are_signed_64_bit_integers_from_the_digests():
+    digest = TextArrays("hello world").digest()
+    unsigned = np.array([int(digest[:16], 16)], dtype=np.uint64)
+    assert text_hash(TextArrays("hello world")) == unsigned.view(np.int64)[0]
+    hashes = {title_hash(f"Town {i}") for i in range(1000)}
+    assert len(hashes) == 1000
+    assert all(-(2**63) <= h < 2**63 for h in hashes)
+    assert any(h < 0 for h in hashes)  # the whole signed range is used
+    assert title_hash(None) is None
+    assert title_hash("") != title_hash(" ")
+
+
+def test_a_missing_title_fails_title_present(workspace, corpora):
+    corpora([*_docs(3), Document(9, None, PROSE.format(name="Nameless"))])
+    with pytest.raises(ValidationFailed, match=r"title present \(1 document, e\.g\. id 9\)"):
+        run(make_params(), workspace)
+
+
+def test_a_stop_word_ratio_equal_to_a_bound_passes(workspace, corpora):
+    # 4 of 5 words are stop words: exactly max_stop_word_ratio, 0.8, which float32 rounds up.
+    text = "The dog of the and. " * 10
+    doc = Document(9, "Bound", text)
+    assert document_stats(doc, GOPHER_STOP_WORDS)["stop_word_ratio"] == 0.8
+    corpora([*_docs(3), doc])
+    assert run(make_params(validate={"min_chars": 10}), workspace).success
 
 
 def test_corpus_stats_reads_every_shard(tmp_path):
@@ -188,6 +225,18 @@ def test_corpus_stats_reads_every_shard(tmp_path):
     assert stats["id"].tolist() == [0, 1, 2, 3, 4]
     assert "text" not in stats.columns
     assert stats["text_hash"].nunique() == 5
+
+
+@pytest.mark.parametrize("docs", [0, 1, 3000])
+def test_a_statistics_table_costs_the_stated_bytes_per_document(tmp_path, docs):
+    long_titles = [Document(i, "A long title " * 20 + str(i), PROSE) for i in range(docs)]
+    _corpus(tmp_path, "clean", long_titles, shard_rows=1000)
+    stats = corpus_stats(tmp_path, GOPHER_STOP_WORDS)
+    assert stats.dtypes.astype(str).to_dict() == STATS_DTYPES
+    usage = stats.memory_usage(deep=True)
+    assert usage.drop("Index").sum() == BYTES_PER_DOCUMENT * docs
+    assert usage["Index"] <= 132  # a RangeIndex, whatever the number of rows
+    assert f"{BYTES_PER_DOCUMENT} bytes per document" in validate.__doc__
 
 
 def test_parallel_statistics_equal_serial_ones(workspace):
