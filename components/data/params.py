@@ -194,7 +194,7 @@ class ValidateParams(Section):
     min_stop_word_ratio: float = Field(0.05, ge=0, le=1)
     max_stop_word_ratio: float = Field(0.8, ge=0, le=1)
     max_duplicate_rate: float = Field(0.0, ge=0, le=1)
-    workers: int = Field(1, ge=0, description="0 means one per CPU core")
+    workers: int = Field(0, ge=0, description="0 means one per CPU core")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> Self:
