@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -85,8 +87,27 @@ def ordered_map(
     if workers <= 1:
         yield from map(fn, items)
         return
-    with ProcessPoolExecutor(max_workers=workers, mp_context=_context(module)) as pool:
+    context = _context(module)
+    with ProcessPoolExecutor(workers, context, initializer=exit_with_the_stage) as pool:
         yield from _windowed(pool, fn, items, workers * window_per_worker)
+
+
+def exit_with_the_stage() -> None:
+    """In a worker: end this process as soon as the process that started it is gone.
+
+    A stage killed with SIGKILL runs no clean-up, and its pool's workers would wait for work
+    forever (they hold both ends of the task queue), keeping the fork server alive with them.
+    The parent's sentinel becomes readable when it dies, whatever killed it.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing: nothing to watch
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])
+        os._exit(1)  # no clean-up to run: the stage that wanted the results is gone
+
+    threading.Thread(target=watch, name="exit-with-the-stage", daemon=True).start()
 
 
 def _on_cluster(

@@ -2,7 +2,9 @@
 
 import subprocess
 import sys
+import time
 
+import psutil
 import pytest
 
 from components.core.parallel import ordered_map
@@ -56,3 +58,25 @@ def test_workers_start_without_the_stages_heavy_imports(module, heavy):
         "assert not loaded, f'imported {loaded}'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _descendants(pid):
+    return psutil.Process(pid).children(recursive=True)
+
+
+def test_workers_end_when_their_stage_is_killed():
+    """A SIGKILLed stage leaves no worker (nor fork server) behind, waiting forever."""
+    code = "import time; from components.core.parallel import ordered_map; "
+    code += "list(ordered_map(time.sleep, [30] * 4, 2))"
+    stage = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.monotonic() + 60
+    while len(_descendants(stage.pid)) < 3:  # the fork server and two workers
+        assert stage.poll() is None
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    time.sleep(0.5)  # the workers are asleep in their first task
+    left = _descendants(stage.pid)
+    stage.kill()
+    stage.wait()
+    gone, alive = psutil.wait_procs(left, timeout=15)
+    assert alive == [], f"{len(alive)} of {len(left)} processes outlived the stage"
