@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -46,6 +45,7 @@ from components.data.documents import (
     arrow_column,
     count_rows,
     iter_shard,
+    shard_batches,
     shard_paths,
     shard_rows,
 )
@@ -138,7 +138,7 @@ def _assess(params: DataSections, shards: list[Path], work: ShardProgress, store
     permutations = Permutations.of(cfg.dedup) if cfg.dedup.near else None
     assess = partial(assess_batch, cfg=cfg, permutations=permutations)
     origins: deque[tuple[int, bool]] = deque()  # (shard, last batch of it) per batch in flight
-    batches = _batches(shards, done, origins)
+    batches = shard_batches(shards, done, origins, _BATCH_DOCS, _BATCH_CHARS)
     table = _OutcomeTable()
     total = sum(shard_rows(path) for path in shards[done:])
     with progress(total=total, unit="doc", desc="clean: assess") as bar:
@@ -153,23 +153,6 @@ def _assess(params: DataSections, shards: list[Path], work: ShardProgress, store
             if last:
                 table.write(_outcomes_path(work.folder, shard))
                 work.mark_done(shard, store.sync())
-
-
-def _batches(shards: list[Path], first: int, origins: deque[tuple[int, bool]]) -> Iterator[list]:
-    """Batches of the shards from ``first`` on; each batch's origin goes to ``origins``.
-
-    Every shard gives at least one batch (maybe empty), and its last one says so, so that
-    each shard is marked done even with no documents.
-    """
-    for index in range(first, len(shards)):
-        previous = None
-        for batch in iter_shard(shards[index], _BATCH_DOCS, _BATCH_CHARS):
-            if previous is not None:
-                origins.append((index, False))
-                yield previous
-            previous = batch
-        origins.append((index, True))
-        yield previous or []
 
 
 @dataclass

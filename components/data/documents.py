@@ -6,6 +6,7 @@ schema, read and written in batches so memory stays constant whatever the corpus
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -215,6 +216,30 @@ def iter_shard(
     for batch in read_batches(path, batch_size=batch_rows):
         documents = [Document.from_row(row) for row in batch.to_pylist()]
         yield from _split_by_chars(documents, batch_chars) if batch_chars else [documents]
+
+
+def shard_batches(
+    shards: list[Path],
+    first: int,
+    origins: deque[tuple[int, bool]],
+    batch_rows: int = 1024,
+    batch_chars: int | None = None,
+) -> Iterator[list[Document]]:
+    """Batches of the shards from index ``first`` on, each batch's origin put in ``origins``.
+
+    The origin is (shard index, whether this is the shard's last batch): a stage that marks
+    shards done reads it back as each batch's result comes in. Every shard gives at least
+    one batch (maybe empty), so each is marked done even with no documents.
+    """
+    for index in range(first, len(shards)):
+        previous = None
+        for batch in iter_shard(shards[index], batch_rows, batch_chars):
+            if previous is not None:
+                origins.append((index, False))
+                yield previous
+            previous = batch
+        origins.append((index, True))
+        yield previous or []
 
 
 def _split_by_chars(documents: list[Document], limit: int) -> Iterator[list[Document]]:

@@ -18,19 +18,24 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import time
+from collections import deque
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from components.core.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
 from components.core.errors import ValidationFailed
 from components.core.parallel import ordered_map, worker_count
 from components.core.paths import Paths
+from components.core.resume import ShardProgress, work_folder
 from components.core.schema import Report
-from components.data.documents import Document, iter_batches
+from components.data.documents import Document, shard_batches, shard_paths
 from components.data.params import DataParams, DataSections, ValidateParams
 from components.data.stopwords import stop_word_ratio, stop_words
 from components.data.wordarrays import TextArrays
@@ -60,6 +65,8 @@ BYTES_PER_DOCUMENT = 45  # of a statistics table, index aside (a RangeIndex: 132
 # thousand frames to concatenate.
 _BATCH_DOCS = 1024
 _BATCH_CHARS = 8_000_000
+# Bumped when the scratch folder's files change meaning: older work is then redone.
+WORK_FORMAT = 1
 # Result keys worth keeping: the outcome, never GX's run ids or timestamps (results.json is a
 # DVC dependency of tokenize, so it must be byte-identical for identical data).
 _OBSERVED_KEYS = ("observed_value", "unexpected_count", "partial_unexpected_index_list")
@@ -137,18 +144,61 @@ def batch_stats(batch: list[Document], stops: frozenset[str]) -> pd.DataFrame:
 
 
 def corpus_stats(
-    folder: Path, stops: frozenset[str], workers: int = 1, engine: DataParams | None = None
+    folder: Path,
+    stops: frozenset[str],
+    workers: int = 1,
+    engine: DataParams | None = None,
+    work: ShardProgress | None = None,
 ) -> pd.DataFrame:
     """Statistics of every document of a stage output; texts are streamed, never kept.
 
     The batches go to ``workers`` local processes, or to the Dask cluster ``engine`` names.
+    With ``work``, each shard's table is saved there and the shard marked done, and shards
+    done by a killed run are read back instead of measured again.
     """
+    shards = shard_paths(folder)
+    done = work.resume()[0] if work else 0
+    if done:
+        log.info(
+            "validate: %d of %d shards of %s were measured by an earlier run",
+            done,
+            len(shards),
+            folder.name,
+        )
+    origins: deque[tuple[int, bool]] = deque()
+    batches = shard_batches(shards, done, origins, _BATCH_DOCS, _BATCH_CHARS)
     stats = partial(batch_stats, stops=stops)
-    batches = iter_batches(folder, _BATCH_DOCS, _BATCH_CHARS)
-    frames = list(ordered_map(stats, batches, worker_count(workers), engine=engine))
+    frames = [_saved(work, index) for index in range(done)] if work else []
+    shard_frames: list[pd.DataFrame] = []
+    for frame in ordered_map(stats, batches, worker_count(workers), engine=engine):
+        shard, last = origins.popleft()
+        shard_frames.append(frame)
+        if last:
+            frames.append(pd.concat(shard_frames, ignore_index=True))
+            shard_frames = []
+            if work:
+                _save(work, shard, frames[-1])
     if not frames:
         return stats_frame([])
     return pd.concat(frames, ignore_index=True)
+
+
+def _stats_path(work: ShardProgress, shard: int) -> Path:
+    return work.folder / "stats" / f"part-{shard:05d}.parquet"
+
+
+def _save(work: ShardProgress, shard: int, frame: pd.DataFrame) -> None:
+    """Save a shard's table (its dtypes too), then mark the shard done."""
+    path = _stats_path(work, shard)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial_path = path.with_name(f".{path.name}.partial")
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), partial_path)
+    partial_path.replace(path)
+    work.mark_done(shard, {"documents": len(frame)})
+
+
+def _saved(work: ShardProgress, shard: int) -> pd.DataFrame:
+    return pq.read_table(_stats_path(work, shard)).to_pandas()
 
 
 def ingest_expectations() -> list[Any]:
@@ -316,8 +366,15 @@ def run(params: DataSections, paths: Paths) -> ValidateResult:
     started = time.perf_counter()
     stops = stop_words(params.clean.language, params.clean.stop_words)
     workers = params.validate_.workers
-    ingest = corpus_stats(paths.ingest, stops, workers, params.data)
-    clean = corpus_stats(paths.clean, stops, workers, params.data)
+    meta = _meta(params, paths)
+    folder = work_folder(paths.validate)
+    tables = {}
+    for corpus in ("ingest", "clean"):
+        origin = {"format": WORK_FORMAT, "params": meta["params"], "input": meta["inputs"][corpus]}
+        work = ShardProgress(folder / corpus, origin)
+        with work.kept_for_a_rerun():
+            tables[corpus] = corpus_stats(paths.output(corpus), stops, workers, params.data, work)
+    ingest, clean = tables["ingest"], tables["clean"]
     suites = {
         "ingest": (ingest, ingest_expectations()),
         "clean": (clean, clean_expectations(params.validate_, len(ingest))),
@@ -325,7 +382,8 @@ def run(params: DataSections, paths: Paths) -> ValidateResult:
     with atomic_dir(paths.validate) as out:
         results = run_suites(suites, out / DOCS_SITE)
         write_json(out / RESULTS_FILE, results)
-        write_json(out / "meta.json", _meta(params, paths))
+        write_json(out / "meta.json", meta)
+    shutil.rmtree(folder, ignore_errors=True)
     result = summarise(results, ingest, clean)
     log.info(
         "validate: %s (%d ingest, %d clean documents) in %.1f s",

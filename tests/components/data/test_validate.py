@@ -5,6 +5,7 @@ import pytest
 
 from components.core.artifacts import build_meta, write_json
 from components.core.errors import ArtifactError, ValidationFailed
+from components.core.resume import ShardProgress, work_folder
 from components.data import validate
 from components.data.documents import Document
 from components.data.stopwords import GOPHER_STOP_WORDS
@@ -20,6 +21,7 @@ from components.data.validate import (
 from components.data.wordarrays import TextArrays
 from tests.conftest import make_params
 from tests.corpora import write_documents
+from tests.stages import kill_once_exists, run_stage, stage_params, start_stage
 
 PROSE = (
     "The town of {name} lies on the bank of the river and has a market that is held every week. "
@@ -251,3 +253,31 @@ def test_parallel_statistics_equal_serial_ones(workspace):
     parallel = corpus_stats(workspace.clean, GOPHER_STOP_WORDS, workers=2)
     assert len(serial) == 3000
     assert serial.equals(parallel)
+
+
+def test_a_killed_validate_measures_only_the_shards_not_done(workspace, tmp_path):
+    _corpus(workspace.ingest, "ingest", _docs(900), shard_rows=3)
+    _corpus(workspace.clean, "clean", _docs(900), shard_rows=3)
+    params = stage_params(workspace.root, validate={"workers": 1})
+    done = work_folder(workspace.validate) / "clean" / "done"
+    kill_once_exists(start_stage("validate", params), done / "00010.json")
+    measured = len(list(done.glob("*.json")))
+    assert 10 < measured < 300
+    assert not workspace.validate.exists()
+    output = run_stage("validate", params, tmp_path / "validate.log")
+    assert "validate: 300 of 300 shards of ingest were measured by an earlier run" in output
+    assert f"validate: {measured} of 300 shards of clean were measured" in output
+    resumed = _results(workspace), (workspace.validate / "meta.json").read_text()
+    tables = {
+        c: validate.corpus_stats(workspace.output(c), GOPHER_STOP_WORDS)
+        for c in ("ingest", "clean")
+    }
+    run(make_params(validate={"workers": 1}), workspace)  # uninterrupted, in this process
+    assert (_results(workspace), (workspace.validate / "meta.json").read_text()) == resumed
+    assert not work_folder(workspace.validate).exists()
+    # Tables read back from the saved shards have the dtypes (and bytes) of measured ones.
+    work = ShardProgress(tmp_path / "work", {"test": 1})
+    saved = validate.corpus_stats(workspace.clean, GOPHER_STOP_WORDS, work=work)
+    again = validate.corpus_stats(workspace.clean, GOPHER_STOP_WORDS, work=work)
+    assert saved.dtypes.to_dict() == again.dtypes.to_dict() == tables["clean"].dtypes.to_dict()
+    assert again.equals(tables["clean"])
