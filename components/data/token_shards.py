@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import partial
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -65,22 +68,38 @@ class ShardEncoder:
         return self.work.folder / f"{split}.tokens"
 
     def encode(self, folder: Path, batch_docs: int) -> dict[str, SplitStats]:
-        """Encode every shard of ``folder`` not done yet; the counts of both splits."""
+        """Encode every shard of ``folder`` not done yet; the counts of both splits.
+
+        A thread encodes the next batch (in Rust, on every core, without the GIL) while
+        this one turns the last batch's encodings into ids and writes them.
+        """
         shards = shard_paths(folder)
         done = self._resume()
         handles = {split: self.raw_path(split).open("ab") for split in SPLITS}
         total = sum(shard_rows(path) for path in shards[done:])
+        batches = _shard_batches(shards, done, batch_docs, self.split_of)
         try:
-            with progress(total=total, unit="doc", desc="tokenize") as bar:
-                for index in range(done, len(shards)):
-                    for ids, texts in _batches(shards[index], batch_docs):
-                        self._encode_batch(ids, texts, handles)
-                        bar.update(len(ids))
-                    self.work.mark_done(index, self._state(handles))
+            with (
+                ThreadPoolExecutor(1, thread_name_prefix="encode") as pool,
+                progress(total=total, unit="doc", desc="tokenize") as bar,
+            ):
+                for (index, last, by_split), encodings in _one_ahead(pool, self._encode, batches):
+                    for split, texts in by_split.items():
+                        ids = self._ids(texts, encodings[split], self.stats[split])
+                        handles[split].write(ids.tobytes())
+                    bar.update(sum(map(len, by_split.values())))
+                    if last:
+                        self.work.mark_done(index, self._state(handles))
         finally:
             for handle in handles.values():
                 handle.close()
         return self.stats
+
+    def _encode(self, batch: tuple[int, bool, dict[str, list[str]]]) -> dict[str, list]:
+        """The encodings of a batch's texts, by split."""
+        # The _fast variant skips character offsets, which token files do not need.
+        encode = partial(self.tokenizer.encode_batch_fast, add_special_tokens=False)
+        return {split: encode(texts) for split, texts in batch[2].items()}
 
     def _resume(self) -> int:
         """Shards done by an earlier run; the raw files are cut back to what they wrote."""
@@ -93,26 +112,20 @@ class ShardEncoder:
                 self.stats[split] = SplitStats(**state["stats"][split])
         return done
 
-    def _encode_batch(self, ids: list[int], texts: list[str], handles: dict) -> None:
-        by_split: dict[str, list[str]] = {split: [] for split in SPLITS}
-        for doc_id, text in zip(ids, texts, strict=True):
-            by_split[self.split_of(doc_id)].append(text)
-        for split, chosen in by_split.items():
-            if chosen:
-                handles[split].write(self._encoded(chosen, self.stats[split]).tobytes())
-
-    def _encoded(self, texts: list[str], stats: SplitStats) -> np.ndarray:
-        """Token ids of ``texts``, each followed by the separator; counted into ``stats``."""
-        # The _fast variant skips character offsets, which token files do not need.
-        encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
-        ids: list[int] = []
-        for text, encoding in zip(texts, encodings, strict=True):
-            ids.extend(encoding.ids)
-            ids.append(self.separator)
-            stats.tokens += len(encoding.ids)
-            stats.bytes += len(text.encode("utf-8"))
+    def _ids(self, texts: list[str], encodings: list, stats: SplitStats) -> np.ndarray:
+        """The ids of ``texts``, each followed by the separator; counted into ``stats``."""
+        lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+        tokens = int(lengths.sum())
+        ids = np.full(tokens + len(texts), self.separator, dtype=self.dtype)
+        text_positions = np.ones(ids.size, dtype=bool)
+        text_positions[np.cumsum(lengths + 1) - 1] = False  # where each separator goes
+        ids[text_positions] = np.fromiter(
+            chain.from_iterable(e.ids for e in encodings), self.dtype, tokens
+        )
+        stats.tokens += tokens
+        stats.bytes += sum(len(text.encode("utf-8")) for text in texts)
         stats.documents += len(texts)
-        return np.asarray(ids, dtype=self.dtype)
+        return ids
 
     def _state(self, handles: dict) -> dict:
         """What a shard's marker records: the raw files' sizes (on disk) and the counts."""
@@ -139,8 +152,24 @@ class ShardEncoder:
             yield np.asarray(tokens[start : start + _COPY_TOKENS])
 
 
-def _batches(path: Path, batch_docs: int) -> Iterator[tuple[list[int], list[str]]]:
-    """Ids and texts of one shard's documents, in batches of at most ``batch_docs``.
+def _shard_batches(
+    shards: list[Path], first: int, batch_docs: int, split_of: Callable
+) -> Iterator[tuple[int, bool, dict[str, list[str]]]]:
+    """(shard index, its last batch?, texts by split) for the shards from ``first`` on.
+
+    Every shard gives at least one batch, maybe empty, so each is marked done.
+    """
+    for index in range(first, len(shards)):
+        previous = None
+        for batch in _batches(shards[index], batch_docs, split_of):
+            if previous is not None:
+                yield index, False, previous
+            previous = batch
+        yield index, True, previous or {}
+
+
+def _batches(path: Path, batch_docs: int, split_of: Callable) -> Iterator[dict[str, list[str]]]:
+    """The texts of one shard's documents by split, in batches of at most ``batch_docs``.
 
     A batch also ends after about 4 MB of text, so long documents do not make it large.
     """
@@ -149,8 +178,26 @@ def _batches(path: Path, batch_docs: int) -> Iterator[tuple[list[int], list[str]
         start, chars = 0, 0
         for end, text in enumerate(texts, start=1):
             chars += len(text)
-            if chars >= _BATCH_CHARS:
-                yield ids[start:end], texts[start:end]
+            if chars >= _BATCH_CHARS or end == len(texts):
+                yield _by_split(ids[start:end], texts[start:end], split_of)
                 start, chars = end, 0
-        if start < len(texts):
-            yield ids[start:], texts[start:]
+
+
+def _by_split(ids: list[int], texts: list[str], split_of: Callable) -> dict[str, list[str]]:
+    chosen: dict[str, list[str]] = {}
+    for doc_id, text in zip(ids, texts, strict=True):
+        chosen.setdefault(split_of(doc_id), []).append(text)
+    return chosen
+
+
+def _one_ahead(pool: Executor, fn: Callable, items: Iterator) -> Iterator[tuple]:
+    """``(item, fn(item))`` in order, ``fn`` of the next item running in ``pool`` meanwhile."""
+    pending: Future | None = None
+    previous = None
+    for item in items:
+        future = pool.submit(fn, item)
+        if pending is not None:
+            yield previous, pending.result()
+        pending, previous = future, item
+    if pending is not None:
+        yield previous, pending.result()
