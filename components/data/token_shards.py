@@ -144,12 +144,11 @@ class ShardEncoder:
             write_tokens(out / f"{split}.bin", self._chunks(split), vocab_size)
 
     def _chunks(self, split: str) -> Iterator[np.ndarray]:
-        path = self.raw_path(split)
-        if not path.stat().st_size:
-            return
-        tokens = np.memmap(path, dtype=self.dtype, mode="r")
-        for start in range(0, tokens.size, _COPY_TOKENS):
-            yield np.asarray(tokens[start : start + _COPY_TOKENS])
+        # Plain reads, not a memory map: every page of a mapped file read stays in the
+        # process's resident memory, which then grew with the corpus.
+        with self.raw_path(split).open("rb") as handle:
+            while chunk := handle.read(_COPY_TOKENS * self.dtype.itemsize):
+                yield np.frombuffer(chunk, dtype=self.dtype)
 
 
 def _shard_batches(
