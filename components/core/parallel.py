@@ -19,6 +19,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from itertools import chain, islice
 from typing import Protocol, TypeVar
 
 log = logging.getLogger(__name__)
@@ -75,21 +76,23 @@ def ordered_map(
 ) -> Iterator[R]:
     """Yield ``fn(item)`` for each item, in input order, using ``workers`` processes.
 
-    With one worker everything runs in this process (no pickling, easy to debug). With
-    ``engine.engine == "dask"`` the items go to the threads of that Dask cluster instead,
-    ``workers`` notwithstanding. ``fn`` must be a module-level function (or a partial of
+    With one worker, or a single item, everything runs in this process (no pickling, easy
+    to debug). With ``engine.engine == "dask"`` the items go to the threads of that Dask
+    cluster instead, ``workers`` notwithstanding. ``fn`` must be a module-level function (or a partial of
     one) so that worker processes can import it.
     """
     module = getattr(fn, "func", fn).__module__
     if engine is not None and engine.engine == "dask":
         yield from _on_cluster(fn, items, engine.scheduler, module, window_per_worker)
         return
-    if workers <= 1:
-        yield from map(fn, items)
+    items = iter(items)
+    head = list(islice(items, 2))
+    if workers <= 1 or len(head) < 2:  # a single task gains nothing from a pool's start-up
+        yield from map(fn, chain(head, items))
         return
     context = _context(module)
     with ProcessPoolExecutor(workers, context, initializer=exit_with_the_stage) as pool:
-        yield from _windowed(pool, fn, items, workers * window_per_worker)
+        yield from _windowed(pool, fn, chain(head, items), workers * window_per_worker)
 
 
 def exit_with_the_stage() -> None:

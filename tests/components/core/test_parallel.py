@@ -1,5 +1,6 @@
 """The order-preserving process map."""
 
+import os
 import subprocess
 import sys
 import time
@@ -80,3 +81,12 @@ def test_workers_end_when_their_stage_is_killed():
     stage.wait()
     gone, alive = psutil.wait_procs(left, timeout=15)
     assert alive == [], f"{len(alive)} of {len(left)} processes outlived the stage"
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def test_a_single_item_runs_in_this_process_and_more_go_to_the_workers():
+    assert list(ordered_map(_pid, [0], workers=2)) == [os.getpid()]
+    assert os.getpid() not in set(ordered_map(_pid, range(6), workers=2))
