@@ -78,8 +78,8 @@ def ordered_map(
 
     With one worker, or a single item, everything runs in this process (no pickling, easy
     to debug). With ``engine.engine == "dask"`` the items go to the threads of that Dask
-    cluster instead, ``workers`` notwithstanding. ``fn`` must be a module-level function (or a partial of
-    one) so that worker processes can import it.
+    cluster instead, ``workers`` notwithstanding. ``fn`` must be a module-level function (or
+    a partial of one) so that worker processes can import it.
     """
     module = getattr(fn, "func", fn).__module__
     if engine is not None and engine.engine == "dask":
