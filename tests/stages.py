@@ -47,3 +47,18 @@ def run_stage(stage: str, params: Path, log: Path) -> str:
     output = log.read_text()
     assert code == 0, output
     return output
+
+
+def kill_and_rerun(
+    stage: str, params: Path, done: Path, first: int, output: Path, log: Path
+) -> tuple[int, str]:
+    """SIGKILL the stage once its shard ``first`` is marked in ``done``, then rerun it.
+
+    The killed run must leave no output behind. Returns how many shards it had marked done
+    and what the rerun, run to its end, printed.
+    """
+    kill_once_exists(start_stage(stage, params), done / f"{first:05d}.json")
+    marked = len(list(done.glob("*.json")))
+    assert marked > first
+    assert not output.exists()
+    return marked, run_stage(stage, params, log)

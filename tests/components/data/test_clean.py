@@ -25,7 +25,7 @@ from components.data.stopwords import GOPHER_STOP_WORDS, removable_stop_words
 from tests.components.data.test_dedup import InMemoryIndex
 from tests.conftest import make_params
 from tests.corpora import iter_documents, write_documents
-from tests.stages import kill_once_exists, run_stage, stage_params, start_stage
+from tests.stages import kill_and_rerun, stage_params
 
 GERMAN = (
     "Die Stadt liegt am Ufer des Flusses und hat einen Markt, der seit dem Mittelalter jede "
@@ -339,11 +339,9 @@ def test_a_killed_clean_resumes_at_the_first_shard_not_done(workspace, tmp_path_
     shards = len(shard_paths(workspace.ingest))
     params = stage_params(workspace.root, clean={"workers": 1})
     done = work_folder(workspace.clean) / "done"
-    kill_once_exists(start_stage("clean", params), done / "00003.json")
-    finished = len(list(done.glob("*.json")))
-    assert 3 < finished < shards
-    assert not workspace.clean.exists()
-    output = run_stage("clean", params, tmp_path_factory.mktemp("log") / "clean.log")
+    log = tmp_path_factory.mktemp("log") / "clean.log"
+    finished, output = kill_and_rerun("clean", params, done, 3, workspace.clean, log)
+    assert finished < shards
     assert f"clean: {finished} of {shards} shards were assessed by an earlier run" in output
     resumed = dir_digest(workspace.clean)
     _clean(workspace)  # uninterrupted, in this process

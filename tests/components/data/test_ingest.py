@@ -17,7 +17,7 @@ from components.data.wikitext import to_text
 from components.data.wikixml import DumpReader
 from tests.conftest import make_params
 from tests.dumps import WikiPage, article, dump_xml, needs_lbzip2, sample_pages, write_dump
-from tests.stages import kill_once_exists, run_stage, stage_params, start_stage
+from tests.stages import kill_and_rerun, stage_params
 
 COLUMNS = ["id", "title", "revision_id", "timestamp", "text"]
 SAMPLE_OUTCOMES = {"kept": 3, "redirect": 1, "not_article": 1, "disambiguation": 1}
@@ -367,11 +367,9 @@ def test_a_killed_ingest_goes_on_after_the_last_shard_written(workspace, tmp_pat
     options = {"source": str(dump), "shard_docs": 10, "workers": 1}
     params = stage_params(workspace.root, ingest=options)
     done = work_folder(workspace.ingest) / "done"
-    kill_once_exists(start_stage("ingest", params), done / "00004.json")
-    finished = len(list(done.glob("*.json")))
-    assert 4 < finished < 40
-    assert not workspace.ingest.exists()
-    output = run_stage("ingest", params, tmp_path / "ingest.log")
+    log = tmp_path / "ingest.log"
+    finished, output = kill_and_rerun("ingest", params, done, 4, workspace.ingest, log)
+    assert finished < 40
     assert f"ingest: {finished} shards were written by an earlier run" in output
     resumed = dir_digest(workspace.ingest)
     result = ingest.run(make_params(ingest=options), workspace)  # uninterrupted

@@ -23,7 +23,7 @@ from components.data.tokenizer_file import load_tokenizer
 from components.params import Params
 from components.stages import STAGES
 from tests.corpora import write_documents
-from tests.stages import kill_once_exists, run_stage, stage_params, start_stage
+from tests.stages import kill_and_rerun, stage_params
 
 SEP = "<|endoftext|>"
 SENTENCES = [
@@ -320,11 +320,9 @@ def test_a_killed_tokenize_resumes_at_the_first_shard_not_encoded(workspace, tmp
     settings = {"vocab_size": 400, "min_frequency": 1, "batch_docs": 8}
     params = stage_params(workspace.root, tokenize=settings)
     done = work_folder(workspace.tokens) / "done"
-    kill_once_exists(start_stage("tokenize", params), done / "00005.json")
-    encoded = len(list(done.glob("*.json")))
-    assert 5 < encoded < 150
-    assert not workspace.tokens.exists()
-    output = run_stage("tokenize", params, tmp_path / "tokenize.log")
+    log = tmp_path / "tokenize.log"
+    encoded, output = kill_and_rerun("tokenize", params, done, 5, workspace.tokens, log)
+    assert encoded < 150
     assert "the tokenizer was trained by an earlier run" in output
     resumed = dir_digest(workspace.tokens)
     run(_params(**settings), workspace)  # uninterrupted, in this process

@@ -21,7 +21,7 @@ from components.data.validate import (
 from components.data.wordarrays import TextArrays
 from tests.conftest import make_params
 from tests.corpora import write_documents
-from tests.stages import kill_once_exists, run_stage, stage_params, start_stage
+from tests.stages import kill_and_rerun, stage_params
 
 PROSE = (
     "The town of {name} lies on the bank of the river and has a market that is held every week. "
@@ -260,11 +260,9 @@ def test_a_killed_validate_measures_only_the_shards_not_done(workspace, tmp_path
     _corpus(workspace.clean, "clean", _docs(900), shard_rows=3)
     params = stage_params(workspace.root, validate={"workers": 1})
     done = work_folder(workspace.validate) / "clean" / "done"
-    kill_once_exists(start_stage("validate", params), done / "00010.json")
-    measured = len(list(done.glob("*.json")))
-    assert 10 < measured < 300
-    assert not workspace.validate.exists()
-    output = run_stage("validate", params, tmp_path / "validate.log")
+    log = tmp_path / "validate.log"
+    measured, output = kill_and_rerun("validate", params, done, 10, workspace.validate, log)
+    assert measured < 300
     assert "validate: 300 of 300 shards of ingest were measured by an earlier run" in output
     assert f"validate: {measured} of 300 shards of clean were measured" in output
     resumed = _results(workspace), (workspace.validate / "meta.json").read_text()
