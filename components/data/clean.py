@@ -28,9 +28,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from components.core.artifacts import atomic_dir, build_meta, dir_digest, read_meta, write_json
+from components.core.errors import ArtifactError
 from components.core.parallel import ordered_map, worker_count
 from components.core.paths import Paths
 from components.core.progress import progress
@@ -40,11 +42,10 @@ from components.data.assess import Assessment, assess_batch
 from components.data.dedup import REASONS, DedupStore
 from components.data.documents import (
     REJECTED_SCHEMA,
-    Document,
     ShardWriter,
     arrow_column,
     count_rows,
-    iter_shard,
+    read_shard,
     shard_batches,
     shard_paths,
     shard_rows,
@@ -187,14 +188,19 @@ def _write(shards: list[Path], folder: Path, decisions: np.ndarray, out: Path) -
     total = sum(shard_rows(path) for path in shards)
     with progress(total=total, unit="doc", desc="clean: write") as bar:
         for index, path in enumerate(shards):
-            outcomes = pq.ParquetFile(_outcomes_path(folder, index)).read().to_pylist()
-            documents = (doc for batch in iter_shard(path) for doc in batch)
-            for doc, outcome in zip(documents, outcomes, strict=True):
-                reason = outcome["reason"]
-                if reason is None:  # passed the rules: a dedup candidate
-                    reason = REASONS.get(next(candidates))
-                tally.write(doc, outcome, reason)
-            bar.update(len(outcomes))
+            documents = read_shard(path)
+            outcomes = pq.read_table(_outcomes_path(folder, index))
+            if outcomes.num_rows != documents.num_rows:
+                raise ArtifactError(
+                    f"{path} changed while clean ran ({documents.num_rows} documents, "
+                    f"{outcomes.num_rows} assessed): run clean again"
+                )
+            reasons = [
+                REASONS.get(next(candidates)) if reason is None else reason  # a dedup candidate
+                for reason in outcomes.column("reason").to_pylist()
+            ]
+            tally.write(documents, outcomes, reasons)
+            bar.update(len(reasons))
     tally.kept.close()
     tally.rejected.close()
     return tally
@@ -210,20 +216,27 @@ class _Tally:
     words: Counter[str] = field(default_factory=Counter)  # before stop-word removal
     words_out: int = 0
 
-    def write(self, doc: Document, outcome: dict, reason: str | None) -> None:
-        """Write one document where ``reason`` sends it, and count it.
+    def write(self, documents: pa.Table, outcomes: pa.Table, reasons: list[str | None]) -> None:
+        """Write a shard's documents where their ``reasons`` send them, and count them.
 
         A dropped document keeps its normalised text (for audit); a kept one gets its text
         without stop words when they were removed.
         """
-        text = outcome["text"] or doc.text
-        self.docs[reason or "kept"] += 1
-        self.words[reason or "kept"] += outcome["words"]
-        if reason:
-            self.rejected.write({**doc.to_row(), "text": text, "reason": reason})
-        else:
-            self.kept.write({**doc.to_row(), "text": outcome["output"] or text})
-            self.words_out += outcome["words_out"]
+        words = outcomes.column("words").to_pylist()
+        for reason, count in zip(reasons, words, strict=True):
+            self.docs[reason or "kept"] += 1
+            self.words[reason or "kept"] += count
+        words_out = outcomes.column("words_out").to_pylist()
+        self.words_out += sum(n for reason, n in zip(reasons, words_out, strict=True) if not reason)
+        kept = pa.array([not reason for reason in reasons], pa.bool_())
+        text = _first_present(outcomes.column("text"), documents.column("text"))
+        at = documents.schema.get_field_index("text")
+        kept_text = _first_present(outcomes.column("output"), text)
+        self.kept.write_table(documents.set_column(at, "text", kept_text).filter(kept))
+        rejected = documents.set_column(at, "text", text).append_column(
+            "reason", pa.array(reasons, pa.string())
+        )
+        self.rejected.write_table(rejected.filter(pc.invert(kept)))
 
     def result(self, seconds: float) -> CleanResult:
         """Counts by outcome."""
@@ -237,3 +250,9 @@ class _Tally:
             rejected_words={k: self.words[k] for k in rejected},
             seconds=round(seconds, 3),
         )
+
+
+def _first_present(preferred: pa.ChunkedArray, fallback: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``preferred`` where it holds a non-empty string, else ``fallback``."""
+    empty = pc.equal(pc.utf8_length(preferred), 0)
+    return pc.if_else(pc.fill_null(empty, True), fallback, preferred)

@@ -82,7 +82,9 @@ class ShardWriter:
         self.group_bytes = group_bytes
         self.rows_written = 0
         self.shards = first_shard  # the number the next shard gets
-        self._buffer: list[dict[str, Any]] = []
+        self._buffer: list[dict[str, Any]] = []  # rows given one by one, not yet in a piece
+        self._pieces: list[pa.Table] = []  # the row group so far, in order
+        self._buffered = 0  # rows in the row group so far
         self._buffer_bytes = 0
         self._writer: pq.ParquetWriter | None = None
         self._shard_rows_written = 0
@@ -91,20 +93,51 @@ class ShardWriter:
     def write(self, row: dict[str, Any]) -> None:
         """Add one row; flushes a row group or starts a new shard when one is full."""
         self._buffer.append(row)
-        self._buffer_bytes += len(row.get("text") or "")
-        full_shard = self._shard_rows_written + len(self._buffer) >= self.shard_rows
-        if (
+        self._count(len(row.get("text") or ""))
+
+    def write_table(self, table: pa.Table) -> None:
+        """Add a table's rows (in the schema's columns).
+
+        The shards and row groups are those that writing its rows one by one would make.
+        """
+        import pyarrow.compute as pc  # for the stages that write tables, not every stage
+
+        table = table.select(self.schema.names).cast(self.schema)
+        self._take_rows()  # rows written before come first
+        lengths = pc.fill_null(pc.utf8_length(table.column("text")), 0).to_pylist()
+        start = 0
+        for index, length in enumerate(lengths):
+            if self._count(length, table, start, index + 1):
+                start = index + 1
+        if start < len(lengths):
+            self._pieces.append(table.slice(start))
+
+    def _count(
+        self, length: int, table: pa.Table | None = None, start: int = 0, end: int = 0
+    ) -> bool:
+        """Count a row just added; flush the row group and close the shard when full.
+
+        ``table[start:end]`` are the table's rows not yet in a piece. Returns whether it flushed.
+        """
+        self._buffered += 1
+        self._buffer_bytes += length
+        full_shard = self._shard_rows_written + self._buffered >= self.shard_rows
+        if not (
             full_shard
-            or len(self._buffer) >= self.group_rows
-            or (self._buffer_bytes >= self.group_bytes)
+            or self._buffered >= self.group_rows
+            or self._buffer_bytes >= self.group_bytes
         ):
-            self._flush_group()
+            return False
+        if table is not None:
+            self._pieces.append(table.slice(start, end - start))
+        self._flush_group()
         if full_shard:
             self._close_shard()
+        return True
 
     def close(self) -> None:
         """Flush what is left; an empty corpus still gets one (empty) shard with the schema."""
-        if self._buffer or self.shards == 0:
+        if self._buffered or self.shards == 0:
             self._flush_group()
         self._close_shard()
 
@@ -113,15 +146,30 @@ class ShardWriter:
             path = self.folder / f"part-{self.shards:05d}.parquet"
             self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
             self.shards += 1
-        columns = [
-            arrow_column([row.get(name) for row in self._buffer], self.schema.field(name).type)
-            for name in self.schema.names
-        ]
-        self._writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
-        self._shard_rows_written += len(self._buffer)
-        self.rows_written += len(self._buffer)
-        self._buffer.clear()
-        self._buffer_bytes = 0
+        self._writer.write_table(self._row_group())
+        self._shard_rows_written += self._buffered
+        self.rows_written += self._buffered
+        self._buffered = self._buffer_bytes = 0
+
+    def _row_group(self) -> pa.Table:
+        """The buffered rows as one table, taken out of the buffer."""
+        self._take_rows()
+        pieces, self._pieces = self._pieces, []
+        if not pieces:
+            return self.schema.empty_table()
+        if len(pieces) == 1:
+            return pieces[0]
+        return pa.concat_tables(pieces).combine_chunks()
+
+    def _take_rows(self) -> None:
+        """Turn the rows given one by one into a piece (before a table's rows come after)."""
+        if self._buffer:
+            columns = [
+                arrow_column([row.get(name) for row in self._buffer], field.type)
+                for name, field in zip(self.schema.names, self.schema, strict=True)
+            ]
+            self._pieces.append(pa.Table.from_arrays(columns, schema=self.schema))
+            self._buffer = []
 
     def _close_shard(self) -> None:
         if self._writer is not None:
@@ -193,6 +241,18 @@ def read_batches(path: Path, **options: Any) -> Iterator[pa.RecordBatch]:
     """
     try:
         yield from _open(path).iter_batches(**options)
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(path, error) from None
+
+
+def read_shard(path: Path) -> pa.Table:
+    """One whole shard as a table.
+
+    Raises:
+        ArtifactError: the shard is truncated or corrupt.
+    """
+    try:
+        return _open(path).read()
     except (pa.ArrowException, OSError) as error:
         raise _unreadable(path, error) from None
 

@@ -8,6 +8,7 @@ import pytest
 from components.core.errors import ArtifactError
 from components.data import documents
 from components.data.documents import (
+    SCHEMA,
     Document,
     ShardWriter,
     arrow_column,
@@ -88,6 +89,28 @@ def test_row_groups_are_bounded_by_text_size(tmp_path):
     writer.close()
     # 60 characters a row and at most 100 a group: groups of two rows.
     assert pq.ParquetFile(shard_paths(tmp_path)[0]).num_row_groups == 5
+
+
+@pytest.mark.parametrize("split", [0, 3, 7, 23])
+def test_a_table_makes_the_shards_and_row_groups_its_rows_would_make(tmp_path, split):
+    """write_table after some rows written one by one: the same files, byte for byte."""
+    rows = [_row(i, "y" * (i * 7 % 50)) for i in range(23)]
+    rows[5]["text"] = None
+    options = {"shard_rows": 10, "group_rows": 4, "group_bytes": 90}
+    one_by_one = ShardWriter(tmp_path / "rows", **options)
+    for row in rows:
+        one_by_one.write(row)
+    one_by_one.close()
+    mixed = ShardWriter(tmp_path / "mixed", **options)
+    for row in rows[:split]:
+        mixed.write(row)
+    mixed.write_table(pa.Table.from_pylist(rows[split:], schema=SCHEMA))
+    mixed.close()
+    expected = shard_paths(tmp_path / "rows")
+    assert [p.name for p in shard_paths(tmp_path / "mixed")] == [p.name for p in expected]
+    for path in expected:
+        assert (tmp_path / "mixed" / path.name).read_bytes() == path.read_bytes()
+    assert mixed.rows_written == 23
 
 
 def test_documents_round_trip_with_metadata(tmp_path):
