@@ -92,8 +92,39 @@ def signature(hashes: np.ndarray, permutations: Permutations) -> np.ndarray:
 def signatures(
     word_hashes: list[np.ndarray], shingle_words: int, permutations: Permutations
 ) -> list[np.ndarray]:
-    """MinHash signature of each document, from its word hashes."""
-    return [signature(shingle_hashes(h, shingle_words), permutations) for h in word_hashes]
+    """MinHash signature of each document, from its word hashes.
+
+    Documents are permuted together, as many as fill a block: one product and one
+    segmented minimum for the block cost less than a few numpy calls per document.
+    """
+    sets = [shingle_hashes(h, shingle_words) for h in word_hashes]
+    values = np.full((len(sets), permutations.a.size), _UINT32_MAX, dtype=np.uint32)
+    group: list[int] = []
+    size = 0
+    for index, hashes in enumerate(sets):
+        if hashes.size > _BLOCK:  # a long document fills blocks on its own
+            values[index] = signature(hashes, permutations)
+            continue
+        if size + hashes.size > _BLOCK:
+            values[group] = _permute_together([sets[i] for i in group], permutations)
+            group, size = [], 0
+        if hashes.size:  # the empty set keeps the maximum
+            group.append(index)
+            size += hashes.size
+    if group:
+        values[group] = _permute_together([sets[i] for i in group], permutations)
+    return list(values)
+
+
+def _permute_together(sets: list[np.ndarray], permutations: Permutations) -> np.ndarray:
+    """The signatures of non-empty shingle sets of at most ``_BLOCK`` shingles in all."""
+    sizes = np.fromiter(map(len, sets), dtype=np.int64, count=len(sets))
+    starts = np.zeros(len(sets), dtype=np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    mixed = _fmix32(np.concatenate(sets).astype(np.uint32, copy=False))
+    block = np.multiply.outer(permutations.a, mixed)  # uint32 products wrap, as in signature
+    block += permutations.b[:, None]
+    return np.minimum.reduceat(block, starts, axis=1).T
 
 
 def lsh_bands(cfg: DedupParams) -> list[tuple[int, int]]:

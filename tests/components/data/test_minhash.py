@@ -12,7 +12,13 @@ import pytest
 from datasketch import MinHash, MinHashLSH
 
 from components.core.errors import ConfigError
-from components.data.minhash import Permutations, lsh_bands, shingle_hashes, signature
+from components.data.minhash import (
+    Permutations,
+    lsh_bands,
+    shingle_hashes,
+    signature,
+    signatures,
+)
 from components.data.params import DedupParams
 from components.data.wordarrays import TextArrays, hash_strings
 
@@ -93,6 +99,18 @@ def test_signature_equals_datasketchs_minhash(shingles):
     ours = signature(hashes, Permutations.of(cfg))
     assert ours.dtype == np.uint32
     assert ours.tolist() == reference.hashvalues.tolist()
+
+
+def test_documents_permuted_together_get_their_own_signatures():
+    """Batched signatures equal one document's at a time: short, empty and long documents."""
+    rng = np.random.default_rng(3)
+    sizes = [0, 1, 4, 5, 700, 9000, 300, 0, 8000, 200, 2]
+    words = [rng.integers(0, 2**63, size, dtype=np.uint64) for size in sizes]
+    perms = Permutations.of(DedupParams(num_perm=32, seed=5))
+    together = signatures(words, 5, perms)
+    alone = [signature(shingle_hashes(w, 5), perms) for w in words]
+    assert [s.tolist() for s in together] == [s.tolist() for s in alone]
+    assert together[0].tolist() == [np.iinfo(np.uint32).max] * 32  # no words: the maximum
 
 
 @pytest.mark.parametrize(("num_perm", "seed"), [(16, 0), (128, 1), (256, 12345)])
