@@ -15,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import IO
 
@@ -86,8 +87,9 @@ class CountingReader:
         return self._sha1.hexdigest()
 
 
+@lru_cache(maxsize=256)
 def _local(tag: str) -> str:
-    """Tag name without its XML namespace."""
+    """Tag name without its XML namespace (a dump uses a dozen tags, millions of times)."""
     return tag.rpartition("}")[2]
 
 
@@ -211,18 +213,17 @@ class DumpReader:
         return elem
 
 
-def _child_text(elem: ET.Element, name: str) -> str | None:
+def _children(elem: ET.Element) -> dict[str, ET.Element]:
+    """An element's children by local tag name (the first of each name)."""
+    children: dict[str, ET.Element] = {}
     for child in elem:
-        if _local(child.tag) == name:
-            return child.text
-    return None
+        children.setdefault(_local(child.tag), child)
+    return children
 
 
-def _child(elem: ET.Element, name: str) -> ET.Element | None:
-    for child in elem:
-        if _local(child.tag) == name:
-            return child
-    return None
+def _text(children: dict[str, ET.Element], name: str) -> str | None:
+    child = children.get(name)
+    return child.text if child is not None else None
 
 
 def _to_int(value: str | None) -> int | None:
@@ -234,25 +235,27 @@ def _to_int(value: str | None) -> int | None:
 
 def _page(elem: ET.Element) -> Page:
     """Build a Page from a ``<page>`` element, flagging what is missing instead of raising."""
-    page_id = _to_int(_child_text(elem, "id"))
-    title = (_child_text(elem, "title") or "").strip()
-    revision = _child(elem, "revision")
-    text = _child_text(revision, "text") if revision is not None else None
+    page = _children(elem)
+    page_id = _to_int(_text(page, "id"))
+    title = (_text(page, "title") or "").strip()
+    revision_elem = page.get("revision")
+    revision = _children(revision_elem) if revision_elem is not None else {}
+    text = _text(revision, "text")
     problem = None
     if page_id is None:
         problem = "missing_id"
     elif not title:
         problem = "missing_title"
-    elif revision is None or text is None:
+    elif revision_elem is None or text is None:
         problem = "missing_text"
     return Page(
         id=page_id if page_id is not None else -1,
         title=title,
-        ns=_to_int(_child_text(elem, "ns")) or 0,
-        redirect=_child(elem, "redirect") is not None,
-        revision_id=_to_int(_child_text(revision, "id")) if revision is not None else None,
-        timestamp=_child_text(revision, "timestamp") if revision is not None else None,
-        model=(_child_text(revision, "model") if revision is not None else None) or "wikitext",
+        ns=_to_int(_text(page, "ns")) or 0,
+        redirect="redirect" in page,
+        revision_id=_to_int(_text(revision, "id")),
+        timestamp=_text(revision, "timestamp"),
+        model=_text(revision, "model") or "wikitext",
         text=text or "",
         problem=problem,
     )
