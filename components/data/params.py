@@ -194,6 +194,11 @@ class ValidateParams(Section):
     min_stop_word_ratio: float = Field(0.05, ge=0, le=1)
     max_stop_word_ratio: float = Field(0.8, ge=0, le=1)
     max_duplicate_rate: float = Field(0.0, ge=0, le=1)
+    # A dump of millions of articles has a few whose statistics fall just outside a range
+    # that the corpus as a whole keeps: the share of documents each range must hold for.
+    mostly: float = Field(
+        0.999, gt=0, le=1, description="share of documents each n_chars and stop-word range needs"
+    )
     workers: int = Field(0, ge=0, description="0 means one per CPU core")
 
     @model_validator(mode="after")

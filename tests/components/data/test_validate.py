@@ -159,6 +159,22 @@ def test_bounds_come_from_params(workspace, corpora):
     assert "'min_chars': 10" in str(json.loads((workspace.validate / "meta.json").read_text()))
 
 
+NAMES = "Anna Berg Carl Dahl Emil Frank Gustav " * 10  # no stop words: a ratio of 0
+
+
+def test_a_few_outliers_within_validate_mostly_pass_and_are_reported(workspace, corpora, caplog):
+    """A dump of millions has a few documents just outside a range: a share may be."""
+    corpora([*_docs(99), Document(99, "Names", NAMES)], ingest=_docs(100))
+    with pytest.raises(ValidationFailed, match="1 document, e.g. id 99"):
+        run(make_params(validate={"mostly": 1}), workspace)
+    result = run(make_params(validate={"mostly": 0.99}), workspace)
+    assert result.success
+    assert result.outliers == {"stop_word_ratio": 1}
+    assert "1 documents by stop_word_ratio outside their range" in caplog.text
+    with pytest.raises(ValidationFailed, match="for at least 99.50% of documents"):
+        run(make_params(validate={"mostly": 0.995}), workspace)
+
+
 def test_duplicate_rate_within_the_allowed_bound_passes(workspace, corpora):
     clean = [*_docs(9), Document(9, "Copy", PROSE.format(name="Town 0"))]
     corpora(clean, ingest=_docs(10))
