@@ -45,7 +45,7 @@ from components.data.documents import (
     ShardWriter,
     arrow_column,
     count_rows,
-    read_shard,
+    read_batches,
     shard_batches,
     shard_paths,
     shard_rows,
@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 # Work comes to the workers in pieces of about 0.2 s: both stay busy to the last piece.
 _BATCH_DOCS = 128
 _BATCH_CHARS = 1_000_000
+# The write pass holds this many documents at a time (about 4 MB of text in Wikipedia).
+_WRITE_ROWS = 1024
 # What each ingested shard's assessment table holds (one row per document, in order).
 # ``text``: the normalised text where it differs from the input; ``output``: the kept text
 # with its stop words removed (clean.remove_stopwords).
@@ -188,19 +190,22 @@ def _write(shards: list[Path], folder: Path, decisions: np.ndarray, out: Path) -
     total = sum(shard_rows(path) for path in shards)
     with progress(total=total, unit="doc", desc="clean: write") as bar:
         for index, path in enumerate(shards):
-            documents = read_shard(path)
             outcomes = pq.read_table(_outcomes_path(folder, index))
-            if outcomes.num_rows != documents.num_rows:
+            done = 0
+            for batch in read_batches(path, batch_size=_WRITE_ROWS):
+                part = outcomes.slice(done, batch.num_rows)
+                reasons = [
+                    REASONS.get(next(candidates)) if reason is None else reason  # a candidate
+                    for reason in part.column("reason").to_pylist()
+                ]
+                tally.write(pa.Table.from_batches([batch]), part, reasons)
+                done += batch.num_rows
+                bar.update(batch.num_rows)
+            if done != outcomes.num_rows:
                 raise ArtifactError(
-                    f"{path} changed while clean ran ({documents.num_rows} documents, "
+                    f"{path} changed while clean ran ({done} documents, "
                     f"{outcomes.num_rows} assessed): run clean again"
                 )
-            reasons = [
-                REASONS.get(next(candidates)) if reason is None else reason  # a dedup candidate
-                for reason in outcomes.column("reason").to_pylist()
-            ]
-            tally.write(documents, outcomes, reasons)
-            bar.update(len(reasons))
     tally.kept.close()
     tally.rejected.close()
     return tally

@@ -245,18 +245,6 @@ def read_batches(path: Path, **options: Any) -> Iterator[pa.RecordBatch]:
         raise _unreadable(path, error) from None
 
 
-def read_shard(path: Path) -> pa.Table:
-    """One whole shard as a table.
-
-    Raises:
-        ArtifactError: the shard is truncated or corrupt.
-    """
-    try:
-        return _open(path).read()
-    except (pa.ArrowException, OSError) as error:
-        raise _unreadable(path, error) from None
-
-
 def iter_batches(
     folder: Path, batch_rows: int = 1024, batch_chars: int | None = None
 ) -> Iterator[list[Document]]:
