@@ -10,8 +10,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import uuid
@@ -27,12 +30,67 @@ META_FILE = "meta.json"
 TOKENIZER_FILE = "tokenizer.json"
 SERVING_FILE = "serving.json"
 _CHUNK = 1 << 20
+# The owner that :func:`temp_prefix` writes into a temporary name.
+_OWNER = re.compile(r"\.tmp-(?P<pid>\d+)@(?P<host>.+)-[^-]*$")
+log = logging.getLogger(__name__)
+
+
+def temp_prefix(path: Path) -> str:
+    """The name prefix of a temporary sibling of ``path``: it names its owner (pid, host).
+
+    A later run removes such a leftover only once its owner is gone (:func:`_remove_stale`).
+    """
+    return f".{path.name}.tmp-{os.getpid()}@{socket.gethostname()}-"
 
 
 def _remove_stale(target: Path) -> None:
-    """Delete temporaries left by an earlier run that was killed mid-write."""
-    for stale in target.parent.glob(f".{target.name}.*-*"):
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(True)
+    """Clean what killed runs left beside ``target``, losing no output.
+
+    A temporary folder or file goes once its owner is gone (those of older versions name
+    none). A run killed between the two renames of :func:`_swap_into_place` left the previous
+    output moved aside and nothing in its place: it is put back.
+    """
+    for stale in target.parent.glob(f".{target.name}.tmp-*"):
+        if _owner_gone(stale.name):
+            _remove(stale)
+        else:
+            log.warning("kept %s: the process that writes it still runs", stale)
+    previous = sorted(target.parent.glob(f".{target.name}.old-*"), key=_modified)
+    if previous and not target.exists():
+        previous.pop().replace(target)
+        log.warning("restored %s: a killed run had moved it aside", target)
+    for old in previous:
+        _remove(old)
+
+
+def _owner_gone(name: str) -> bool:
+    """Whether the owner a temporary name records has ended (a name without one: yes).
+
+    An owner on another host cannot be asked, so it counts as running: its leftover stays.
+    """
+    owner = _OWNER.search(name)
+    if owner is None:
+        return True
+    pid, host = int(owner["pid"]), owner["host"]
+    if host != socket.gethostname():
+        return False
+    if pid == os.getpid():
+        return True  # this process's own leftover, from a block that has ended
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, and someone else's
+    return False
+
+
+def _modified(path: Path) -> float:
+    return path.lstat().st_mtime
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(True)
 
 
 @contextmanager
@@ -44,7 +102,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it private; outputs get the usual mode
     try:
         yield tmp
@@ -62,7 +120,7 @@ def _swap_into_place(new: Path, target: Path) -> None:
         target.replace(old)
     new.replace(target)
     if old is not None:
-        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(True)
+        _remove(old)  # only now: the new output is in place
 
 
 def _umask() -> int:
@@ -74,7 +132,7 @@ def _umask() -> int:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temporary file in the same folder, then rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(data, handle, indent=2, sort_keys=False, ensure_ascii=False, default=str)
@@ -89,7 +147,7 @@ def write_json(path: Path, data: Any) -> None:
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str] | None = None) -> None:
     """Write dict rows as CSV atomically; the columns are the first row's keys by default."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
             fields = columns or (list(rows[0]) if rows else [])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from components.core.artifacts import temp_prefix
 from components.core.errors import ArtifactError
 
 MAGIC = b"WIKILMTK"
@@ -74,7 +75,7 @@ def write_tokens(path: Path, chunks: Iterable[np.ndarray], vocab_size: int) -> i
     """
     dtype = dtype_for(vocab_size)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), dir=path.parent)
     count = 0
     try:
         with os.fdopen(fd, "wb") as out:

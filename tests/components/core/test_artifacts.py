@@ -1,4 +1,8 @@
 import json
+import os
+import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -41,12 +45,79 @@ def test_atomic_dir_keeps_previous_output_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
-def test_atomic_dir_removes_leftovers_of_a_killed_run(tmp_path):
-    stale = tmp_path / ".out.tmp-abc123"
-    stale.mkdir()
-    (stale / "partial").write_text("x")
+def _leftover(folder, name: str) -> None:
+    (folder / name).mkdir()
+    (folder / name / "partial").write_text("x")
+
+
+def test_atomic_dir_removes_leftovers_whose_owner_is_gone(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    _leftover(tmp_path, f".out.tmp-{dead.pid}@{host}-abc123")  # a killed run's
+    _leftover(tmp_path, ".out.tmp-abc123")  # an older version's: no owner named
     with atomic_dir(tmp_path / "out") as tmp:
         (tmp / "ok").write_text("ok")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_atomic_dir_keeps_the_temporary_folder_of_a_process_that_still_runs(tmp_path):
+    """Two real processes: one writes its output, the other must not remove its work."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITE_SLOWLY, str(tmp_path / "out")], stdout=subprocess.PIPE
+    )
+    try:
+        assert writer.stdout.readline().strip() == b"writing"
+        elsewhere = f".out.tmp-{os.getpid()}@another-host-x1-abc123"
+        _leftover(tmp_path, elsewhere)  # another host's run: it cannot be asked
+        with atomic_dir(tmp_path / "out") as tmp:
+            (tmp / "mine").write_text("mine")
+        kept = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tmp-"))
+        assert kept == sorted([elsewhere, f".out.tmp-{writer.pid}@{socket.gethostname()}-x"])
+    finally:
+        writer.kill()
+        writer.wait()
+    with atomic_dir(tmp_path / "out") as tmp:  # now its owner is gone
+        (tmp / "again").write_text("again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [elsewhere, "out"]
+
+
+# A process that holds a temporary folder named as atomic_dir names it, for a while.
+WRITE_SLOWLY = """
+import os, socket, sys, time
+from pathlib import Path
+out = Path(sys.argv[1])
+(out.parent / f".{out.name}.tmp-{os.getpid()}@{socket.gethostname()}-x").mkdir()
+print("writing", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_run_killed_between_the_renames_loses_no_output(tmp_path):
+    """The previous output was moved aside and the new one not yet moved in: it comes back."""
+    target = tmp_path / "out"
+    with atomic_dir(target) as tmp:
+        (tmp / "v1").write_text("1")
+    target.replace(tmp_path / ".out.old-1a2b3c4d")  # where the kill left it
+    _leftover(tmp_path, ".out.tmp-abc123")  # and the new output, never moved in
+
+    def fail():
+        with atomic_dir(target) as tmp:
+            (tmp / "v2").write_text("2")
+            raise RuntimeError("killed again")
+
+    with pytest.raises(RuntimeError):
+        fail()
+    assert [p.name for p in target.iterdir()] == ["v1"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_moved_aside_output_goes_once_the_new_one_is_in_place(tmp_path):
+    target = tmp_path / "out"
+    _leftover(tmp_path, "out")
+    _leftover(tmp_path, ".out.old-1a2b3c4d")  # killed after the new output moved in
+    with atomic_dir(target) as tmp:
+        (tmp / "v3").write_text("3")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
