@@ -16,6 +16,8 @@ import warnings
 from pathlib import Path
 
 from components.core.artifacts import META_FILE, write_json
+from components.core.checkout_lock import checkout_lock
+from components.core.disk import space_for
 from components.core.distributed import is_global_zero
 from components.core.errors import WikilmError
 from components.core.parallel import prestart, worker_count
@@ -137,9 +139,26 @@ def start_local_workers(stage: str, params: Params) -> bool:
 
 
 def run_stage_in_process(stage: str, params_file: Path, root: Path | None = None) -> dict:
-    """Validate params, run ``stage`` and write its metrics; returns the metrics dict."""
+    """Validate params, then run ``stage`` holding the checkout; returns its metrics.
+
+    Raises:
+        CheckoutBusy: another run holds the checkout (before any work).
+        DiskFull: a disk filled up while the stage wrote (what it finished is kept).
+    """
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, root or params_file.resolve().parent)
+    if not is_global_zero():  # the other processes of a job that rank 0 holds it for
+        with space_for(paths.output(stage)):
+            return _run_stage(stage, params, paths)
+    with (
+        checkout_lock(paths.root, f"python -m components {stage}"),
+        space_for(paths.output(stage)),
+    ):
+        return _run_stage(stage, params, paths)
+
+
+def _run_stage(stage: str, params: Params, paths: Paths) -> dict:
+    """Run ``stage`` and write its metrics (see :func:`run_stage_in_process`)."""
     started = time.perf_counter()
     entry = STAGES[stage]
     # The worker server imports its module while this process imports the stage's.

@@ -17,9 +17,11 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.core.checkout_lock import checkout_lock
 from components.core.errors import WikilmError
 from components.core.paths import Paths
 from components.core.tracking import Tracker, flatten, lineage, numeric, pipeline_run
@@ -101,20 +103,28 @@ def run_tracked(
     """The stages, registration and approval under one MLflow parent run, then its record.
 
     ``approve`` (the flow's pause for a reviewer) is asked only with
-    ``promote.approval: manual``; without it, versions wait for ``wikilm approve``.
+    ``promote.approval: manual``; without it, versions wait for ``wikilm approve``. The
+    checkout is held while the stages write to it, not while the run waits for a reviewer.
+
+    Raises:
+        CheckoutBusy: another run holds the checkout (before any stage runs).
     """
-    with pipeline_run(paths, params.model_dump(mode="json", by_alias=True)) as parent:
-        if parent.run_id:
-            log.info("pipeline: MLflow parent run %s", parent.run_id)
-        reports = run_stages()
-        outcomes: list[Outcome] = []
-        if parent.run_id:  # the registry lives in MLflow: nothing to register without it
-            outcomes = register()
-        else:
-            log.warning("pipeline: tracking is off, so nothing is registered or promoted")
-        if approve is not None and params.promote.approval == "manual":
-            outcomes = approve(outcomes)
-        record_outcome(parent, params, paths)
+    # The checkout is taken before the run opens, and let go once the stages are done.
+    with ExitStack() as held:
+        held.enter_context(checkout_lock(paths.root, "wikilm run"))
+        with pipeline_run(paths, params.model_dump(mode="json", by_alias=True)) as parent:
+            if parent.run_id:
+                log.info("pipeline: MLflow parent run %s", parent.run_id)
+            reports = run_stages()  # their processes hold the checkout as part of this run
+            held.close()
+            outcomes: list[Outcome] = []
+            if parent.run_id:  # the registry lives in MLflow: nothing to register without it
+                outcomes = register()
+            else:
+                log.warning("pipeline: tracking is off, so nothing is registered or promoted")
+            if approve is not None and params.promote.approval == "manual":
+                outcomes = approve(outcomes)
+            record_outcome(parent, params, paths)
     return PipelineResult(reports, outcomes)
 
 

@@ -50,3 +50,9 @@ class ArtifactError(WikilmError):
 
 class ValidationFailed(WikilmError):
     """The data-quality suite found unmet expectations."""
+
+
+class DiskFull(WikilmError):
+    """A disk filled up while a stage wrote to it; nothing half-written was left as done."""
+
+    exit_code = 73  # EX_CANTCREAT (sysexits.h): not a retry's business until space is freed
