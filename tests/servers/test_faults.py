@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from components.cli import execute
 from components.core.errors import Unreachable
 from tests.conftest import CPU_TRAINER, TINY_MODEL
 from tests.servers.conftest import environment, plain_mlflow, prefect_client
+from tests.servers.own_postgres import OwnPostgres
 from tests.servers.processes import ServerProcess, free_port
 
 pytestmark = pytest.mark.servers
@@ -62,48 +63,121 @@ def _pretrain_runs(uri: str) -> list:
     return client.search_runs([experiment.experiment_id], "tags.`wikilm.stage` = 'pretrain'")
 
 
-def _kill_once_logging(server: Served, restart_after_s: float, seen: dict) -> None:
-    """Kill the server once the stage's run has training metrics; start it again later."""
+def _once_logging(uri: str, fault: Callable[[], None], seen: dict) -> None:
+    """Cause ``fault`` once the stage's run on ``uri`` has training metrics."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         try:
-            runs = _pretrain_runs(server.uri)
+            runs = _pretrain_runs(uri)
         except Exception:  # noqa: BLE001 - the server starting up: ask again
             runs = []
         if runs and "train/loss" in runs[0].data.metrics:
-            seen["status_at_kill"] = runs[0].info.status
-            server.process.kill()
-            time.sleep(restart_after_s)
-            server.process.start()
+            seen["status_at_fault"] = runs[0].info.status
+            fault()
             return
         time.sleep(0.2)
 
 
-def test_mlflow_killed_mid_pretrain_loses_nothing(trained_workspace, mlflow_to_kill, monkeypatch):
-    root = trained_workspace.root
+def _outage(kill: Callable[[], None], start: Callable[[], None], seconds: float):
+    """A fault: ``kill``, then ``start`` again after ``seconds``."""
+
+    def fault() -> None:
+        kill()
+        time.sleep(seconds)
+        start()
+
+    return fault
+
+
+def _pretrain_in(root: Path, uri: str, monkeypatch, patience_s: int = 120) -> None:
+    """Params for a short pretraining in ``root``, tracked on ``uri``."""
     params = {"model": TINY_MODEL, "trainer": CPU_TRAINER, "pretrain": PRETRAIN}
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_to_kill.uri)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     # MLflow's client retries for minutes itself; with its retries off, this outage outlasts
     # them, as a longer one would in production.
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("WIKILM_TRACKING_PATIENCE_S", "120")
+    monkeypatch.setenv("WIKILM_TRACKING_PATIENCE_S", str(patience_s))
     monkeypatch.delenv("WIKILM_PARENT_RUN_ID", raising=False)
+
+
+def _run_with(fault: Callable[[], None], uri: str, root: Path) -> tuple[int, dict]:
+    """Pretrain in ``root`` while ``fault`` strikes once it logs: exit code, what was seen."""
     seen: dict = {}
-    killer = threading.Thread(target=_kill_once_logging, args=(mlflow_to_kill, 4.0, seen))
-    killer.start()
+    striker = threading.Thread(target=_once_logging, args=(uri, fault, seen))
+    striker.start()
     code = execute("pretrain", root / "params.yaml", root)
-    killer.join()
-    assert seen.get("status_at_kill") == "RUNNING"  # killed while the stage was training
-    assert code == 0
-    (run,) = _pretrain_runs(mlflow_to_kill.uri)  # no second run
-    assert run.info.status == "FINISHED"
+    striker.join()
+    assert seen.get("status_at_fault") == "RUNNING"  # it struck while the stage trained
+    return code, seen
+
+
+def _all_logged_once(uri: str, root: Path) -> None:
+    """One finished run holding every logged step, as the stage's own plot has them."""
     from mlflow import MlflowClient
 
-    history = MlflowClient(mlflow_to_kill.uri).get_metric_history(run.info.run_id, "train/loss")
+    (run,) = _pretrain_runs(uri)  # no second run
+    assert run.info.status == "FINISHED"
+    history = MlflowClient(uri).get_metric_history(run.info.run_id, "train/loss")
     logged = sorted({m.step for m in history})
     written = [int(row["step"]) for row in csv.DictReader(_plot(root).open())]
     assert len(logged) == len(written) == PRETRAIN["max_steps"] // PRETRAIN["log_every"]
+
+
+def test_mlflow_killed_mid_pretrain_loses_nothing(trained_workspace, mlflow_to_kill, monkeypatch):
+    root = trained_workspace.root
+    _pretrain_in(root, mlflow_to_kill.uri, monkeypatch)
+    server = mlflow_to_kill.process
+    code, _ = _run_with(_outage(server.kill, server.start, 4.0), mlflow_to_kill.uri, root)
+    assert code == 0
+    _all_logged_once(mlflow_to_kill.uri, root)
+
+
+@pytest.fixture
+def postgres_to_kill() -> Iterator[OwnPostgres]:
+    """A PostgreSQL server of this test's own (initdb): the test crashes it."""
+    server = OwnPostgres.create()
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def mlflow_on_own_postgres(postgres_to_kill, tmp_path) -> Iterator[str]:
+    """An ``mlflow server`` whose store is the PostgreSQL server the test crashes: its URI."""
+    store, artifacts = postgres_to_kill.create_database("mlflow"), (tmp_path / "artifacts")
+    uri, server = plain_mlflow(store, artifacts.as_uri(), environment(), tmp_path)
+    server.start()
+    yield uri
+    server.stop()
+
+
+def test_postgresql_crashed_mid_pretrain_and_restarted_loses_nothing(
+    trained_workspace, postgres_to_kill, mlflow_on_own_postgres, monkeypatch
+):
+    """SIGKILL to the database under the tracking server, then a restart (crash recovery)."""
+    root, uri = trained_workspace.root, mlflow_on_own_postgres
+    _pretrain_in(root, uri, monkeypatch)
+    crash = _outage(postgres_to_kill.kill, postgres_to_kill.start, 4.0)
+    code, _ = _run_with(crash, uri, root)
+    assert code == 0
+    _all_logged_once(uri, root)
+
+
+def test_postgresql_gone_for_good_ends_the_stage_clearly_and_a_rerun_finishes(
+    trained_workspace, postgres_to_kill, mlflow_on_own_postgres, monkeypatch, capsys
+):
+    root, uri = trained_workspace.root, mlflow_on_own_postgres
+    _pretrain_in(root, uri, monkeypatch, patience_s=5)
+    code, _ = _run_with(postgres_to_kill.kill, uri, root)
+    assert code == Unreachable.exit_code  # a retry's business: the database may come back
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith("error: pretrain: ")
+    assert "127.0.0.1" in errors[0]
+    postgres_to_kill.start()
+    assert execute("pretrain", root / "params.yaml", root) == 0
+    _all_logged_once(uri, root)
 
 
 def _plot(root: Path) -> Path:
@@ -157,7 +231,7 @@ def _wait_for_pause(paths, model: str, flow: subprocess.Popen) -> str:
     pytest.fail(f"the flow never paused for {model}")
 
 
-def test_an_approval_after_a_prefect_restart_promotes_exactly_one_version(
+def test_an_approval_after_a_prefect_crash_promotes_exactly_one_version(
     exported_workspace, prefect_server, monkeypatch
 ):
     from components.registry.store import CHAMPION, CLASSIFIER, LM, Registry
@@ -180,7 +254,8 @@ def test_an_approval_after_a_prefect_restart_promotes_exactly_one_version(
         text=True,
     )
     run_id = _wait_for_pause(exported_workspace, CLASSIFIER, flow)
-    prefect_server.process.restart()  # same port, same PostgreSQL database
+    prefect_server.process.kill()  # a crash (SIGKILL) while the run waits for approval
+    prefect_server.process.start()  # same port, same PostgreSQL database
     (root / "params.yaml").write_text("promote: {approval: manual, min_margin_over_tfidf: -1.0}\n")
     reviewer = environment(WIKILM_USER="ana", PREFECT_API_URL=prefect_server.api_url)
     versions = {}
