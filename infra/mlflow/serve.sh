@@ -4,7 +4,10 @@
 # stays in the environment (MLFLOW_AUTH_ADMIN_PASSWORD), never on disk, as does the key that
 # signs the auth app's CSRF tokens (MLFLOW_FLASK_SERVER_SECRET_KEY).
 set -eu
-: "${MLFLOW_FLASK_SERVER_SECRET_KEY:?set it to a long random string: it signs the auth app's CSRF tokens}"
+# Refuse to start with a secret unset, empty or still infra/.env.example's placeholder (one
+# line naming each). The S3 key may be absent (an instance role, say), not a placeholder.
+sh "$(dirname "$0")/../check-secrets.sh" MLFLOW_ADMIN_PASSWORD MLFLOW_FLASK_SERVER_SECRET_KEY \
+  MLFLOW_BACKEND_STORE_URI MLFLOW_AUTH_DATABASE_URI 'AWS_SECRET_ACCESS_KEY?'
 config="$(mktemp -d)/basic_auth.ini"
 cat > "$config" <<INI
 [mlflow]
