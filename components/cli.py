@@ -13,7 +13,9 @@ import os
 import sys
 import time
 import warnings
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from types import ModuleType
 
 from components.core.artifacts import META_FILE, write_json
 from components.core.checkout_lock import checkout_lock
@@ -139,26 +141,20 @@ def start_local_workers(stage: str, params: Params) -> bool:
 
 
 def run_stage_in_process(stage: str, params_file: Path, root: Path | None = None) -> dict:
-    """Validate params, then run ``stage`` holding the checkout; returns its metrics.
+    """Validate params, run ``stage`` and write its metrics; returns the metrics dict.
 
     Raises:
-        CheckoutBusy: another run holds the checkout (before any work).
+        CheckoutBusy: another run holds the checkout (before the stage records anything).
         DiskFull: a disk filled up while the stage wrote (what it finished is kept).
     """
     params = load_params(params_file)
     paths = Paths.resolve(params.paths, root or params_file.resolve().parent)
-    if not is_global_zero():  # the other processes of a job that rank 0 holds it for
-        with space_for(paths.output(stage)):
-            return _run_stage(stage, params, paths)
-    with (
-        checkout_lock(paths.root, f"python -m components {stage}"),
-        space_for(paths.output(stage)),
-    ):
+    with space_for(paths.output(stage)):
         return _run_stage(stage, params, paths)
 
 
 def _run_stage(stage: str, params: Params, paths: Paths) -> dict:
-    """Run ``stage`` and write its metrics (see :func:`run_stage_in_process`)."""
+    """Check the stage's settings, then run it holding the checkout."""
     started = time.perf_counter()
     entry = STAGES[stage]
     # The worker server imports its module while this process imports the stage's.
@@ -166,9 +162,22 @@ def _run_stage(stage: str, params: Params, paths: Paths) -> dict:
     module = entry.load()
     quiet_libraries()
     # Settings this machine or its launcher cannot run (trainer: devices, nodes, strategy)
-    # fail here, before the stage records a run or does any work.
+    # fail here, before the stage takes the checkout, records a run or does any work.
     if hasattr(module, "preflight"):
         module.preflight(params)
+    with _checkout(stage, paths):
+        return _record(stage, params, paths, module, started)
+
+
+def _checkout(stage: str, paths: Paths) -> AbstractContextManager:
+    """The checkout, held for the stage; in a distributed job, rank 0 holds it for all."""
+    if not is_global_zero():
+        return nullcontext()
+    return checkout_lock(paths.root, f"python -m components {stage}")
+
+
+def _record(stage: str, params: Params, paths: Paths, module: ModuleType, started: float) -> dict:
+    """Run the stage's module under its MLflow run; write and log its metrics."""
     # A resumable stage continues the MLflow run of its interrupted execution.
     resume = module.resume_run_id(params, paths) if hasattr(module, "resume_run_id") else None
     recorded = stage_params(params, stage)
