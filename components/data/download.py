@@ -16,13 +16,11 @@ beside it:
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import http.client
 import json
 import logging
 import re
-import shutil
 import ssl
 import urllib.error
 import urllib.request
@@ -33,6 +31,7 @@ from typing import Any, BinaryIO
 from urllib.parse import urlparse
 
 from components.core.artifacts import file_digest, write_json
+from components.core.disk import free_bytes, is_disk_full
 from components.core.errors import SourceError, Unreachable
 from components.core.progress import progress
 
@@ -390,19 +389,13 @@ def _disk(path: Path, total: int | None = None) -> Iterator[None]:
 def _disk_error(path: Path, error: OSError, total: int | None) -> SourceError:
     """The one-line report of a local file that cannot be written."""
     reason = error.strerror or str(error)
-    if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+    if not is_disk_full(error):
         return SourceError(
             f"cannot write {path}: {reason}; paths.downloads must be a writable folder"
         )
     needed = f"{total - _size(path):,} more bytes needed, " if total is not None else ""
+    free = f"{free_bytes(path.parent):,} bytes free"
     return SourceError(
-        f"cannot write {path}: {reason} ({needed}{_free_space(path.parent)}): free some "
-        "space, or point paths.downloads at a bigger disk"
+        f"cannot write {path}: {reason} ({needed}{free}): free some space, or point "
+        "paths.downloads at a bigger disk"
     )
-
-
-def _free_space(folder: Path) -> str:
-    try:
-        return f"{shutil.disk_usage(folder).free:,} bytes free"
-    except OSError:
-        return "free space unknown"
