@@ -22,7 +22,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export GX_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install lock lbzip2 run test lint format bench clean-outputs help
+.PHONY: install lock lbzip2 chromium run test lint format bench clean-outputs help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -36,7 +36,7 @@ $(STAMP): $(LOCK) $(DATA_LOCK) pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP) lbzip2  ## create .venv and install the project from locks/ (idempotent)
+install: $(STAMP) lbzip2 chromium  ## create .venv and install the project from locks/ (idempotent)
 
 # The CUDA lock (infra/Dockerfile.cuda) differs from the CPU one only in torch and what
 # torch's CUDA build needs; tests/test_locks.py holds the three to pyproject.toml.
@@ -58,6 +58,23 @@ lbzip2:
 	      || echo "note: apt-get could not install lbzip2; ingest decodes bz2 with Python's bz2"; \
 	  else \
 	    echo "note: lbzip2 is not installed; ingest decodes bz2 with Python's bz2 (apt install lbzip2)"; \
+	  fi; }
+
+# Chromium and its WebDriver: the tests drive the model registry's review pages in a real
+# headless browser (tests/servers/browser.py), which Selenium finds at these paths and never
+# downloads. Installed with apt-get when make runs as root; without recommends, which add a
+# desktop's printing, power and GPU stacks that a headless browser never uses.
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver with apt-get"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    get="apt-get install -y -qq --no-install-recommends chromium chromium-driver"; \
+	    $$get >/dev/null 2>&1 \
+	      || { apt-get update -qq >/dev/null 2>&1 && $$get >/dev/null 2>&1; } \
+	      || echo "note: apt-get could not install chromium and chromium-driver; browser tests fail"; \
+	  else \
+	    echo "note: no chromium or chromedriver: browser tests fail (apt install chromium chromium-driver)"; \
 	  fi; }
 
 run: install  ## run the pipeline on params.yaml (builtin sample by default)
