@@ -92,10 +92,11 @@ format: install  ## apply ruff formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install  ## benchmarks: ingest+clean against WikiExtractor; Lightning against a plain loop; no-op run
+bench: install  ## benchmarks: ingest+clean against WikiExtractor; Lightning against a plain loop; no-op run; predict against pyfunc
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/noop_run.py
+	$(BIN)/python benchmarks/predict.py
 
 clean-outputs:  ## remove pipeline outputs (not the DVC cache)
 	rm -rf data models reports metrics plots

@@ -12,8 +12,9 @@ Layers, top to bottom; a module imports only from its own layer or the ones belo
 - :mod:`components.model`: the GPT model, its Lightning training, fine-tuning, evaluation;
 - :mod:`components.data`: dumps to clean, validated text and token files;
 - :mod:`components.core`: the base of params sections, paths, errors, artifacts,
-  parallelism, MLflow tracking; it knows no stage. And :mod:`components.serving`, the pyfunc
-  models shipped inside every registered version, which imports nothing of this package.
+  parallelism, MLflow tracking; it knows no stage. And :mod:`components.serving`, prediction
+  with onnxruntime and the pyfunc models over it, shipped inside every registered version,
+  which imports nothing else of this package.
 
 No stage imports another stage's module: what stages share lives in shared modules.
 """

@@ -1,11 +1,16 @@
 """Manual approval in the Prefect flow, and the ``wikilm approve``/``reject`` side of it.
 
-With ``promote.approval: manual`` the flow pauses once per version awaiting approval, with a
-typed form for the Prefect UI. A reviewer may instead decide with the ``wikilm`` command: the
-version carries the id of the flow run waiting for it (tag ``wikilm.approval.flow_run``), so
-the command resumes that run, which then reports the decision at once instead of waiting for
-its timeout. The registry's approval tag is the decision's one record; the form's answer is
-applied only when nobody decided with the command meanwhile.
+Where the tracking server runs the wikilm app, the flow waits for the server's decision:
+it polls the version's state until a reviewer decides on the approval page (or with
+``wikilm approve``) or the timeout passes; no form, since the server knows who decides.
+
+Elsewhere, with ``promote.approval: manual`` the flow pauses once per version awaiting
+approval, with a typed form for the Prefect UI. A reviewer may instead decide with the
+``wikilm`` command: the version carries the id of the flow run waiting for it (tag
+``wikilm.approval.flow_run``), so the command resumes that run, which then reports the
+decision at once instead of waiting for its timeout. The registry's approval tag is the
+decision's one record; the form's answer is applied only when nobody decided with the
+command meanwhile.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from prefect.input import RunInput
 from prefect.runtime import flow_run
 
 from components.core.paths import Paths
+from components.core.tracking_server import redacted, unreachable
 from components.params import Params
 from components.registry.gate import AWAITING_APPROVAL, Outcome
+from components.registry.remote import ServerApp
 from components.registry.store import APPROVAL_TAG, WAITING_RUN_TAG, Registry, RegistryError
 
 REGISTRY_POLL_S = 2.0  # how often a wait without Prefect looks for the reviewer's decision
@@ -53,6 +60,9 @@ def await_approval(
 
 def _decide(params: Params, paths: Paths, outcome: Outcome, timeout_s: int) -> Outcome:
     """The outcome once the form is answered, a reviewer decided elsewhere, or time ran out."""
+    server = Registry(paths).server
+    if server is not None:
+        return _await_server(server, outcome, timeout_s)
     if decided := _decided_elsewhere(paths, outcome):
         return replace(outcome, status=decided)
     logger = get_run_logger()
@@ -69,6 +79,47 @@ def _decide(params: Params, paths: Paths, outcome: Outcome, timeout_s: int) -> O
         )
         return outcome
     return replace(outcome, status=_apply(params, paths, outcome, answer))
+
+
+def _await_server(server: ServerApp, outcome: Outcome, timeout_s: int) -> Outcome:
+    """The outcome once the server records a decision on the version, or time runs out.
+
+    A server that stops answering for a while (restarted, its database down) is waited for
+    until the timeout: the decision is the server's to record, whenever it is back.
+    """
+    logger = get_run_logger()
+    model, version = outcome.model, outcome.version
+    logger.info(
+        "waiting for a reviewer: %s v%s, at %s/wikilm/approvals",
+        model,
+        version,
+        redacted(server.uri),
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = _server_status(server, model, version)
+        if status not in (None, "pending"):
+            logger.info("%s v%s was %s on the tracking server", model, version, status)
+            return replace(outcome, status=status)
+        time.sleep(REGISTRY_POLL_S)
+    logger.warning(
+        "no decision on %s v%s within %d s: it stays challenger (the approval page, or "
+        "wikilm approve)",
+        model,
+        version,
+        timeout_s,
+    )
+    return outcome
+
+
+def _server_status(server: ServerApp, model: str, version: str) -> str | None:
+    """The version's state on the server; None while the server does not answer."""
+    try:
+        return server.get("version", model=model, version=version)["status"]
+    except Exception as error:
+        if not unreachable(error):
+            raise
+        return None
 
 
 def pause_key(model: str, version: str | int) -> str:
@@ -159,7 +210,7 @@ def _apply(params: Params, paths: Paths, outcome: Outcome, answer: ApprovalForm)
 
     A refused answer (four-eyes, a stale gate) leaves the version pending, its status as it was.
     """
-    from components.registry.promotion import approve, reject
+    from components.registry.review import approve, reject
 
     model, version = outcome.model, outcome.version
     try:

@@ -20,6 +20,17 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Champions' verified files (``wikilm predict``, the gate) in the session's own folder.
+
+    Never in the user's cache: a test may set its own (``WIKILM_MODEL_CACHE``) over it.
+    """
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("WIKILM_MODEL_CACHE", str(tmp_path_factory.mktemp("model-cache")))
+        yield
+
+
 @pytest.fixture
 def tiny_dump(tmp_path: Path) -> Path:
     """A bz2 dump of :func:`tests.dumps.sample_pages` (3 articles, 3 other pages)."""

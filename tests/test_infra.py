@@ -124,7 +124,8 @@ def test_mlflow_runs_on_postgres_with_s3_artifacts_and_basic_auth():
     assert env["MLFLOW_ARTIFACTS_DESTINATION"].startswith("s3://")
     assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
     script = (INFRA / "mlflow" / "serve.sh").read_text()
-    assert "--app-name basic-auth" in script
+    assert 'app="${MLFLOW_APP_NAME:-wikilm}"' in script  # the promotion rules in the server
+    assert '--app-name "$app"' in script
     assert "--serve-artifacts" in script  # clients never need the artifact bucket's key
     assert 'MLFLOW_AUTH_ADMIN_PASSWORD="$MLFLOW_ADMIN_PASSWORD"' in script
     assert "admin_password" not in script  # never written to the config file
@@ -711,7 +712,8 @@ def _stand_in(folder: Path, name: str, body: str) -> None:
 
 
 def test_mlflow_serve_refuses_placeholders_before_starting_the_server(tmp_path):
-    _stand_in(tmp_path / "bin", "mlflow", 'printf "%s\\n" "$@" > "$RECORD"')
+    body = 'printf "%s\\n" "$@" > "$RECORD"; cat "$WIKILM_SERVER_CONFIG" > "$RECORD.config"'
+    _stand_in(tmp_path / "bin", "mlflow", body)
     record = tmp_path / "mlflow-args"
     serve = ["sh", str(INFRA / "mlflow" / "serve.sh")]
     path = f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}"
@@ -725,7 +727,10 @@ def test_mlflow_serve_refuses_placeholders_before_starting_the_server(tmp_path):
     assert (started.returncode, started.stderr) == (0, "")
     args = record.read_text().split()
     assert args[0] == "server"
-    assert {"--serve-artifacts", "basic-auth"} <= set(args)
+    assert {"--serve-artifacts", "wikilm"} <= set(args)
+    # The wikilm app's rules name the worker's account as the pipeline's.
+    account = env["WIKILM_PIPELINE_ACCOUNT"]
+    assert (tmp_path / "mlflow-args.config").read_text() == f'pipeline_account: "{account}"\n'
 
 
 def _run_object_store_setup(tmp_path: Path, dotenv: dict[str, str]):

@@ -134,8 +134,11 @@ def _health(uri: str, timeout_s: float) -> str | None:
     import urllib.error
     import urllib.request
 
+    parts = urlsplit(uri)
+    # Credentials in the URI are for MLflow's client; the health check needs none.
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
     try:
-        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s)  # noqa: S310
+        urllib.request.urlopen(f"{bare.rstrip('/')}/health", timeout=timeout_s)  # noqa: S310
     except urllib.error.HTTPError:
         return None  # it answers (an auth proxy may refuse the unauthenticated check)
     except OSError as error:

@@ -8,7 +8,8 @@ command line.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 
 from components.registry.params import PromoteParams
 
@@ -23,6 +24,16 @@ class Evidence:
     p95_latency_ms: float
     champion_macro_f1: float | None = None  # on the challenger's test split; None: no champion
     tfidf_macro_f1: float | None = None  # TF-IDF + LR on the same split; None: not measured
+    champion_version: str | None = None  # the champion that was scored (None: none was)
+
+
+@dataclass(frozen=True)
+class LmEvidence:
+    """What the gate looks at for one language model version."""
+
+    bits_per_byte: float  # on held-out text
+    unigram_bits_per_byte: float  # the unigram baseline on the same text
+    parity_passed: bool
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,35 @@ def _beats_tfidf(e: Evidence, margin: float) -> tuple[bool, str]:
         f"macro-F1 {e.macro_f1:.4f} vs TF-IDF + LR {e.tfidf_macro_f1:.4f} on the same test "
         f"split: margin {gain:+.4f} > {margin}"
     )
+
+
+def decide_lm(evidence: LmEvidence, rules: PromoteParams) -> Decision:
+    """The LM must match its ONNX graph and beat the unigram baseline on held-out text."""
+    parity = evidence.parity_passed or not rules.require_parity
+    e = evidence
+    margin = rules.min_bits_per_byte_below_unigram
+    beats, compared = lm_beats_unigram(e.bits_per_byte, e.unigram_bits_per_byte, margin)
+    reasons = [rule(parity, "ONNX parity passed"), rule(beats, compared)]
+    return Decision(passed=parity and beats, reasons=reasons)
+
+
+def evidence_text(evidence: Evidence | LmEvidence) -> str:
+    """The evidence as recorded on a version (tag ``wikilm.evidence``), to be judged again."""
+    return json.dumps(asdict(evidence), sort_keys=True)
+
+
+def judge(text: str, rules: PromoteParams) -> Decision:
+    """The decision of ``rules`` on recorded evidence (see :func:`evidence_text`).
+
+    A tracking server judges what the pipeline measured by its own rules, not the pipeline's.
+
+    Raises:
+        ValueError: the text is not evidence of either kind.
+    """
+    fields = json.loads(text)
+    if "bits_per_byte" in fields:
+        return decide_lm(LmEvidence(**fields), rules)
+    return decide(Evidence(**fields), rules)
 
 
 def lm_beats_unigram(bits_per_byte: float, unigram: float, margin: float) -> tuple[bool, str]:

@@ -2,39 +2,57 @@
 
 Each model carries its ONNX graph, ``tokenizer.json`` and ``serving.json`` as artifacts, a
 signature and an input example, and pinned serving requirements, so ``mlflow models serve``
-and ``mlflow.pyfunc.load_model`` work anywhere without this repository.
+and ``mlflow.pyfunc.load_model`` work anywhere without this repository. Models are logged
+from code (a file that calls ``mlflow.models.set_model``) with the serving package as their
+code: nothing is pickled. The digest of the three served files (:func:`serving_digest`) is
+what ``wikilm predict`` checks before it loads them (:mod:`components.registry.champion`).
+
+MLflow and pandas are imported only to log: the digest is computed without them.
 """
 
 from __future__ import annotations
 
-import logging
+import hashlib
+import shutil
+import tempfile
 import warnings
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import SimpleNamespace
 from typing import NamedTuple
 
-import pandas as pd
-
-from components import serving
+import components
 from components.core.artifacts import SERVING_FILE, TOKENIZER_FILE
 from components.registry.store import CLASSIFIER, LM
+from components.serving.predictor import LM_PARAMS, ROLES, ServedFiles
 
 GRAPHS = {CLASSIFIER: "classifier.onnx", LM: "lm.onnx"}
-EXAMPLE = pd.DataFrame({"text": ["A gripping, beautifully acted film.", "Dull and far too long."]})
+# The version tag holding :func:`serving_digest` of the files the version serves.
+DIGEST_TAG = "wikilm.serving_digest"
+EXAMPLE_TEXTS = ["A gripping, beautifully acted film.", "Dull and far too long."]
 SERVING_PACKAGES = ("mlflow", "onnxruntime", "tokenizers", "pandas", "numpy")
+SERVING_CODE = Path(components.__file__).parent / "serving"
+# The models-from-code file of each model (in SERVING_CODE).
+MODEL_CODE = {CLASSIFIER: "classifier_model.py", LM: "lm_model.py"}
 
 
 def artifacts(export_dir: Path, model: str, graph: str | None = None) -> dict[str, str]:
-    """The files a served model loads, by the names :mod:`components.serving` expects.
+    """The files a served model loads, by the names :mod:`components.serving.pyfunc` expects.
 
     ``graph``: the ONNX file to serve, if not the model's fp32 graph (``GRAPHS``).
     """
-    return {
-        "graph": str(export_dir / (graph or GRAPHS[model])),
-        "tokenizer": str(export_dir / TOKENIZER_FILE),
-        "serving": str(export_dir / SERVING_FILE),
-    }
+    files = (graph or GRAPHS[model], TOKENIZER_FILE, SERVING_FILE)
+    return {role: str(export_dir / name) for role, name in zip(ROLES, files, strict=True)}
+
+
+def serving_digest(served: ServedFiles) -> str:
+    """One sha256 over the files a served model loads, by name and content, in a fixed order.
+
+    The sha256 of the lines ``<name> <sha256 of the file>`` (graph, tokenizer, serving
+    settings): a file renamed to another's role changes it as much as a changed byte.
+    """
+    lines = "".join(f"{name} {hashlib.sha256(data).hexdigest()}\n" for name, data in served.named())
+    return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
 def requirements() -> list[str]:
@@ -49,41 +67,61 @@ def requirements() -> list[str]:
 
 
 class Logged(NamedTuple):
-    """A logged model: its ``models:/`` URI and its id (a registry server asks for both)."""
+    """A logged model: its ``models:/`` URI, its id, and the digest of what it serves.
+
+    A registry server asks for both the URI and the id; ``digest`` (:func:`serving_digest`)
+    is the value of the version's ``DIGEST_TAG``.
+    """
 
     uri: str
     model_id: str
+    digest: str
+
+
+def stage_code(folder: Path) -> Path:
+    """Copy the serving package, as the package ``components.serving``, into ``folder``.
+
+    Only that package travels with a model (with ``components/__init__.py``, which holds no
+    code): what its models-from-code file imports, nothing of the pipeline.
+    """
+    package = folder / "components"
+    shutil.copytree(SERVING_CODE, package / "serving", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(Path(components.__file__), package / "__init__.py")
+    return package
 
 
 def log_model(export_dir: Path, model: str, graph: str | None = None) -> Logged:
-    """Log one pyfunc model into the active MLflow run.
+    """Log one pyfunc model, from code, into the active MLflow run.
 
     ``graph``: the ONNX file it serves, if not the model's fp32 graph (see :func:`artifacts`).
     """
     import mlflow
+    import pandas as pd
     from mlflow.models import infer_signature
 
-    kind = serving.OnnxClassifier if model == CLASSIFIER else serving.OnnxLanguageModel
+    from components.serving import pyfunc
+
     files = artifacts(export_dir, model, graph)
-    probe = kind()  # a loaded instance computes the example output; a fresh one is logged
+    kind = pyfunc.OnnxClassifier if model == CLASSIFIER else pyfunc.OnnxLanguageModel
+    probe = kind()  # computes the example output for the signature
     probe.load_context(SimpleNamespace(artifacts=files))
-    params = None if model == CLASSIFIER else serving.LM_PARAMS
-    output = probe.predict(None, EXAMPLE, params)
+    params = None if model == CLASSIFIER else LM_PARAMS
+    example = pd.DataFrame({"text": EXAMPLE_TEXTS})
+    output = probe.predict(None, example, params)
     with warnings.catch_warnings():
         # MLflow's hint that integer columns cannot hold missing values: token counts never
         # are missing.
         warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-        signature = infer_signature(EXAMPLE, output, params=params)
-    # MLflow cautions against pickled models from untrusted sources; these are our own,
-    # and their code travels with them (code_paths), so the caution is noise here.
-    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-    info = mlflow.pyfunc.log_model(
-        name=model,
-        python_model=kind(),
-        artifacts=files,
-        code_paths=[str(Path(serving.__file__).parent)],
-        signature=signature,
-        input_example=EXAMPLE,
-        pip_requirements=requirements(),
-    )
-    return Logged(info.model_uri, info.model_id)
+        signature = infer_signature(example, output, params=params)
+    with tempfile.TemporaryDirectory() as staging:
+        info = mlflow.pyfunc.log_model(
+            name=model,
+            python_model=str(SERVING_CODE / MODEL_CODE[model]),
+            artifacts=files,
+            code_paths=[str(stage_code(Path(staging)))],
+            signature=signature,
+            input_example=example,
+            pip_requirements=requirements(),
+        )
+    digest = serving_digest(ServedFiles.read(**files))
+    return Logged(info.model_uri, info.model_id, digest)

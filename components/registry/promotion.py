@@ -21,7 +21,7 @@ from components.core.errors import ArtifactError
 from components.core.identity import current_user
 from components.core.paths import Paths
 from components.core.tracking import fluent_tracking, lineage, stage_run
-from components.registry.access import acting_reviewer, require_manage
+from components.registry.champion import champion_predictor
 from components.registry.gate import (
     AWAITING_APPROVAL,
     FP32,
@@ -31,20 +31,21 @@ from components.registry.gate import (
     Decision,
     Evidence,
     Graph,
+    LmEvidence,
     Outcome,
     classifier_graph,
     decide,
-    lm_beats_unigram,
-    rule,
+    decide_lm,
+    evidence_text,
 )
-from components.registry.packaging import GRAPHS, Logged, log_model
+from components.registry.packaging import DIGEST_TAG, GRAPHS, Logged, log_model
 from components.registry.params import RegistrySections
 from components.registry.store import (
     APPROVAL_TAG,
-    ARRIVALS,
     CHALLENGER,
     CHAMPION,
     CLASSIFIER,
+    EVIDENCE_TAG,
     GATE_TAG,
     LM,
     METRIC_TAG,
@@ -67,15 +68,16 @@ def _metrics_file(paths: Paths, stage: str) -> dict:
 
 
 def champion_macro_f1(registry: Registry, test: pd.DataFrame, labels: list[str]) -> float | None:
-    """The current champion's macro-F1 on the challenger's test split (None: no champion)."""
-    if registry.alias(CLASSIFIER, CHAMPION) is None:
+    """The current champion's macro-F1 on the challenger's test split (None: no champion).
+
+    Its ONNX graph runs directly, checked against its digest: nothing of it is unpickled.
+    """
+    champion = champion_predictor(registry.uri, CLASSIFIER, CHAMPION, score_untagged=True)
+    if champion is None:
         return None
-    import mlflow.pyfunc
     from sklearn.metrics import f1_score
 
-    with fluent_tracking(registry.uri):
-        champion = mlflow.pyfunc.load_model(f"models:/{CLASSIFIER}@{CHAMPION}")
-    predicted = champion.predict(test[["text"]])["label"]
+    predicted = champion.predict(test["text"].astype(str).tolist()).labels
     actual = [labels[i] for i in test["label"]]
     return float(f1_score(actual, predicted, average="macro", labels=labels, zero_division=0))
 
@@ -95,6 +97,7 @@ def classifier_evidence(
         macro_f1 = export["int8"]["macro_f1"][graph.runtime]
     test = pd.read_parquet(paths.finetune / "splits" / "test.parquet")
     labels = list(scores["per_class"])
+    champion = registry.alias(CLASSIFIER, CHAMPION)
     return Evidence(
         accuracy=accuracy,
         macro_f1=macro_f1,
@@ -102,6 +105,7 @@ def classifier_evidence(
         p95_latency_ms=gated_latency_ms(export, graph.runtime),
         champion_macro_f1=champion_macro_f1(registry, test, labels),
         tfidf_macro_f1=evaluate["classifier"].get("tfidf_logreg", {}).get("macro_f1"),
+        champion_version=str(champion.version) if champion else None,
     )
 
 
@@ -110,17 +114,13 @@ def gated_latency_ms(export: dict, runtime: str = FP32.runtime) -> float:
     return export["latency"]["classifier"][runtime]["batch_1"]["p95_ms"]
 
 
-def lm_decision(evaluate: dict, export: dict, params: RegistrySections) -> Decision:
-    """The LM must match its ONNX graph and beat the unigram baseline on held-out text."""
-    val = evaluate["lm"]
-    parity = export["parity"]["lm"]["passed"] or not params.promote.require_parity
-    beats, compared = lm_beats_unigram(
-        val["val"]["bits_per_byte"],
-        val["val_unigram"]["bits_per_byte"],
-        params.promote.min_bits_per_byte_below_unigram,
+def lm_evidence(evaluate: dict, export: dict) -> LmEvidence:
+    """Gate inputs of the new LM: bits per byte beside the unigram baseline's, and parity."""
+    return LmEvidence(
+        bits_per_byte=evaluate["lm"]["val"]["bits_per_byte"],
+        unigram_bits_per_byte=evaluate["lm"]["val_unigram"]["bits_per_byte"],
+        parity_passed=export["parity"]["lm"]["passed"],
     )
-    reasons = [f"{'ok' if parity else 'FAIL'}: ONNX parity passed", rule(beats, compared)]
-    return Decision(passed=parity and beats, reasons=reasons)
 
 
 def _register(
@@ -188,14 +188,16 @@ def _register_and_gate(
     base_tags |= {"wikilm.run_id": run_id, TRIGGER_TAG: user, EXPORT_TAG: digest}
     evidence = classifier_evidence(registry, paths, evaluate, export, graph)
     gated = decide(evidence, params.promote)
+    lm = lm_evidence(evaluate, export)
     decisions = {
         CLASSIFIER: Decision(gated.passed, [f"ok: {graph.reason}", *gated.reasons]),
-        LM: lm_decision(evaluate, export, params),
+        LM: decide_lm(lm, params.promote),
     }
     metrics = {
         CLASSIFIER: {"accuracy": evidence.accuracy, "macro_f1": evidence.macro_f1},
-        LM: {"val_bits_per_byte": evaluate["lm"]["val"]["bits_per_byte"]},
+        LM: {"val_bits_per_byte": lm.bits_per_byte},
     }
+    measured = {CLASSIFIER: evidence_text(evidence), LM: evidence_text(lm)}
     return [
         _gate_one(
             registry,
@@ -203,7 +205,9 @@ def _register_and_gate(
             model,
             logged[model],
             run_id,
-            base_tags | {GRAPH_TAG: graphs[model]},
+            base_tags
+            | {GRAPH_TAG: graphs[model], EVIDENCE_TAG: measured[model]}
+            | {DIGEST_TAG: logged[model].digest},
             metrics[model],
             d,
         )
@@ -260,6 +264,8 @@ def _gate_one(
     decision: Decision,
 ) -> Outcome:
     tags = {**base_tags, **{f"{METRIC_TAG}{k}": str(v) for k, v in metrics.items()}}
+    if registry.server is not None:
+        return _gated_by_server(registry, model, _register(registry, model, logged, run_id, tags))
     tags |= {GATE_TAG: "passed" if decision.passed else "failed"}
     tags["wikilm.gate.reasons"] = "\n".join(decision.reasons)
     version = _register(registry, model, logged, run_id, tags)
@@ -276,134 +282,18 @@ def _gate_one(
     return Outcome(model, version, decision, AWAITING_APPROVAL)
 
 
-def approve(
-    paths: Paths, params: RegistrySections, model: str, version: str, reviewer: str, comment: str
-) -> None:
-    """A reviewer's approval: checks gate, pending state and four-eyes, then promotes.
+def _gated_by_server(registry: Registry, model: str, version: str) -> Outcome:
+    """The server's verdict on a version just registered; promoted where it approves alone.
 
-    Raises:
-        RegistryError: unknown version, gate failed, not awaiting approval, the reviewer
-            triggered the run while the four-eyes rule is on, or the server does not let
-            the reviewer decide (see ``access``).
+    A server with the wikilm app judges the recorded evidence by its own rules and writes the
+    history; with ``approval: auto`` in its configuration the pipeline asks it to promote.
     """
-    registry = Registry(paths)
-    reviewer = authorised(registry, model, reviewer)
-    target = registry.version(model, version)
-    if target.tags.get(GATE_TAG) != "passed":
-        raise RegistryError(f"{model} v{version} did not pass the gate: it cannot be approved")
-    if target.tags.get(APPROVAL_TAG) != "pending":
-        state = target.tags.get(APPROVAL_TAG, "not submitted for approval")
-        raise RegistryError(f"{model} v{version} is not awaiting approval ({state})")
-    if params.promote.four_eyes and reviewer == target.tags.get(TRIGGER_TAG):
-        raise RegistryError(
-            f"four-eyes rule: {reviewer} triggered the run of {model} v{version} and cannot "
-            "approve it; another reviewer must (promote.four_eyes)"
-        )
-    _check_still_current(registry, model, str(version))
-    for key, value in {APPROVAL_TAG: "approved", "wikilm.approval.by": reviewer}.items():
-        registry.client.set_model_version_tag(model, version, key, value)
-    registry.client.set_model_version_tag(model, version, "wikilm.approval.comment", comment)
-    registry.move_champion(model, version, "approved", comment, reviewer)
-
-
-def _check_still_current(registry: Registry, model: str, version: str) -> None:
-    """A pending version may be approved only as gated: the challenger, same champion.
-
-    Raises:
-        RegistryError: a newer version was registered since, or the champion changed since
-            the gate compared the version with it.
-    """
-    challenger = registry.alias(model, CHALLENGER)
-    if challenger is None or str(challenger.version) != version:
-        newer = f"v{challenger.version} is" if challenger else "none is"
-        raise RegistryError(
-            f"{model} v{version} is no longer the challenger ({newer}): approve the newest "
-            "version, or rerun the pipeline"
-        )
-    gated = [e for e in registry.history(model) if e.action == "gate_passed"]
-    gate = next((e for e in reversed(gated) if e.version == version), None)
-    champion = registry.alias(model, CHAMPION)
-    now = str(champion.version) if champion else None
-    if gate is not None and gate.champion_before != now:
-        raise RegistryError(
-            f"the champion of {model} changed since v{version} was gated (v"
-            f"{gate.champion_before or '-'} then, v{now or '-'} now): rerun the pipeline to "
-            "gate it against the current champion"
-        )
-
-
-def reject(paths: Paths, model: str, version: str, reviewer: str, comment: str) -> None:
-    """A reviewer's rejection: the version leaves ``challenger`` and is recorded as rejected.
-
-    Raises:
-        RegistryError: the version is the champion (roll it back instead), was already
-            approved or rejected, or the server does not let the reviewer decide.
-    """
-    registry = Registry(paths)
-    reviewer = authorised(registry, model, reviewer)
-    target = registry.version(model, version)
-    decided = target.tags.get(APPROVAL_TAG)
-    if decided in ("approved", "rejected"):
-        raise RegistryError(f"{model} v{version} was already {decided}")
-    with registry.locked(model):
-        champion = registry.alias(model, CHAMPION)
-        if champion is not None and str(champion.version) == str(version):
-            raise RegistryError(
-                f"{model} v{version} is the champion: use 'wikilm rollback {model}' to replace it"
-            )
-        registry.client.set_model_version_tag(model, version, APPROVAL_TAG, "rejected")
-        registry.client.set_model_version_tag(model, version, "wikilm.approval.by", reviewer)
-        challenger = registry.alias(model, CHALLENGER)
-        if challenger is not None and str(challenger.version) == str(version):
-            registry.client.delete_registered_model_alias(model, CHALLENGER)
-        registry.record(
-            model,
-            "rejected",
-            version,
-            comment,
-            champion.version if champion else None,
-            actor=reviewer,
-        )
-
-
-def rollback(paths: Paths, model: str, actor: str, reason: str) -> str:
-    """Restore the champion the current one replaced; returns its version.
-
-    Repeated rollbacks walk further back along the promotions and approvals (a rollback
-    is not an arrival to return from), skipping versions rejected since.
-
-    Raises:
-        RegistryError: no champion, no earlier champion to return to, or the server does
-            not let ``actor`` decide.
-    """
-    registry = Registry(paths)
-    actor = authorised(registry, model, actor)
-    current = registry.alias(model, CHAMPION)
-    if current is None:
-        raise RegistryError(f"{model} has no champion to roll back")
-    target = _replaced(registry, model, str(current.version))
-    if target is None:
-        raise RegistryError(f"{model} v{current.version} has no earlier champion to roll back to")
-    registry.move_champion(model, target, "rollback", reason, actor)
-    return target
-
-
-def authorised(registry: Registry, model: str, reviewer: str | None) -> str:
-    """The reviewer who may decide on ``model``, checked against the server's accounts."""
-    acting = acting_reviewer(reviewer)
-    require_manage(registry, model, acting)
-    return acting
-
-
-def _replaced(registry: Registry, model: str, version: str) -> str | None:
-    """The champion that ``version`` replaced when promoted or approved, not rejected since."""
-    arrivals = [e for e in registry.history(model) if e.action in ARRIVALS]
-    seen = {version}
-    while True:
-        arrival = next((e for e in reversed(arrivals) if e.version == version), None)
-        if arrival is None or arrival.champion_before in (None, *seen):
-            return None
-        version = arrival.champion_before
-        seen.add(version)
-        if registry.version(model, version).tags.get(APPROVAL_TAG) != "rejected":
-            return version
+    server = registry.server
+    state = server.get("version", model=model, version=version)
+    decision = Decision(state["gate"]["passed"], state["gate"]["reasons"])
+    if not decision.passed:
+        return Outcome(model, version, decision, GATE_FAILED)
+    if server.config["promote"]["approval"] == "auto":
+        server.post("promote", model=model, version=version)
+        return Outcome(model, version, decision, PROMOTED)
+    return Outcome(model, version, decision, AWAITING_APPROVAL)

@@ -41,6 +41,8 @@ ARRIVALS = ("promoted", "approved")
 MOVES = (*ARRIVALS, "rollback")
 TRIGGER_TAG = "wikilm.triggered_by"
 METRIC_TAG = "wikilm.metric."  # prefix of the metrics a version was gated on
+# What the gate measured, as JSON (gate.evidence_text): a tracking server judges it again.
+EVIDENCE_TAG = "wikilm.evidence"
 
 
 class RegistryError(WikilmError):
@@ -72,6 +74,16 @@ class Registry:
         self.uri = tracking_uri(paths.root)
         self.lock_dir = paths.root
 
+    @property
+    def server(self) -> Any | None:
+        """The tracking server's wikilm app (a ``remote.ServerApp``), if it runs one.
+
+        Such a server keeps the promotion rules and the history itself.
+        """
+        from components.registry.remote import server_app
+
+        return server_app(self.uri)
+
     # --- reading ---------------------------------------------------------------------------
 
     def version(self, model: str, version: str) -> Any:
@@ -94,6 +106,8 @@ class Registry:
 
     def history(self, model: str) -> list[Event]:
         """Every recorded event of ``model``, oldest first."""
+        if self.server is not None:
+            return [Event(**row) for row in self.server.get("history", model=model)]
         experiment = self.client.get_experiment_by_name(HISTORY_EXPERIMENT)
         if experiment is None:
             return []

@@ -1,7 +1,8 @@
-"""``wikilm`` commands for reviewers: approve, reject, promote, history, rollback.
+"""``wikilm`` commands for reviewers: approve, reject, promote, history, rollback, reviewers.
 
 They act on the MLflow registry, with the gate and the four-eyes rule; a decision on a
-version that a Prefect flow run waits for also ends that run's pause.
+version that a Prefect flow run waits for also ends that run's pause. Where the tracking
+server runs the wikilm app, the server decides, as the account signed in to it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import sys
 from datetime import UTC, datetime
 
 from components.core.paths import Paths
-from components.registry.access import acting_reviewer
-from components.registry.store import CHAMPION, MOVES, WAITING_RUN_TAG, Registry
+from components.registry.review import who_decides
+from components.registry.store import CHAMPION, MOVES, WAITING_RUN_TAG, Registry, RegistryError
 from flows.cli.common import MODELS, add_command, load_context
 
 
@@ -38,10 +39,10 @@ def _review_args(parser: argparse.ArgumentParser) -> None:
 
 def approve_command(args: argparse.Namespace) -> int:
     """Approve a version waiting as challenger: it becomes champion."""
-    from components.registry.promotion import approve
+    from components.registry.review import approve
 
     params, paths = load_context(args)
-    reviewer = acting_reviewer(args.reviewer)
+    reviewer = who_decides(paths, args.reviewer)
     approve(paths, params, args.model, args.version, reviewer, args.comment)
     print(f"{args.model} v{args.version} approved: now {CHAMPION}")
     _resume_waiting_run(paths, args, approved=True, reviewer=reviewer)
@@ -50,10 +51,10 @@ def approve_command(args: argparse.Namespace) -> int:
 
 def reject_command(args: argparse.Namespace) -> int:
     """Reject a version: it leaves challenger and never becomes champion by approval."""
-    from components.registry.promotion import reject
+    from components.registry.review import reject
 
     _, paths = load_context(args)
-    reviewer = acting_reviewer(args.reviewer)
+    reviewer = who_decides(paths, args.reviewer)
     reject(paths, args.model, args.version, reviewer, args.comment)
     print(f"{args.model} v{args.version} rejected")
     _resume_waiting_run(paths, args, approved=False, reviewer=reviewer)
@@ -107,16 +108,37 @@ def history_command(args: argparse.Namespace) -> int:
 
 def rollback_command(args: argparse.Namespace) -> int:
     """Restore the previous champion (and record who did it and why)."""
-    from components.registry.promotion import rollback
+    from components.registry.review import rollback
 
     _, paths = load_context(args)
-    version = rollback(paths, args.model, acting_reviewer(args.reviewer), args.comment)
+    version = rollback(paths, args.model, who_decides(paths, args.reviewer), args.comment)
     print(f"{args.model}: champion is v{version} again")
     return 0
 
 
+def reviewers_command(args: argparse.Namespace) -> int:
+    """List, add or remove the reviewers of a tracking server that runs the wikilm app."""
+    if args.action != "list" and not args.username:
+        raise RegistryError(f"wikilm reviewers {args.action} needs the account's name")
+    _, paths = load_context(args)
+    server = Registry(paths).server
+    if server is None:
+        raise RegistryError(
+            "the tracking server does not run the wikilm app (mlflow server --app-name wikilm): "
+            "there, reviewers are whoever has MANAGE on the models"
+        )
+    if args.action == "list":
+        group = server.get("reviewers")
+    elif args.action == "add":
+        group = server.post("reviewers", username=args.username)
+    else:
+        group = server.delete("reviewers", username=args.username)
+    print("\n".join(group) if group else "no reviewers")
+    return 0
+
+
 def add_registry_commands(commands: argparse._SubParsersAction) -> None:
-    """Register approve, reject, promote, history and rollback."""
+    """Register approve, reject, promote, history, rollback and reviewers."""
     _review_args(
         add_command(
             commands,
@@ -160,3 +182,12 @@ def add_registry_commands(commands: argparse._SubParsersAction) -> None:
     )
     rollback.add_argument("model", choices=MODELS)
     _decision_args(rollback)
+    reviewers = add_command(
+        commands,
+        "reviewers",
+        "list, add or remove the reviewers of a server with the wikilm app (admins)",
+        "wikilm reviewers add ana",
+        reviewers_command,
+    )
+    reviewers.add_argument("action", choices=("list", "add", "remove"))
+    reviewers.add_argument("username", nargs="?", help="the account to add or remove")

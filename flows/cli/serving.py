@@ -1,7 +1,9 @@
 """``wikilm`` commands for consumers of the champions: predict, generate, serve.
 
-predict and generate ask the current champions through onnxruntime; serve answers REST
-requests with ``mlflow models serve``.
+predict and generate ask the current champions through onnxruntime, loading the files
+whose digest was recorded at registration (:mod:`components.registry.champion`): they
+import neither MLflow nor pandas once the files are cached. serve answers REST requests
+with ``mlflow models serve``.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from components.core.paths import Paths
 from components.core.tracking_server import tracking_uri
@@ -16,17 +19,19 @@ from components.registry.store import CHAMPION, CLASSIFIER, LM, Registry, Regist
 from flows.cli.common import MODELS, add_command, load_context
 from flows.pipeline import this_environment
 
+if TYPE_CHECKING:
+    from components.serving.predictor import Classifier, LanguageModel
 
-def _champion(paths: Paths, model: str):  # noqa: ANN202 - mlflow's PyFuncModel
-    import mlflow.pyfunc
 
-    from components.core.tracking import fluent_tracking
+def _champion(paths: Paths, model: str) -> Classifier | LanguageModel:
+    """The champion of ``model``, loaded from its verified files (see registry/champion.py)."""
+    # Imported here: onnxruntime is for the commands that predict, not for every command.
+    from components.registry.champion import champion_predictor
 
-    registry = Registry(paths)
-    if registry.alias(model, CHAMPION) is None:
+    predictor = champion_predictor(tracking_uri(paths.root), model, CHAMPION)
+    if predictor is None:
         raise _no_alias(model, CHAMPION)
-    with fluent_tracking(registry.uri):
-        return mlflow.pyfunc.load_model(f"models:/{model}@{CHAMPION}")
+    return predictor
 
 
 def _no_alias(model: str, alias: str) -> RegistryError:
@@ -39,29 +44,23 @@ def _no_alias(model: str, alias: str) -> RegistryError:
 
 def predict_command(args: argparse.Namespace) -> int:
     """Classify texts with the champion classifier (onnxruntime)."""
-    import pandas as pd
-
     _, paths = load_context(args)
-    out = _champion(paths, CLASSIFIER).predict(pd.DataFrame({"text": args.text}))
-    for text, row in zip(args.text, out.itertuples(index=False), strict=True):
-        print(f"{row.label}\t{row.probability:.3f}\t{text}")
+    out = _champion(paths, CLASSIFIER).predict(args.text)
+    for text, label, probability in zip(args.text, out.labels, out.probability, strict=True):
+        print(f"{label}\t{probability:.3f}\t{text}")
     return 0
 
 
 def generate_command(args: argparse.Namespace) -> int:
     """Continue a prompt with the champion language model (onnxruntime)."""
-    import pandas as pd
-
     _, paths = load_context(args)
     settings = {
-        "task": "generate",
         "max_new_tokens": args.max_new_tokens,
         "top_k": args.top_k,
         "temperature": args.temperature,
         "seed": args.seed,
     }
-    out = _champion(paths, LM).predict(pd.DataFrame({"text": [args.prompt]}), params=settings)
-    print(args.prompt + out["generated"].iloc[0])
+    print(args.prompt + _champion(paths, LM).generate(args.prompt, settings))
     return 0
 
 

@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -245,6 +246,64 @@ def test_champion_commands_answer_and_refusals_are_one_line(
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("The")
     wide = ["generate", "The", "--max-new-tokens", "2", "--top-k", "100000"]
     assert main([*wide, "--params", str(params)]) == 0  # capped at the vocabulary
+
+
+def _promoted(paths, monkeypatch, tmp_path):
+    """Both models of ``paths`` registered and promoted; a params file and a model cache."""
+    from components.registry.promotion import register_and_gate
+    from tests.conftest import MECHANICS_GATE, make_params
+
+    for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WIKILM_USER", "trainer-bot")
+    monkeypatch.setenv("WIKILM_MODEL_CACHE", str(tmp_path / "cache"))
+    register_and_gate(make_params(promote=MECHANICS_GATE), paths)
+    params = paths.root / "params.yaml"
+    params.write_text("{}\n")
+    return params
+
+
+def test_predict_refuses_a_champion_whose_files_changed_on_the_store(
+    exported_workspace, capsys, monkeypatch, tmp_path
+):
+    from components.registry.store import CHAMPION, CLASSIFIER, Registry
+
+    params = _promoted(exported_workspace, monkeypatch, tmp_path)
+    (graph,) = (exported_workspace.root / "mlartifacts").rglob("classifier.onnx")
+    graph.write_bytes(graph.read_bytes()[:-1] + b"\0")  # one byte of the registered graph
+    assert main(["predict", "a fine film", "--params", str(params)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    err = captured.err.strip()
+    assert err.startswith("error: predict: wikilm-classifier v1: its files' digest ")
+    assert "recorded at registration (wikilm.serving_digest)" in err
+    assert "\n" not in err
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").iterdir())
+    assert str(Registry(exported_workspace).alias(CLASSIFIER, CHAMPION).version) == "1"
+
+
+# What `wikilm predict` imports once the champion's files are cached (a fresh interpreter).
+IMPORTED = """
+import json, sys
+from flows.cli import main
+code = main(["predict", "a fine film", "--params", sys.argv[1]])
+heavy = ("mlflow", "pandas", "torch", "prefect", "sqlalchemy", "lightning")
+print(json.dumps({"code": code, "imported": [m for m in heavy if m in sys.modules]}))
+"""
+
+
+def test_predict_from_the_cache_imports_neither_mlflow_nor_pandas(
+    exported_workspace, monkeypatch, tmp_path
+):
+    params = _promoted(exported_workspace, monkeypatch, tmp_path)
+    first = _run("flows.cli", "predict", "a fine film", "--params", str(params))
+    assert first.returncode == 0, first.stderr
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORTED, str(params)], capture_output=True, text=True, check=False
+    )
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == first.stdout.strip()  # the same answer, from the cache
+    assert json.loads(lines[-1]) == {"code": 0, "imported": []}
 
 
 def test_the_flows_package_turns_prefect_telemetry_off_by_itself():

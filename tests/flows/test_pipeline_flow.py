@@ -363,7 +363,7 @@ def test_a_decision_taken_with_the_command_is_reported_without_pausing(
 
     from prefect import flow
 
-    from components.registry.promotion import approve
+    from components.registry.review import approve
     from flows.approval import await_approval
 
     paths = exported_workspace

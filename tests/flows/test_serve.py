@@ -11,7 +11,10 @@ import urllib.request
 
 import pytest
 
+from components.core.tracking_server import tracking_uri
+from components.registry.champion import champion_predictor
 from components.registry.promotion import register_and_gate
+from components.registry.store import CLASSIFIER
 from tests.conftest import MECHANICS_GATE, make_params
 
 
@@ -42,11 +45,16 @@ def _wait_until_up(url: str, server: subprocess.Popen, seconds: float = 120) -> 
     pytest.fail("the server did not come up")
 
 
-def test_serve_answers_rest_predictions_from_the_champion(exported_workspace, monkeypatch):
+def test_serve_answers_rest_predictions_from_the_champion(
+    exported_workspace, monkeypatch, tmp_path
+):
     paths = exported_workspace
     for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WIKILM_MODEL_CACHE", str(tmp_path / "cache"))
     register_and_gate(make_params(promote=MECHANICS_GATE), paths)
+    # The logged model holds code and data only: what the server loads is never unpickled.
+    assert not list((paths.root / "mlartifacts").rglob("*.pkl"))
     (paths.root / "params.yaml").write_text("{}\n")
     port = _free_port()
     command = [sys.executable, "-m", "flows.cli", "serve", "wikilm-classifier", "--port", str(port)]
@@ -72,6 +80,11 @@ def test_serve_answers_rest_predictions_from_the_champion(exported_workspace, mo
             assert row["label"] in {"neg", "pos"}
             assert row["probability_neg"] + row["probability_pos"] == pytest.approx(1.0, abs=1e-5)
             assert row["probability"] == max(row["probability_neg"], row["probability_pos"])
+        # The same answers as `wikilm predict`'s, which loads the graph itself.
+        expected = champion_predictor(tracking_uri(paths.root), CLASSIFIER).predict(texts)
+        assert [row["label"] for row in rows] == expected.labels
+        served = [row["probability"] for row in rows]
+        assert served == pytest.approx(expected.probability.tolist(), abs=1e-7)
     finally:
         if server.poll() is None:
             os.killpg(server.pid, 15)

@@ -162,17 +162,16 @@ class AuthMlflowServer:
         }
 
 
-# Who works with the authenticated server: the pipeline's account, a reviewer whom the admin
-# gives MANAGE on the models, and two colleagues with less (READ is the server's default).
-USERS = ("trainer", "reviewer", "editor", "viewer")
+# Who works with the authenticated server: the pipeline's account, two reviewers (the admin
+# puts them in the group or grants them MANAGE), and two colleagues with less (READ by default).
+USERS = ("trainer", "reviewer", "auditor", "editor", "viewer")
 
 
-@pytest.fixture(scope="session")
-def auth_mlflow_server(
-    databases: Databases, s3: S3, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[AuthMlflowServer]:
-    """``infra/mlflow/serve.sh`` (the compose file's MLflow) on PostgreSQL and S3, with users."""
-    bucket = "mlflow-auth"
+def _auth_server(
+    databases: Databases, s3: S3, folder: Path, app: str, **extra: str
+) -> AuthMlflowServer:
+    """``infra/mlflow/serve.sh`` with MLflow's app ``app``, on PostgreSQL and S3, with users."""
+    bucket = f"mlflow-{app}"
     s3.client().create_bucket(Bucket=bucket)
     port = free_port()
     passwords = {user: secrets.token_urlsafe(16) for user in ("admin", *USERS)}
@@ -187,16 +186,46 @@ def auth_mlflow_server(
         MLFLOW_FLASK_SERVER_SECRET_KEY=secrets.token_hex(32),
         MLFLOW_HOST="127.0.0.1",
         MLFLOW_PORT=str(port),
+        MLFLOW_APP_NAME=app,
+        **extra,
     )
     command = ["sh", str(REPO / "infra" / "mlflow" / "serve.sh")]
-    server = _mlflow(
-        "mlflow server (basic auth)", command, env, port, tmp_path_factory.mktemp("auth")
-    )
+    server = _mlflow(f"mlflow server ({app})", command, env, port, folder)
     server.start()
     running = AuthMlflowServer(f"http://127.0.0.1:{port}", bucket, server, passwords)
     _create_users(running)
+    return running
+
+
+@pytest.fixture(scope="session")
+def auth_mlflow_server(
+    databases: Databases, s3: S3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AuthMlflowServer]:
+    """``infra/mlflow/serve.sh`` with MLflow's basic-auth app alone (no wikilm rules)."""
+    running = _auth_server(databases, s3, tmp_path_factory.mktemp("auth"), "basic-auth")
     yield running
-    server.stop()
+    running.process.stop()
+
+
+# The rules of the wikilm server in the tests: reviewers approve, four-eyes, and the tiny
+# models' classifier may lose to TF-IDF + LR (the mechanics are under test, not the models).
+WIKILM_SERVER_RULES = {"approval": "manual", "four_eyes": True, "min_margin_over_tfidf": -1.0}
+
+
+@pytest.fixture(scope="session")
+def wikilm_mlflow_server(
+    databases: Databases, s3: S3, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AuthMlflowServer]:
+    """``infra/mlflow/serve.sh`` as deployed: the wikilm app, ``trainer`` its pipeline account."""
+    import yaml
+
+    folder = tmp_path_factory.mktemp("wikilm-app")
+    config = folder / "wikilm.yaml"
+    rules = {"pipeline_account": "trainer", "promote": WIKILM_SERVER_RULES}
+    config.write_text(yaml.safe_dump(rules), encoding="utf-8")
+    running = _auth_server(databases, s3, folder, "wikilm", WIKILM_SERVER_CONFIG=str(config))
+    yield running
+    running.process.stop()
 
 
 def _create_users(server: AuthMlflowServer) -> None:

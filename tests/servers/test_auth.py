@@ -14,29 +14,11 @@ from components.registry.store import (
 )
 from flows.cli import main
 from tests.conftest import MECHANICS_GATE, copy_workspace, make_params
+from tests.servers.accounts import act_as, grant
 
 pytestmark = pytest.mark.servers
 
 MANUAL = {**MECHANICS_GATE, "approval": "manual", "four_eyes": True}
-
-
-def act_as(monkeypatch: pytest.MonkeyPatch, server, user: str) -> None:
-    """This process is a client signed in as ``user``."""
-    for name, value in server.credentials(user).items():
-        monkeypatch.setenv(name, value)
-    for name in ("WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING", "MLFLOW_S3_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("WIKILM_USER", "someone-else")  # the signed-in account wins
-
-
-def grant(server, user: str, kind: str, resource: str, permission: str, monkeypatch) -> None:
-    """The admin grants ``user`` ``permission`` on a resource."""
-    from mlflow.server.auth.client import AuthServiceClient
-
-    with monkeypatch.context() as admin:
-        for name, value in server.credentials("admin").items():
-            admin.setenv(name, value)
-        AuthServiceClient(server.uri).grant_user_permission(user, kind, resource, permission)
 
 
 @pytest.fixture(scope="module")

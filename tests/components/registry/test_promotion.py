@@ -15,14 +15,8 @@ from components.core.artifacts import write_json
 from components.core.errors import ArtifactError
 from components.core.paths import Paths, PathsParams
 from components.core.tracking_server import tracking_uri
-from components.registry.promotion import (
-    approve,
-    gated_latency_ms,
-    register_and_gate,
-    registered_export,
-    reject,
-    rollback,
-)
+from components.registry.promotion import gated_latency_ms, register_and_gate, registered_export
+from components.registry.review import approve, reject, rollback
 from components.registry.store import (
     APPROVAL_TAG,
     CHALLENGER,

@@ -1,0 +1,7 @@
+"""The classifier as MLflow builds it from code when a logged version is loaded or served."""
+
+import mlflow.models
+
+from components.serving.pyfunc import OnnxClassifier
+
+mlflow.models.set_model(OnnxClassifier())
