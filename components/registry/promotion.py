@@ -72,6 +72,8 @@ def champion_macro_f1(registry: Registry, test: pd.DataFrame, labels: list[str])
 
     Its ONNX graph runs directly, checked against its digest: nothing of it is unpickled.
     """
+    if registry.alias(CLASSIFIER, CHAMPION) is None:  # also: no such model yet
+        return None
     champion = champion_predictor(registry.uri, CLASSIFIER, CHAMPION, score_untagged=True)
     if champion is None:
         return None

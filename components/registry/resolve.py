@@ -120,11 +120,17 @@ def _unless_absent(error: urllib.error.HTTPError, uri: str, model: str, alias: s
     message = body.get("message") or str(error.reason)
     if _absent(body.get("error_code", ""), message):
         return
-    if error.code in {401, 403}:
+    if error.code == 401:
         raise RegistryError(
             f"the tracking server {redacted(uri)} refused to say which version is {model}'s "
-            f"{alias} (HTTP {error.code}): sign in with MLFLOW_TRACKING_USERNAME and "
+            f"{alias} (HTTP 401): sign in with MLFLOW_TRACKING_USERNAME and "
             "MLFLOW_TRACKING_PASSWORD, or ~/.mlflow/credentials"
+        )
+    if error.code == 403:  # MLflow's basic auth answers so for a model that does not exist
+        raise RegistryError(
+            f"the tracking server {redacted(uri)} refused to say which version is {model}'s "
+            f"{alias} (HTTP 403): {model} does not exist there yet, or your account may not "
+            "read it (an MLflow admin grants READ)"
         )
     raise RegistryError(
         f"the tracking server {redacted(uri)} failed to resolve {model}@{alias} "

@@ -49,14 +49,18 @@ def server(wikilm_mlflow_server):
 
 @pytest.fixture(scope="module")
 def registered(server, exported_root, tmp_path_factory):
-    """The pipeline's account registers a run; the server holds it for a reviewer."""
+    """The pipeline's account registers a run; the server holds it for a reviewer.
+
+    Other modules may have made a champion on the session's server: it is what it was.
+    """
+    champion_before = state(server)[0]
     with pytest.MonkeyPatch.context() as patch:
         act_as(patch, server, "trainer")
         paths = copy_workspace(exported_root, tmp_path_factory.mktemp("app") / "work")
         outcomes = register_and_gate(make_params(promote=LAX), paths)
     (classifier,) = [o for o in outcomes if o.model == CLASSIFIER]
     (paths.root / "params.yaml").write_text(f"promote: {LAX}\n")
-    return paths, classifier
+    return paths, classifier, champion_before
 
 
 @pytest.fixture
@@ -80,8 +84,10 @@ def client_as(server, user: str) -> MlflowClient:
 
 def state(server, user: str = "viewer") -> tuple:
     """The classifier's champion and challenger, and its history, as ``user`` reads them."""
-    client = client_as(server, user)
-    aliases = client.get_registered_model(CLASSIFIER).aliases
+    try:
+        aliases = client_as(server, user).get_registered_model(CLASSIFIER).aliases
+    except MlflowException:  # not registered yet (MLflow's basic auth answers 403)
+        aliases = {}
     history = http(server, user, "GET", "history", params={"model": CLASSIFIER}).json()
     return aliases.get(CHAMPION), aliases.get(CHALLENGER), history
 
@@ -101,7 +107,7 @@ def refused(call, reason: str) -> None:
 
 
 def test_the_server_holds_the_version_whatever_the_pipeline_params_say(registered, server):
-    paths, classifier = registered
+    paths, classifier, champion_before = registered
     # params.yaml said approval: auto; the server said manual, and judged by its own rules.
     assert classifier.status == "awaiting approval"
     assert classifier.decision.passed
@@ -109,8 +115,9 @@ def test_the_server_holds_the_version_whatever_the_pipeline_params_say(registere
     assert version.tags[GATE_TAG] == "passed"
     assert version.tags["wikilm.approval"] == "pending"
     champion, challenger, history = state(server)
-    assert (champion, challenger) == (None, classifier.version)
-    assert [(e["action"], e["actor"]) for e in history] == [("gate_passed", "trainer")]
+    assert (champion, challenger) == (champion_before, classifier.version)
+    gated = [(e["action"], e["version"], e["actor"]) for e in history][-1]
+    assert gated == ("gate_passed", classifier.version, "trainer")
 
 
 @pytest.mark.parametrize("user", ["trainer", "admin"])
@@ -250,7 +257,7 @@ def test_the_history_has_no_endpoint_that_changes_it(pending, server, workspace,
     ]
 
 
-def test_racing_reviewers_leave_one_decision(pending, server, workspace, monkeypatch):
+def test_racing_reviewers_leave_one_decision(pending, registered, server, workspace, monkeypatch):
     """Both race to decide the one pending version: exactly one decision is recorded."""
     answers = {}
     start = threading.Barrier(2)
@@ -271,14 +278,15 @@ def test_racing_reviewers_leave_one_decision(pending, server, workspace, monkeyp
     codes = sorted(a.status_code for a in answers.values())
     assert codes == [200, 409], {u: a.text for u, a in answers.items()}
     champion, challenger, history = state(server)
-    decisions = [e for e in history if e["action"] in ("approved", "rejected")]
+    decided = ("approved", "rejected")
+    decisions = [e for e in history if e["action"] in decided and e["version"] == pending]
     assert len(decisions) == 1
     (decision,) = decisions
     if decision["action"] == "approved":
         assert (champion, challenger) == (pending, pending)
         assert decision["actor"] == "reviewer"
     else:
-        assert (champion, challenger) == (None, None)
+        assert (champion, challenger) == (registered[2], None)
         assert decision["actor"] == "auditor"
     # The one record is what every reader sees.
     act_as(monkeypatch, server, "viewer")
