@@ -23,34 +23,41 @@ from tests.servers.accounts import act_as
 from tests.servers.conftest import environment, prefect_client
 
 pytestmark = pytest.mark.servers
+MODELS = (CLASSIFIER, LM)
 REPO = Path(__file__).resolve().parents[2]
 
 
-def pending_versions(server) -> dict[str, str]:
-    """The versions the server holds for a reviewer, by model."""
-    found = {}
-    for model in (CLASSIFIER, LM):
-        answer = requests.get(
-            f"{server.uri}/wikilm/api/versions",
-            params={"model": model},
-            auth=("viewer", server.passwords["viewer"]),
-            timeout=30,
-        )
-        for version in answer.json():
-            if version["status"] == "pending":
-                found[model] = version["version"]
-    return found
+def versions(server, model: str) -> list[dict]:
+    """Every version of ``model`` with where it stands, as the server shows it."""
+    answer = requests.get(
+        f"{server.uri}/wikilm/api/versions",
+        params={"model": model},
+        auth=("viewer", server.passwords["viewer"]),
+        timeout=30,
+    )
+    return answer.json() if answer.status_code == 200 else []  # 403: no such model yet
 
 
-def wait_until_pending(server, flow: subprocess.Popen) -> dict[str, str]:
-    """The pending versions, once the flow has registered both models."""
+def newest(server) -> dict[str, int]:
+    """The newest version number of each model (0: none)."""
+    return {m: max((int(v["version"]) for v in versions(server, m)), default=0) for m in MODELS}
+
+
+def wait_until_pending(server, flow: subprocess.Popen, before: dict[str, int]) -> dict[str, str]:
+    """The versions the flow registered, once both await a reviewer."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         assert flow.poll() is None, flow.communicate()
-        if CLASSIFIER in (pending := pending_versions(server)):
+        pending = {
+            m: v["version"]
+            for m in MODELS
+            for v in versions(server, m)
+            if v["status"] == "pending" and int(v["version"]) > before[m]
+        }
+        if len(pending) == len(MODELS):
             return pending
         time.sleep(1)
-    pytest.fail("the flow never registered a version awaiting approval")
+    pytest.fail("the flow never registered both models for approval")
 
 
 def test_the_flow_resumes_on_the_servers_decision(
@@ -60,6 +67,7 @@ def test_the_flow_resumes_on_the_servers_decision(
     act_as(monkeypatch, server, "admin")
     assert main(["reviewers", "add", "reviewer"]) == 0
     paths = copy_workspace(exported_root, tmp_path / "work")
+    before = newest(server)  # other modules may have registered versions on this server
     flow = subprocess.Popen(
         [sys.executable, "-m", "tests.servers.waiting_flow", str(paths.root), "600"],
         env=environment(**server.credentials("trainer"), PREFECT_API_URL=prefect_server.api_url),
@@ -68,7 +76,7 @@ def test_the_flow_resumes_on_the_servers_decision(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    pending = wait_until_pending(server, flow)
+    pending = wait_until_pending(server, flow, before)
     (paths.root / "params.yaml").write_text("promote: {four_eyes: false}\n")  # not the rules
     reviewer = environment(**server.credentials("reviewer"))
     decisions = {CLASSIFIER: "approve", LM: "reject"}
