@@ -14,13 +14,13 @@ from components.registry.params import RegistrySections
 from components.registry.remote import ServerApp
 from components.registry.store import (
     APPROVAL_TAG,
-    ARRIVALS,
     CHALLENGER,
     CHAMPION,
     GATE_TAG,
     TRIGGER_TAG,
     Registry,
     RegistryError,
+    replaced_champion,
 )
 
 
@@ -178,13 +178,8 @@ def authorised(registry: Registry, model: str, reviewer: str | None) -> str:
 
 def _replaced(registry: Registry, model: str, version: str) -> str | None:
     """The champion that ``version`` replaced when promoted or approved, not rejected since."""
-    arrivals = [e for e in registry.history(model) if e.action in ARRIVALS]
-    seen = {version}
-    while True:
-        arrival = next((e for e in reversed(arrivals) if e.version == version), None)
-        if arrival is None or arrival.champion_before in (None, *seen):
-            return None
-        version = arrival.champion_before
-        seen.add(version)
-        if registry.version(model, version).tags.get(APPROVAL_TAG) != "rejected":
-            return version
+
+    def rejected(number: str) -> bool:
+        return registry.version(model, number).tags.get(APPROVAL_TAG) == "rejected"
+
+    return replaced_champion(registry.history(model), version, rejected)

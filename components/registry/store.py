@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -211,6 +211,26 @@ def _event(run: Any) -> Event:
         metrics=json.loads(tags.get("metrics") or "{}"),
         sequence=int(tags.get("sequence", "0")),
     )
+
+
+def replaced_champion(
+    events: list[Event], version: str, rejected: Callable[[str], bool]
+) -> str | None:
+    """The champion that ``version`` replaced when it arrived, skipping ``rejected`` versions.
+
+    Repeated rollbacks walk further back along the arrivals (a rollback is not an arrival to
+    return from).
+    """
+    arrivals = [e for e in events if e.action in ARRIVALS]
+    seen = {version}
+    while True:
+        arrival = next((e for e in reversed(arrivals) if e.version == version), None)
+        if arrival is None or arrival.champion_before in (None, *seen):
+            return None
+        version = arrival.champion_before
+        seen.add(version)
+        if not rejected(version):
+            return version
 
 
 def version_metrics(version: Any) -> dict[str, float]:

@@ -22,12 +22,12 @@ from components.registry.server import records
 from components.registry.server.config import ServerConfig
 from components.registry.store import (
     APPROVAL_TAG,
-    ARRIVALS,
     CHALLENGER,
     CHAMPION,
     EVIDENCE_TAG,
     GATE_TAG,
     MOVES,
+    replaced_champion,
     version_metrics,
 )
 
@@ -224,17 +224,8 @@ def rollback(ctx: Context, user: str, model: str, reason: str) -> records.Row:
 
 def replaced(rows: list[records.Row], version: str) -> str | None:
     """The champion that ``version`` replaced when it arrived, not rejected since."""
-    arrivals = [r for r in rows if r.action in ARRIVALS]
     rejected = {r.version for r in rows if r.action == "rejected"}
-    seen = {version}
-    while True:
-        arrival = next((r for r in reversed(arrivals) if r.version == version), None)
-        if arrival is None or arrival.champion_before in (None, *seen):
-            return None
-        version = arrival.champion_before
-        seen.add(version)
-        if version not in rejected:
-            return version
+    return replaced_champion(rows, version, rejected.__contains__)
 
 
 # --- checks and steps ----------------------------------------------------------------------

@@ -12,10 +12,11 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from functools import lru_cache
 
 import sqlalchemy as sa
+
+from components.registry.store import Event
 
 metadata = sa.MetaData()
 
@@ -49,19 +50,9 @@ model_locks = sa.Table(
 )
 
 
-@dataclass(frozen=True)
-class Row:
-    """One decision row, as the history shows it (the fields of ``store.Event``)."""
-
-    model: str
-    action: str
-    version: str
-    actor: str
-    reason: str
-    champion_before: str | None
-    timestamp_ms: int
-    metrics: dict[str, float]
-    sequence: int
+# A decision row is a history event, with the fields ``wikilm history`` shows everywhere; its
+# sequence is the row's id.
+Row = Event
 
 
 @lru_cache(maxsize=4)
