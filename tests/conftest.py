@@ -148,6 +148,21 @@ def exported_workspace(tmp_path: Path, exported_root: Path) -> Paths:
     return copy_workspace(exported_root, tmp_path / "work")
 
 
+def registered_copy(exported: Path, root: Path) -> Paths:
+    """A copy of an exported workspace whose two models are registered and promoted.
+
+    On the copy's embedded store, whatever tracking the test session was set up with.
+    """
+    from components.registry.promotion import register_and_gate
+
+    paths = copy_workspace(exported, root)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
+            patch.delenv(name, raising=False)
+        register_and_gate(make_params(promote={**MECHANICS_GATE, "approval": "auto"}), paths)
+    return paths
+
+
 def copy_workspace(source: Path, root: Path) -> Paths:
     """Copy a session-built workspace to ``root`` and resolve its default paths."""
     shutil.copytree(source, root)

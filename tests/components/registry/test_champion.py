@@ -20,7 +20,7 @@ from components.registry.packaging import DIGEST_TAG, serving_digest
 from components.registry.promotion import register_and_gate
 from components.registry.store import CHAMPION, CLASSIFIER, LM, Registry, RegistryError
 from components.serving.predictor import Classifier, LanguageModel, ServedFiles
-from tests.conftest import MECHANICS_GATE, copy_workspace, make_params
+from tests.conftest import MECHANICS_GATE, make_params, registered_copy
 
 TEXTS = ["A gripping, beautifully acted film.", "Dull and far too long.", "ok", "Not bad at all!"]
 
@@ -42,11 +42,7 @@ def _register(paths: Paths) -> Paths:
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory, exported_root) -> Paths:
     """Both models registered and promoted once, for the tests that leave the store as it was."""
-    paths = copy_workspace(exported_root, tmp_path_factory.mktemp("registered") / "work")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
-            patch.delenv(name, raising=False)
-        return _register(paths)
+    return registered_copy(exported_root, tmp_path_factory.mktemp("registered") / "work")
 
 
 def _uri(paths: Paths) -> str:

@@ -17,7 +17,7 @@ from components.registry.resolve import Resolved, auth_headers, from_client, fro
 from components.registry.store import CHAMPION, CLASSIFIER, LM, RegistryError
 from components.serving.predictor import Classifier, ServedFiles
 from flows.cli import main
-from tests.conftest import MECHANICS_GATE, copy_workspace, make_params
+from tests.conftest import MECHANICS_GATE, copy_workspace, make_params, registered_copy
 from tests.servers.processes import ServerProcess, free_port
 
 TEXTS = ["A gripping, beautifully acted film.", "Dull and far too long."]
@@ -41,12 +41,7 @@ def _register(paths: Paths) -> None:
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory, exported_root) -> Paths:
     """Both models registered and promoted on the embedded store."""
-    paths = copy_workspace(exported_root, tmp_path_factory.mktemp("registered") / "work")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("MLFLOW_TRACKING_URI", "WIKILM_PARENT_RUN_ID", "WIKILM_TRACKING"):
-            patch.delenv(name, raising=False)
-        _register(paths)
-    return paths
+    return registered_copy(exported_root, tmp_path_factory.mktemp("registered") / "work")
 
 
 def test_sqlite_answers_as_mlflow_does(registered):
