@@ -8,7 +8,10 @@ decision in the model's history.
 from __future__ import annotations
 
 import pytest
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
+from selenium.webdriver.support.wait import WebDriverWait
 
 from components.registry.promotion import register_and_gate
 from components.registry.store import CHAMPION, CLASSIFIER
@@ -18,6 +21,7 @@ from tests.servers.accounts import act_as
 from tests.servers.browser import browser_fixture, sign_in  # noqa: F401 - `browser`
 
 pytestmark = [pytest.mark.servers, pytest.mark.browser]
+PAGE_SECONDS = 60
 
 
 @pytest.fixture
@@ -43,7 +47,11 @@ def decide_on_page(browser, server, user: str, version: str, button: str, reason
     form = browser.find_element(By.ID, f"pending-{CLASSIFIER}-{version}")
     form.find_element(By.NAME, "reason").send_keys(reason)
     form.find_element(By.CSS_SELECTOR, f"button[value={button}]").click()
-    return browser.find_element(By.ID, "message").text
+    # The click only starts the POST: wait for the answer page, the only one with a message
+    # (the page as fetched has none). Chromium answers for the old page's nodes with errors
+    # while it navigates: they mean "not yet".
+    wait = WebDriverWait(browser, PAGE_SECONDS, ignored_exceptions=(WebDriverException,))
+    return wait.until(expected_conditions.presence_of_element_located((By.ID, "message"))).text
 
 
 def champion(server) -> str | None:
