@@ -113,7 +113,7 @@ def assess_batch(
     documents: list[Document], cfg: CleanParams, permutations: Permutations | None = None
 ) -> list[Assessment]:
     """Normalise and filter a batch; signatures (with ``permutations``) for documents kept."""
-    views = [TextView(normalize(doc.text)) for doc in documents]
+    views = TextView.batch([normalize(doc.text) for doc in documents])
     results = []
     for doc, view, reason in zip(documents, views, failures(views, cfg), strict=True):
         output = output_words = None

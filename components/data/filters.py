@@ -23,7 +23,7 @@ from components.data.ngrams import (
     top_ngram_char_fractions,
 )
 from components.data.stopwords import stop_words
-from components.data.wordarrays import TextArrays, Words, hash_set
+from components.data.wordarrays import TextArrays, Words, batch_arrays, hash_set
 
 if TYPE_CHECKING:
     from components.data.params import CleanParams, RepetitionParams
@@ -58,6 +58,14 @@ class TextView:
     """
 
     text: str
+
+    @classmethod
+    def batch(cls, texts: list[str]) -> list[TextView]:
+        """Views of a batch of texts, whose arrays are measured at once (:func:`batch_arrays`)."""
+        views = [cls(text) for text in texts]
+        for view, arrays in zip(views, batch_arrays(texts), strict=True):
+            view.__dict__["arrays"] = arrays  # the cached property, filled
+        return views
 
     @cached_property
     def arrays(self) -> TextArrays:

@@ -63,6 +63,29 @@ def test_words_equal_their_python_definitions_on_random_text():
         assert arrays.letterless_words() == len(LETTERLESS.findall(f" {text} ")), repr(text)
 
 
+@pytest.mark.parametrize("kind", ["ascii", "unicode", "mixed"])
+def test_a_batch_measured_at_once_equals_its_texts_measured_one_by_one(kind):
+    rng = random.Random(11)
+    alphabet = ALPHABET + [" ", "\n", "\t"] * 20
+    for _ in range(200):
+        texts = ["".join(rng.choices(alphabet, k=rng.randint(0, 60))) for _ in range(8)]
+        if kind != "unicode":  # ASCII texts take a path of their own, alone or in a batch
+            cut = len(texts) if kind == "ascii" else len(texts) // 2
+            texts[:cut] = [text.encode("ascii", "ignore").decode() for text in texts[:cut]]
+        texts.append("")
+        for text, batched in zip(texts, wordarrays.batch_arrays(texts), strict=True):
+            alone = TextArrays(text)
+            assert batched.text == text
+            assert batched.classes.tolist() == alone.classes.tolist()
+            for name in ("words", "lower_words"):
+                ours, theirs = getattr(batched, name), getattr(alone, name)
+                assert ours.starts.tolist() == theirs.starts.tolist(), repr(text)
+                assert ours.ends.tolist() == theirs.ends.tolist(), repr(text)
+                assert ours.hashes.tolist() == theirs.hashes.tolist(), repr(text)
+            assert batched.letterless_words() == alone.letterless_words()
+            assert batched.digest() == alone.digest()
+
+
 def test_distinct_strings_get_distinct_hashes():
     alphabet = ["a", "b", "é", "\x00", " ", "中", "😀"]
     strings = [""] + alphabet + [x + y for x in alphabet for y in alphabet]
