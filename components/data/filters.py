@@ -23,7 +23,13 @@ from components.data.ngrams import (
     top_ngram_char_fractions,
 )
 from components.data.stopwords import stop_words
-from components.data.wordarrays import TextArrays, Words, batch_arrays, hash_set
+from components.data.wordarrays import (
+    TextArrays,
+    Words,
+    batch_arrays,
+    distinct_among,
+    hash_set,
+)
 
 if TYPE_CHECKING:
     from components.data.params import CleanParams, RepetitionParams
@@ -58,6 +64,8 @@ class TextView:
     """
 
     text: str
+    # Distinct stop words, when counted for the whole batch (see :func:`failures`).
+    distinct_stop_words: int | None = None
 
     @classmethod
     def batch(cls, texts: list[str]) -> list[TextView]:
@@ -159,7 +167,9 @@ def quality_filters(cfg: CleanParams) -> list[Filter]:
         return "too_many_short_lines" if too_many else None
 
     def stop_word_count(v: TextView) -> str | None:
-        distinct = np.unique(v.lower_words.hashes[v.lower_words.among(stops)]).size
+        distinct = v.distinct_stop_words
+        if distinct is None:
+            distinct = np.unique(v.lower_words.hashes[v.lower_words.among(stops)]).size
         return "too_few_stop_words" if distinct < cfg.min_stop_words else None
 
     return [
@@ -226,6 +236,10 @@ def failures(views: list[TextView], cfg: CleanParams) -> list[str | None]:
     for the whole batch at once (:mod:`components.data.ngrams`), come last, for those that pass.
     """
     rules = quality_filters(cfg) + repetition_filters(cfg)
+    stops = hash_set(stop_words(cfg.language, cfg.stop_words))
+    counts = distinct_among([view.lower_words for view in views], stops)
+    for view, count in zip(views, counts, strict=True):
+        view.distinct_stop_words = count
     reasons = [first_failure(view, rules) for view in views]
     passed = [i for i, reason in enumerate(reasons) if reason is None]
     found = ngram_failures([views[i] for i in passed], cfg.repetition)

@@ -185,6 +185,7 @@ class TextArrays:
         self.text = text
         self.points = code_points(text)
         self.classes = classes(self.points)
+        self.letterless: int | None = None  # counted once, for the text or its batch
 
     @classmethod
     def cut(
@@ -193,6 +194,7 @@ class TextArrays:
         """The arrays of ``text`` from a batch's (see :func:`batch_arrays`)."""
         arrays = cls.__new__(cls)
         arrays.text, arrays.points, arrays.classes = text, points, classes_
+        arrays.letterless = None
         arrays.__dict__.update(words=words, lower_words=lower)  # the cached properties
         return arrays
 
@@ -216,11 +218,9 @@ class TextArrays:
 
     def letterless_words(self) -> int:
         """White-space separated words without a letter (only digits, punctuation, symbols)."""
-        words = self.words
-        # Letters before each position: a word has none where the count does not change.
-        letters = np.zeros(self.classes.size + 1, dtype=np.int64)
-        np.cumsum((self.classes & LETTER) != 0, out=letters[1:])
-        return int(np.count_nonzero(letters[words.ends] == letters[words.starts]))
+        if self.letterless is None:
+            self.letterless = int(np.count_nonzero(_letterless(self.classes, self.words)))
+        return self.letterless
 
     def digest(self) -> str:
         """Hash of the lower-cased word sequence (equal for exact duplicates).
@@ -241,14 +241,35 @@ def batch_arrays(texts: list[str]) -> list[TextArrays]:
     whole = TextArrays("\n".join(texts))
     lengths = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
     starts = _offsets(lengths)
-    words = _split(whole.words, starts)
-    lower = _split(*_batch_lower_words(whole, texts, starts))
-    return [
-        TextArrays.cut(text, whole.points[at : at + size], whole.classes[at : at + size], *ws)
-        for text, at, size, ws in zip(
-            texts, starts.tolist(), lengths.tolist(), zip(words, lower, strict=True), strict=True
+    cuts = _cuts(whole.words, starts)
+    words = _split(whole.words, cuts, starts)
+    lower_words, lower_starts = _batch_lower_words(whole, texts, starts)
+    lower = _split(lower_words, _cuts(lower_words, lower_starts), lower_starts)
+    letterless = _per_text(_letterless(whole.classes, whole.words), cuts)
+    batch = []
+    for index, (at, size) in enumerate(zip(starts.tolist(), lengths.tolist(), strict=True)):
+        span = slice(at, at + size)
+        arrays = TextArrays.cut(
+            texts[index], whole.points[span], whole.classes[span], words[index], lower[index]
         )
-    ]
+        arrays.letterless = letterless[index]
+        batch.append(arrays)
+    return batch
+
+
+def _letterless(classes_: np.ndarray, words: Words) -> np.ndarray:
+    """For each word, whether it holds no letter."""
+    # Letters before each position: a word has none where the count does not change.
+    letters = np.zeros(classes_.size + 1, dtype=np.int64)
+    np.cumsum((classes_ & LETTER) != 0, out=letters[1:])
+    return letters[words.ends] == letters[words.starts]
+
+
+def _per_text(flags: np.ndarray, cuts: list[int]) -> list[int]:
+    """How many of each text's words are flagged (``cuts``: where each text's words start)."""
+    counts = np.zeros(flags.size + 1, dtype=np.int64)
+    np.cumsum(flags, out=counts[1:])
+    return np.diff(counts[cuts]).tolist()
 
 
 def _offsets(lengths: np.ndarray) -> np.ndarray:
@@ -274,13 +295,33 @@ def _batch_lower_words(
     return Words.where(lowered, (classes(lowered) & WORD) != 0), _offsets(lengths)
 
 
-def _split(words: Words, starts: np.ndarray) -> list[Words]:
+def _cuts(words: Words, starts: np.ndarray) -> list[int]:
+    """Where each text's words start among the joined texts' words, and their end."""
+    return [*np.searchsorted(words.starts, starts).tolist(), len(words)]
+
+
+def _split(words: Words, cuts: list[int], starts: np.ndarray) -> list[Words]:
     """The words of each text, from those of the joined texts (offsets back to each text)."""
-    cuts = np.searchsorted(words.starts, starts).tolist() + [len(words)]
     return [
         Words(words.starts[a:b] - at, words.ends[a:b] - at, words.hashes[a:b])
         for a, b, at in zip(cuts[:-1], cuts[1:], starts.tolist(), strict=True)
     ]
+
+
+def distinct_among(words: list[Words], sorted_hashes: np.ndarray) -> list[int]:
+    """For each text's words, how many distinct ones are among ``sorted_hashes``.
+
+    ``len(np.unique(w.hashes[w.among(sorted_hashes)]))`` for each, in one pass for all.
+    """
+    if sorted_hashes.size == 0 or not words:
+        return [0] * len(words)
+    hashes = np.concatenate([w.hashes for w in words])
+    at = np.searchsorted(sorted_hashes, hashes).clip(max=sorted_hashes.size - 1)
+    found = sorted_hashes[at] == hashes
+    text = np.repeat(np.arange(len(words)), [len(w) for w in words])
+    # One key per (text, word of the set): distinct keys, counted per text.
+    keys = np.unique(text[found] * sorted_hashes.size + at[found])
+    return np.bincount(keys // sorted_hashes.size, minlength=len(words)).tolist()
 
 
 @lru_cache(maxsize=16)

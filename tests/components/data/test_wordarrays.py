@@ -86,6 +86,18 @@ def test_a_batch_measured_at_once_equals_its_texts_measured_one_by_one(kind):
             assert batched.digest() == alone.digest()
 
 
+def test_distinct_words_of_a_set_are_counted_for_a_batch_as_one_by_one():
+    rng = random.Random(5)
+    vocabulary = ["the", "of", "and", "that", "cat", "dog", "be", "to", "with", "ôde"]
+    stops = hash_set(frozenset(["the", "of", "and", "that", "be", "to", "with", "have"]))
+    texts = [" ".join(rng.choices(vocabulary, k=rng.randint(0, 30))) for _ in range(300)]
+    words = [arrays.lower_words for arrays in wordarrays.batch_arrays(texts)]
+    expected = [np.unique(w.hashes[w.among(stops)]).size for w in words]
+    assert wordarrays.distinct_among(words, stops) == expected
+    assert max(expected) > 1 and min(expected) == 0  # the cases are there
+    assert wordarrays.distinct_among(words, hash_set(frozenset())) == [0] * len(words)
+
+
 def test_distinct_strings_get_distinct_hashes():
     alphabet = ["a", "b", "é", "\x00", " ", "中", "😀"]
     strings = [""] + alphabet + [x + y for x in alphabet for y in alphabet]
