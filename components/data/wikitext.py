@@ -18,6 +18,7 @@ import html
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 # Namespaces whose links render nothing in the article text (English canonical names and
 # aliases; a dump's own localised names are added from its <siteinfo>).
@@ -142,20 +143,28 @@ def to_text(wikitext: str, options: Options = Options()) -> str:  # noqa: B008 -
     text = _DROP_BLOCK.sub("", text)
     text = _UNCLOSED_REF.sub("", text)
     text = _EXTERNAL_LINK.sub(r"\1", text)
-    text = _innermost_first(_LINK, lambda m: _render_link(m, options.hidden_namespaces), text)
-    text = _innermost_first(_TEMPLATE, _render_template, text)
-    text = _innermost_first(_TABLE, lambda _: "\n", text)
+    render_link = partial(_render_link, hidden=options.hidden_namespaces)
+    text = _innermost_first(_LINK, render_link, text, opening="[[")
+    text = _innermost_first(_TEMPLATE, _render_template, text, opening="{{")
+    text = _innermost_first(_TABLE, lambda _: "\n", text, opening="{|")
     text = _HEADING.sub(_mark_heading if options.keep_headings else "", text)
     text = _render_inline(text)
     return _tidy(text)
 
 
-def _innermost_first(pattern: re.Pattern[str], render: Callable, text: str) -> str:
-    """Apply ``pattern.sub(render)`` until nothing matches (one pass per nesting level)."""
-    while True:
+def _innermost_first(
+    pattern: re.Pattern[str], render: Callable, text: str, opening: str | None = None
+) -> str:
+    """Apply ``pattern.sub(render)`` until nothing matches (one pass per nesting level).
+
+    ``opening``: a string every match starts with. Where the text has none left, no match
+    can be left either, and the regular expression's last pass over the text is skipped.
+    """
+    while opening is None or opening in text:
         text, count = pattern.subn(render, text)
         if count == 0:
-            return text
+            break
+    return text
 
 
 def _render_link(match: re.Match[str], hidden: frozenset[str]) -> str:
