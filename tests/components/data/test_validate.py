@@ -11,9 +11,11 @@ from components.data.documents import Document
 from components.data.stopwords import GOPHER_STOP_WORDS
 from components.data.validate import (
     BYTES_PER_DOCUMENT,
+    IDENTITY_DTYPES,
     STATS_DTYPES,
     corpus_stats,
     document_stats,
+    identity_stats,
     run,
     text_hash,
     title_hash,
@@ -243,6 +245,17 @@ def test_corpus_stats_reads_every_shard(tmp_path):
     assert stats["id"].tolist() == [0, 1, 2, 3, 4]
     assert "text" not in stats.columns
     assert stats["text_hash"].nunique() == 5
+
+
+def test_identity_stats_equal_the_identity_columns_of_the_full_statistics(tmp_path):
+    unicode = Document(7, None, "Ünïcode, ǅ and 😀 text. " * 20)  # astral: 2 UTF-16 units
+    docs = [*_docs(5), unicode, Document(8, "Empty", "")]
+    _corpus(tmp_path, "ingest", docs, shard_rows=2)
+    identities = identity_stats(tmp_path)
+    assert identities.dtypes.astype(str).to_dict() == IDENTITY_DTYPES
+    assert identities.equals(corpus_stats(tmp_path, GOPHER_STOP_WORDS)[list(IDENTITY_DTYPES)])
+    assert identities["n_chars"].tolist()[5:] == [len(unicode.text), 0]
+    assert identities["title_hash"].isna().tolist() == [False] * 5 + [True, False]
 
 
 @pytest.mark.parametrize("docs", [0, 1, 3000])

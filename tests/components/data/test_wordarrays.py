@@ -63,8 +63,12 @@ def test_words_equal_their_python_definitions_on_random_text():
         assert arrays.letterless_words() == len(LETTERLESS.findall(f" {text} ")), repr(text)
 
 
+@pytest.mark.parametrize("group_chars", [1 << 16, 50], ids=["one-group", "groups"])
 @pytest.mark.parametrize("kind", ["ascii", "unicode", "mixed"])
-def test_a_batch_measured_at_once_equals_its_texts_measured_one_by_one(kind):
+def test_a_batch_measured_at_once_equals_its_texts_measured_one_by_one(
+    kind, group_chars, monkeypatch
+):
+    monkeypatch.setattr(wordarrays, "GROUP_CHARS", group_chars)
     rng = random.Random(11)
     alphabet = ALPHABET + [" ", "\n", "\t"] * 20
     for _ in range(200):
@@ -73,8 +77,12 @@ def test_a_batch_measured_at_once_equals_its_texts_measured_one_by_one(kind):
             cut = len(texts) if kind == "ascii" else len(texts) // 2
             texts[:cut] = [text.encode("ascii", "ignore").decode() for text in texts[:cut]]
         texts.append("")
-        for text, batched in zip(texts, wordarrays.batch_arrays(texts), strict=True):
+        lower = wordarrays.batch_lower_words(texts)
+        for text, batched, lower_words in zip(
+            texts, wordarrays.batch_arrays(texts), lower, strict=True
+        ):
             alone = TextArrays(text)
+            assert _same_spans(lower_words, alone.lower_words)
             assert batched.text == text
             assert batched.classes.tolist() == alone.classes.tolist()
             for name in ("words", "lower_words"):
@@ -84,6 +92,27 @@ def test_a_batch_measured_at_once_equals_its_texts_measured_one_by_one(kind):
                 assert ours.hashes.tolist() == theirs.hashes.tolist(), repr(text)
             assert batched.letterless_words() == alone.letterless_words()
             assert batched.digest() == alone.digest()
+
+
+def _same_spans(ours, theirs):
+    return all(
+        getattr(ours, name).tolist() == getattr(theirs, name).tolist()
+        for name in ("starts", "ends", "hashes")
+    )
+
+
+def test_words_of_a_set_are_counted_for_a_batch_as_one_by_one():
+    rng = random.Random(3)
+    vocabulary = ["the", "of", "and", "cat", "dog", "ôde", "Ünter"]
+    stops = hash_set(frozenset(["the", "of", "and", "ünter"]))
+    texts = [" ".join(rng.choices(vocabulary, k=rng.randint(0, 30))) for _ in range(300)]
+    words = wordarrays.batch_lower_words(texts)
+    expected = [int(np.count_nonzero(w.among(stops))) for w in words]
+    assert wordarrays.count_among(words, stops) == expected
+    assert sum(expected) > 0
+    assert 0 in expected  # the empty texts are there
+    assert wordarrays.count_among(words, hash_set(frozenset())) == [0] * len(words)
+    assert wordarrays.count_among([], stops) == []
 
 
 def test_distinct_words_of_a_set_are_counted_for_a_batch_as_one_by_one():
