@@ -1,8 +1,10 @@
 """Encoding the clean corpus shard by shard, resumably, into the two token files.
 
 Each clean shard is read once: its documents go to their split (train or val), each split's
-texts are batch-encoded (Rust threads on every core) and their ids appended to that split's
-raw token file in the scratch folder (:mod:`components.core.resume`). Once a shard's ids
+texts are encoded a batch at a time, straight from the Arrow column
+(:class:`components.data.bpe_pieces.PieceEncoder`: the tokenizer's ids, each distinct word
+encoded once), and their ids appended to that split's raw token file in the scratch folder
+(:mod:`components.core.resume`). Once a shard's ids
 are on disk it is marked done with the files' sizes and the running counts, so a killed
 tokenize resumes at the first shard not done. The token files of ``data/tokens`` are then
 written from the raw files (:func:`components.data.tokenbin.write_tokens`), each document
@@ -15,21 +17,22 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from functools import partial
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from tokenizers import Tokenizer
 
 from components.core.progress import progress
 from components.core.resume import ShardProgress
+from components.data.bpe_pieces import Encoded, PieceEncoder
 from components.data.documents import read_batches, shard_paths, shard_rows
 from components.data.tokenbin import dtype_for, write_tokens
 
 SPLITS = ("train", "val")
-# Documents per encode call: their encodings (ids, offsets, token strings) are held at once.
-_BATCH_CHARS = 4_000_000
+# UTF-8 bytes of text per encode call at most (a longer document is a call of its own).
+_BATCH_BYTES = 4_000_000
 _COPY_TOKENS = 1 << 22  # tokens per chunk when the raw files are copied into token files
 
 
@@ -57,6 +60,7 @@ class ShardEncoder:
         self, tokenizer: Tokenizer, separator: int, split_of: Callable, work: ShardProgress
     ) -> None:
         self.tokenizer = tokenizer
+        self.pieces = PieceEncoder(tokenizer)
         self.separator = separator
         self.split_of = split_of
         self.work = work
@@ -70,8 +74,8 @@ class ShardEncoder:
     def encode(self, folder: Path, batch_docs: int) -> dict[str, SplitStats]:
         """Encode every shard of ``folder`` not done yet; the counts of both splits.
 
-        A thread encodes the next batch (in Rust, on every core, without the GIL) while
-        this one turns the last batch's encodings into ids and writes them.
+        A thread encodes the next batch while this one reads the shards and writes the
+        last batch's ids.
         """
         shards = shard_paths(folder)
         done = self._resume()
@@ -83,9 +87,9 @@ class ShardEncoder:
                 ThreadPoolExecutor(1, thread_name_prefix="encode") as pool,
                 progress(total=total, unit="doc", desc="tokenize") as bar,
             ):
-                for (index, last, by_split), encodings in _one_ahead(pool, self._encode, batches):
+                for (index, last, by_split), encoded in _one_ahead(pool, self._encode, batches):
                     for split, texts in by_split.items():
-                        ids = self._ids(texts, encodings[split], self.stats[split])
+                        ids = self._ids(texts, encoded[split], self.stats[split])
                         handles[split].write(ids.tobytes())
                     bar.update(sum(map(len, by_split.values())))
                     if last:
@@ -95,11 +99,9 @@ class ShardEncoder:
                 handle.close()
         return self.stats
 
-    def _encode(self, batch: tuple[int, bool, dict[str, list[str]]]) -> dict[str, list]:
-        """The encodings of a batch's texts, by split."""
-        # The _fast variant skips character offsets, which token files do not need.
-        encode = partial(self.tokenizer.encode_batch_fast, add_special_tokens=False)
-        return {split: encode(texts) for split, texts in batch[2].items()}
+    def _encode(self, batch: tuple[int, bool, dict[str, pa.Array]]) -> dict[str, Encoded]:
+        """The ids of a batch's texts, by split."""
+        return {split: self.pieces.encode(texts) for split, texts in batch[2].items()}
 
     def _resume(self) -> int:
         """Shards done by an earlier run; the raw files are cut back to what they wrote."""
@@ -112,18 +114,15 @@ class ShardEncoder:
                 self.stats[split] = SplitStats(**state["stats"][split])
         return done
 
-    def _ids(self, texts: list[str], encodings: list, stats: SplitStats) -> np.ndarray:
+    def _ids(self, texts: pa.Array, encoded: Encoded, stats: SplitStats) -> np.ndarray:
         """The ids of ``texts``, each followed by the separator; counted into ``stats``."""
-        lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
-        tokens = int(lengths.sum())
+        tokens = encoded.ids.size
         ids = np.full(tokens + len(texts), self.separator, dtype=self.dtype)
         text_positions = np.ones(ids.size, dtype=bool)
-        text_positions[np.cumsum(lengths + 1) - 1] = False  # where each separator goes
-        ids[text_positions] = np.fromiter(
-            chain.from_iterable(e.ids for e in encodings), self.dtype, tokens
-        )
+        text_positions[np.cumsum(encoded.counts + 1) - 1] = False  # where each separator goes
+        ids[text_positions] = encoded.ids
         stats.tokens += tokens
-        stats.bytes += sum(len(text.encode("utf-8")) for text in texts)
+        stats.bytes += pc.sum(pc.binary_length(texts)).as_py() or 0
         stats.documents += len(texts)
         return ids
 
@@ -153,7 +152,7 @@ class ShardEncoder:
 
 def _shard_batches(
     shards: list[Path], first: int, batch_docs: int, split_of: Callable
-) -> Iterator[tuple[int, bool, dict[str, list[str]]]]:
+) -> Iterator[tuple[int, bool, dict[str, pa.Array]]]:
     """(shard index, its last batch?, texts by split) for the shards from ``first`` on.
 
     Every shard gives at least one batch, maybe empty, so each is marked done.
@@ -167,26 +166,38 @@ def _shard_batches(
         yield index, True, previous or {}
 
 
-def _batches(path: Path, batch_docs: int, split_of: Callable) -> Iterator[dict[str, list[str]]]:
+def _batches(path: Path, batch_docs: int, split_of: Callable) -> Iterator[dict[str, pa.Array]]:
     """The texts of one shard's documents by split, in batches of at most ``batch_docs``.
 
     A batch also ends after about 4 MB of text, so long documents do not make it large.
     """
     for batch in read_batches(path, columns=["id", "text"], batch_size=batch_docs):
-        ids, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
-        start, chars = 0, 0
-        for end, text in enumerate(texts, start=1):
-            chars += len(text)
-            if chars >= _BATCH_CHARS or end == len(texts):
-                yield _by_split(ids[start:end], texts[start:end], split_of)
-                start, chars = end, 0
+        ids, texts = batch.column(0).to_pylist(), batch.column(1)
+        for start, end in _byte_slices(texts, _BATCH_BYTES):
+            yield _by_split(ids[start:end], texts.slice(start, end - start), split_of)
 
 
-def _by_split(ids: list[int], texts: list[str], split_of: Callable) -> dict[str, list[str]]:
-    chosen: dict[str, list[str]] = {}
-    for doc_id, text in zip(ids, texts, strict=True):
-        chosen.setdefault(split_of(doc_id), []).append(text)
-    return chosen
+def _byte_slices(texts: pa.Array, limit: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of consecutive runs of ``texts``.
+
+    A run ends once it holds ``limit`` UTF-8 bytes or more, so it is at most ``limit``
+    bytes plus one text.
+    """
+    sizes = pc.fill_null(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False).tolist()
+    start, size = 0, 0
+    for end, text_size in enumerate(sizes, start=1):
+        size += text_size
+        if size >= limit or end == len(sizes):
+            yield start, end
+            start, size = end, 0
+
+
+def _by_split(ids: list[int], texts: pa.Array, split_of: Callable) -> dict[str, pa.Array]:
+    splits = [split_of(doc_id) for doc_id in ids]
+    return {
+        split: texts.filter(pa.array([s == split for s in splits]))
+        for split in dict.fromkeys(splits)
+    }
 
 
 def _one_ahead(pool: Executor, fn: Callable, items: Iterator) -> Iterator[tuple]:

@@ -51,7 +51,6 @@ _LOWER = np.arange(sys.maxunicode + 1, dtype=np.uint32)
 
 GROUP_CHARS = 1 << 16  # characters measured at once: see _groups
 _BASE = 0x9E3779B97F4A7C15  # odd, so that it has an inverse modulo 2**64
-_BASE_INVERSE = pow(_BASE, -1, 1 << 64)
 _U64 = np.uint64
 
 
@@ -90,24 +89,30 @@ def classes(points: np.ndarray) -> np.ndarray:
     return found
 
 
-class _Powers:
-    """``base**i``, ``base**-i`` and ``sum(base**j for j < i)`` modulo 2**64, grown on demand."""
+class Powers:
+    """``base**i``, ``base**-i`` and ``sum(base**j for j < i)`` modulo 2**64, grown on demand.
 
-    def __init__(self) -> None:
+    ``base`` must be odd, so that it has an inverse modulo 2**64.
+    """
+
+    def __init__(self, base: int = _BASE) -> None:
+        self.base, self.base_inverse = base, pow(base, -1, 1 << 64)
         self.size = 0
         self.power = self.inverse = self.prefix_sum = np.ones(0, dtype=_U64)
 
-    def at_least(self, size: int) -> _Powers:
+    def at_least(self, size: int) -> Powers:
+        """These powers, grown to at least ``size`` of each."""
         if size > self.size:
             self.size = max(size, 2 * self.size, 1 << 16)
+            base, inverse = _U64(self.base), _U64(self.base_inverse)
             # uint64 products and sums wrap: the modulo 2**64 of the hash is the hardware's.
-            self.power = np.cumprod(np.full(self.size, _BASE, dtype=_U64)) * _U64(_BASE_INVERSE)
-            self.inverse = np.cumprod(np.full(self.size, _BASE_INVERSE, dtype=_U64)) * _U64(_BASE)
+            self.power = np.cumprod(np.full(self.size, base, dtype=_U64)) * inverse
+            self.inverse = np.cumprod(np.full(self.size, inverse, dtype=_U64)) * base
             self.prefix_sum = np.concatenate(([_U64(0)], np.cumsum(self.power)[:-1]))
         return self
 
 
-_POWERS = _Powers()
+_POWERS = Powers()
 
 
 def _mix64(values: np.ndarray) -> np.ndarray:
@@ -119,14 +124,16 @@ def _mix64(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> _U64(33))
 
 
-def span_hashes(points: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+def span_hashes(
+    points: np.ndarray, starts: np.ndarray, ends: np.ndarray, powers: Powers = _POWERS
+) -> np.ndarray:
     """64-bit hash of each span ``points[start:end]``, equal for equal code point sequences.
 
     ``sum((c + 1) * base**(j - start))`` over the span, from prefix sums: each code point
     counts with its offset in the span, so that equal words hash alike wherever they are.
     """
     size = points.size
-    powers = _POWERS.at_least(size + 1)
+    powers = powers.at_least(size + 1)
     prefix = np.zeros(size + 1, dtype=_U64)
     np.cumsum(np.multiply(points, powers.power[:size], dtype=_U64), out=prefix[1:])
     sums = prefix[ends] - prefix[starts] + powers.prefix_sum[ends] - powers.prefix_sum[starts]

@@ -1,0 +1,233 @@
+r"""Encoding a corpus with the byte-level BPE tokenizer, each distinct piece of text once.
+
+The tokenizer that ``tokenize`` trains (GPT-2's byte-level BPE: no normalizer, Hugging Face's
+``ByteLevel`` pre-tokenizer with its regular expression, no prefix space) never lets a token
+span a space that follows a non-white-space character:
+
+- every pre-token of that expression that holds a space either starts with it
+  (`` ?\p{L}+``, `` ?\p{N}+``, `` ?[^\s\p{L}\p{N}]+``) or is white space only
+  (``\s+(?!\S)``, ``\s+``), so a pre-token ends before such a space;
+- the expression has no look-behind, and no match before the space looks past it, so the
+  text after the space splits as it would alone, and the text before it too;
+- BPE merges within a pre-token only.
+
+So a text's ids are the ids of its *pieces*, the text cut before each space that follows a
+visible ASCII character (``!`` to ``~``: not white space in any definition of it), one after
+the other. Most pieces are words seen before (" the", " of"): a :class:`PieceEncoder` keeps
+the ids of up to ``capacity`` distinct pieces and asks the tokenizer only for the others,
+once per batch each. Cutting, hashing and gathering are numpy passes over a batch's UTF-8
+bytes, read from the Arrow column without a Python string per text; most of the tokenizer's
+own time went on pre-tokenizing every word of every text again.
+
+Pieces are told apart by two independent 64-bit hashes of their bytes: the first is the
+key, the second is checked on every use. A batch where the two disagree (two pieces whose
+first hashes collide, never seen in practice) is encoded by the tokenizer itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from itertools import chain
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from tokenizers import Tokenizer, pre_tokenizers
+
+from components.data.wordarrays import Powers, span_hashes
+
+log = logging.getLogger(__name__)
+
+CAPACITY = 1 << 20  # distinct pieces whose ids are kept (a few tens of MB)
+_SPACE = 0x20
+_VISIBLE = (0x21, 0x7E)  # visible ASCII: "!" to "~"
+# Two hashes with different bases: a piece is recognised only when both agree.
+_KEY_POWERS = Powers()
+_CHECK_POWERS = Powers(0xC2B2AE3D27D4EB4F)
+
+
+def cuts_exactly(tokenizer: Tokenizer) -> bool:
+    """Whether ``tokenizer`` encodes a text as its pieces one after the other.
+
+    True for the tokenizer ``tokenize`` trains: no normalizer, the byte-level pre-tokenizer
+    with its expression and no prefix space, and no added token matched in the text.
+    """
+    pre = tokenizer.pre_tokenizer
+    added = tokenizer.get_added_tokens_decoder().values()
+    return (
+        tokenizer.normalizer is None
+        and isinstance(pre, pre_tokenizers.ByteLevel)
+        and pre.use_regex
+        and not pre.add_prefix_space
+        and tokenizer.truncation is None
+        and all(token.special for token in added)
+        and (tokenizer.encode_special_tokens or not added)
+    )
+
+
+@dataclass
+class Encoded:
+    """The ids of a batch of texts, one text after the other, and each text's token count."""
+
+    ids: np.ndarray  # int64
+    counts: np.ndarray  # int64, one per text
+
+
+class PieceEncoder:
+    """Encodes Arrow string arrays with ``tokenizer``, keeping the ids of pieces seen.
+
+    Gives the ids ``tokenizer.encode_batch_fast(texts, add_special_tokens=False)`` gives.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, capacity: int = CAPACITY) -> None:
+        if not cuts_exactly(tokenizer):
+            raise ValueError("the tokenizer is not a plain byte-level BPE tokenizer")
+        self.tokenizer = tokenizer
+        self.capacity = capacity
+        self._keys = np.zeros(0, dtype=np.uint64)  # the kept pieces' key hashes, sorted
+        self._key_slots = np.zeros(0, dtype=np.int64)  # the slot of each of _keys
+        self._checks = np.zeros(0, dtype=np.uint64)  # per slot, the piece's check hash
+        self._offsets = np.zeros(1, dtype=np.int64)  # per slot, where its ids start
+        self._ids = np.zeros(0, dtype=np.int64)  # the kept pieces' ids, slot after slot
+
+    def encode(self, texts: pa.Array) -> Encoded:
+        """The ids of ``texts`` (a missing text counts as empty)."""
+        data, text_starts = utf8_bytes(texts)
+        starts = piece_starts(data, text_starts)
+        ends = np.append(starts[1:], data.size)
+        keys = span_hashes(data, starts, ends, _KEY_POWERS)
+        checks = span_hashes(data, starts, ends, _CHECK_POWERS)
+        codes, distinct = pd.factorize(keys, sort=False)
+        first = _first_occurrences(codes, distinct.size)
+        if not np.array_equal(checks, checks[first][codes]):
+            return self._fallback(texts, "two pieces of a batch share a key")
+        pool, pool_starts, pool_lengths = self._distinct_ids(
+            distinct, checks[first], data, starts[first], ends[first]
+        )
+        if pool is None:
+            return self._fallback(texts, "a piece shares its key with a kept piece")
+        lengths = pool_lengths[codes]
+        ids = _ragged_take(pool, pool_starts[codes], lengths)
+        text_of_piece = np.searchsorted(text_starts, starts, side="right") - 1
+        counts = np.bincount(text_of_piece, weights=lengths, minlength=len(texts))
+        return Encoded(ids, counts.astype(np.int64))
+
+    def _distinct_ids(
+        self,
+        keys: np.ndarray,
+        checks: np.ndarray,
+        data: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """The ids of each distinct piece: a pool of ids, and each piece's start and length.
+
+        Pieces not kept yet are encoded and kept while there is room. The pool is None when
+        a kept piece's check hash disagrees.
+        """
+        slots = self._slots_of(keys)
+        kept = slots >= 0
+        if not np.array_equal(self._checks[slots[kept]], checks[kept]):
+            return None, slots, slots
+        new = np.flatnonzero(~kept)
+        new_ids, new_lengths = self._encode_pieces(data, starts[new], ends[new])
+        old_starts = self._offsets[slots[kept]]
+        old_lengths = self._offsets[slots[kept] + 1] - old_starts
+        lengths = np.zeros(keys.size, dtype=np.int64)
+        lengths[kept], lengths[new] = old_lengths, new_lengths
+        pool = np.concatenate([_ragged_take(self._ids, old_starts, old_lengths), new_ids])
+        pool_starts = np.zeros(keys.size, dtype=np.int64)
+        pool_starts[kept] = np.cumsum(old_lengths) - old_lengths
+        pool_starts[new] = old_lengths.sum() + np.cumsum(new_lengths) - new_lengths
+        self._keep(keys[new], checks[new], new_ids, new_lengths)
+        return pool, pool_starts, lengths
+
+    def _slots_of(self, keys: np.ndarray) -> np.ndarray:
+        """The slot of each key, or -1 for a piece not kept."""
+        if self._keys.size == 0:
+            return np.full(keys.size, -1, dtype=np.int64)
+        at = np.searchsorted(self._keys, keys).clip(max=self._keys.size - 1)
+        return np.where(self._keys[at] == keys, self._key_slots[at], -1)
+
+    def _encode_pieces(
+        self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The tokenizer's ids of the pieces (one after the other) and their lengths."""
+        text = data.tobytes()
+        spans = zip(starts.tolist(), ends.tolist(), strict=True)
+        pieces = [text[a:b].decode("utf-8") for a, b in spans]
+        encodings = self.tokenizer.encode_batch_fast(pieces, add_special_tokens=False)
+        lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, lengths.sum())
+        return ids, lengths
+
+    def _keep(
+        self, keys: np.ndarray, checks: np.ndarray, ids: np.ndarray, lengths: np.ndarray
+    ) -> None:
+        """Keep the first pieces that fit in the capacity."""
+        room = min(keys.size, self.capacity - self._checks.size)
+        if room <= 0:
+            return
+        keys, slots = keys[:room], np.arange(self._checks.size, self._checks.size + room)
+        order = np.argsort(keys)
+        at = np.searchsorted(self._keys, keys[order])
+        self._keys = np.insert(self._keys, at, keys[order])
+        self._key_slots = np.insert(self._key_slots, at, slots[order])
+        self._checks = np.concatenate([self._checks, checks[:room]])
+        self._ids = np.concatenate([self._ids, ids[: lengths[:room].sum()]])
+        ends = self._offsets[-1] + np.cumsum(lengths[:room])
+        self._offsets = np.concatenate([self._offsets, ends])
+
+    def _fallback(self, texts: pa.Array, why: str) -> Encoded:
+        log.warning("tokenize: %s; the batch is encoded by the tokenizer alone", why)
+        strings = ["" if text is None else text for text in texts.to_pylist()]
+        encodings = self.tokenizer.encode_batch_fast(strings, add_special_tokens=False)
+        counts = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, counts.sum())
+        return Encoded(ids, counts)
+
+
+def utf8_bytes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The texts' UTF-8 bytes one after the other, and where each text starts there.
+
+    Read from the Arrow buffers, without copying; a missing text counts as empty.
+    """
+    if texts.null_count:
+        texts = pc.fill_null(texts, "")
+    offset_type = np.int64 if pa.types.is_large_string(texts.type) else np.int32
+    _, offsets_buffer, data_buffer = texts.buffers()
+    offsets = np.frombuffer(
+        offsets_buffer, offset_type, len(texts) + 1, texts.offset * np.dtype(offset_type).itemsize
+    ).astype(np.int64)
+    data = np.frombuffer(data_buffer, np.uint8) if data_buffer else np.zeros(0, np.uint8)
+    return data[offsets[0] : offsets[-1]], offsets[:-1] - offsets[0]
+
+
+def piece_starts(data: np.ndarray, text_starts: np.ndarray) -> np.ndarray:
+    """Where each piece starts in ``data``.
+
+    At each text's start, and before each space that follows a visible ASCII character.
+    """
+    low, high = _VISIBLE
+    before = data[:-1]
+    starts = np.zeros(data.size + 1, dtype=bool)
+    starts[1:-1] = (data[1:] == _SPACE) & (before >= low) & (before <= high)
+    starts[text_starts] = True
+    return np.flatnonzero(starts[:-1])
+
+
+def _first_occurrences(codes: np.ndarray, count: int) -> np.ndarray:
+    """For each of ``count`` codes, the first position that holds it."""
+    first = np.empty(count, dtype=np.int64)
+    # Written from the last position to the first: the first position's write is the last.
+    first[codes[::-1]] = np.arange(codes.size - 1, -1, -1)
+    return first
+
+
+def _ragged_take(source: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """``source[start:start + length]`` for each pair, one after the other."""
+    total = int(lengths.sum())
+    shifts = starts - (np.cumsum(lengths) - lengths)
+    return source[np.repeat(shifts, lengths) + np.arange(total)]
