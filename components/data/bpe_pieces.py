@@ -40,7 +40,11 @@ from components.data.wordarrays import Powers, span_hashes
 
 log = logging.getLogger(__name__)
 
-CAPACITY = 1 << 20  # distinct pieces whose ids are kept (a few tens of MB)
+# Distinct pieces whose ids are kept: the first ones seen, as the tokenizer's own cache
+# keeps them. 2**18 (about 12 MB) encodes as fast as 2**20 on a 1 GB dump.
+CAPACITY = 1 << 18
+_IDS_PER_PIECE = 4  # ids kept per piece that the store starts with room for
+_WINDOW = 1 << 16  # bytes hashed at once
 _SPACE = 0x20
 _VISIBLE = (0x21, 0x7E)  # visible ASCII: "!" to "~"
 # Two hashes with different bases: a piece is recognised only when both agree.
@@ -75,6 +79,19 @@ class Encoded:
     counts: np.ndarray  # int64, one per text
 
 
+@dataclass
+class _Pool:
+    """The ids of a batch's distinct pieces: a pool of ids, and each piece's start and length."""
+
+    ids: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+
+
+class _Collision(Exception):
+    """Two different pieces share a key hash."""
+
+
 class PieceEncoder:
     """Encodes Arrow string arrays with ``tokenizer``, keeping the ids of pieces seen.
 
@@ -86,63 +103,73 @@ class PieceEncoder:
             raise ValueError("the tokenizer is not a plain byte-level BPE tokenizer")
         self.tokenizer = tokenizer
         self.capacity = capacity
+        self._kept = 0  # pieces kept, in slots 0 to _kept - 1
         self._keys = np.zeros(0, dtype=np.uint64)  # the kept pieces' key hashes, sorted
         self._key_slots = np.zeros(0, dtype=np.int64)  # the slot of each of _keys
-        self._checks = np.zeros(0, dtype=np.uint64)  # per slot, the piece's check hash
-        self._offsets = np.zeros(1, dtype=np.int64)  # per slot, where its ids start
-        self._ids = np.zeros(0, dtype=np.int64)  # the kept pieces' ids, slot after slot
+        self._checks = np.zeros(capacity, dtype=np.uint64)  # per slot, its check hash
+        self._offsets = np.zeros(capacity + 1, dtype=np.int64)  # per slot, where its ids start
+        self._ids = np.zeros(capacity * _IDS_PER_PIECE, dtype=np.int64)  # slot after slot
+
+    @property
+    def kept(self) -> int:
+        """Distinct pieces whose ids are kept."""
+        return self._kept
 
     def encode(self, texts: pa.Array) -> Encoded:
         """The ids of ``texts`` (a missing text counts as empty)."""
+        try:
+            return self._encode(texts)
+        except _Collision as collision:
+            log.warning("tokenize: %s; the batch is encoded by the tokenizer alone", collision)
+            strings = ["" if text is None else text for text in texts.to_pylist()]
+            ids, counts = self._encoded(strings)
+            return Encoded(ids, counts)
+
+    def _encode(self, texts: pa.Array) -> Encoded:
         data, text_starts = utf8_bytes(texts)
         starts = piece_starts(data, text_starts)
         ends = np.append(starts[1:], data.size)
-        keys = span_hashes(data, starts, ends, _KEY_POWERS)
-        checks = span_hashes(data, starts, ends, _CHECK_POWERS)
+        keys = piece_hashes(data, starts, ends, _KEY_POWERS)
+        checks = piece_hashes(data, starts, ends, _CHECK_POWERS)
         codes, distinct = pd.factorize(keys, sort=False)
         first = _first_occurrences(codes, distinct.size)
         if not np.array_equal(checks, checks[first][codes]):
-            return self._fallback(texts, "two pieces of a batch share a key")
-        pool, pool_starts, pool_lengths = self._distinct_ids(
-            distinct, checks[first], data, starts[first], ends[first]
-        )
-        if pool is None:
-            return self._fallback(texts, "a piece shares its key with a kept piece")
-        lengths = pool_lengths[codes]
-        ids = _ragged_take(pool, pool_starts[codes], lengths)
+            raise _Collision("two pieces of a batch share a key")
+        pool = self._pool(distinct, checks[first], data, starts[first], ends[first])
+        lengths = pool.lengths[codes]
         text_of_piece = np.searchsorted(text_starts, starts, side="right") - 1
         counts = np.bincount(text_of_piece, weights=lengths, minlength=len(texts))
-        return Encoded(ids, counts.astype(np.int64))
+        return Encoded(_ragged_take(pool.ids, pool.starts[codes], lengths), counts.astype(np.int64))
 
-    def _distinct_ids(
+    def _pool(
         self,
         keys: np.ndarray,
         checks: np.ndarray,
         data: np.ndarray,
         starts: np.ndarray,
         ends: np.ndarray,
-    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-        """The ids of each distinct piece: a pool of ids, and each piece's start and length.
+    ) -> _Pool:
+        """The ids of the distinct pieces ``data[start:end]`` whose hashes are given.
 
-        Pieces not kept yet are encoded and kept while there is room. The pool is None when
-        a kept piece's check hash disagrees.
+        Kept pieces are looked up; the others are encoded, and kept while there is room.
         """
         slots = self._slots_of(keys)
-        kept = slots >= 0
+        kept, new = np.flatnonzero(slots >= 0), np.flatnonzero(slots < 0)
         if not np.array_equal(self._checks[slots[kept]], checks[kept]):
-            return None, slots, slots
-        new = np.flatnonzero(~kept)
-        new_ids, new_lengths = self._encode_pieces(data, starts[new], ends[new])
-        old_starts = self._offsets[slots[kept]]
-        old_lengths = self._offsets[slots[kept] + 1] - old_starts
-        lengths = np.zeros(keys.size, dtype=np.int64)
-        lengths[kept], lengths[new] = old_lengths, new_lengths
-        pool = np.concatenate([_ragged_take(self._ids, old_starts, old_lengths), new_ids])
-        pool_starts = np.zeros(keys.size, dtype=np.int64)
-        pool_starts[kept] = np.cumsum(old_lengths) - old_lengths
-        pool_starts[new] = old_lengths.sum() + np.cumsum(new_lengths) - new_lengths
+            raise _Collision("a piece shares its key with a kept piece")
+        kept_starts = self._offsets[slots[kept]]
+        kept_lengths = self._offsets[slots[kept] + 1] - kept_starts
+        text = data.tobytes()
+        spans = zip(starts[new].tolist(), ends[new].tolist(), strict=True)
+        new_ids, new_lengths = self._encoded([text[a:b].decode("utf-8") for a, b in spans])
         self._keep(keys[new], checks[new], new_ids, new_lengths)
-        return pool, pool_starts, lengths
+        lengths = np.empty(keys.size, dtype=np.int64)
+        lengths[kept], lengths[new] = kept_lengths, new_lengths
+        order = np.concatenate([kept, new])  # the pool holds the kept pieces' ids first
+        pool_starts = np.empty(keys.size, dtype=np.int64)
+        pool_starts[order] = np.cumsum(lengths[order]) - lengths[order]
+        ids = np.concatenate([_ragged_take(self._ids, kept_starts, kept_lengths), new_ids])
+        return _Pool(ids, pool_starts, lengths)
 
     def _slots_of(self, keys: np.ndarray) -> np.ndarray:
         """The slot of each key, or -1 for a piece not kept."""
@@ -151,42 +178,33 @@ class PieceEncoder:
         at = np.searchsorted(self._keys, keys).clip(max=self._keys.size - 1)
         return np.where(self._keys[at] == keys, self._key_slots[at], -1)
 
-    def _encode_pieces(
-        self, data: np.ndarray, starts: np.ndarray, ends: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The tokenizer's ids of the pieces (one after the other) and their lengths."""
-        text = data.tobytes()
-        spans = zip(starts.tolist(), ends.tolist(), strict=True)
-        pieces = [text[a:b].decode("utf-8") for a, b in spans]
-        encodings = self.tokenizer.encode_batch_fast(pieces, add_special_tokens=False)
-        lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
-        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, lengths.sum())
-        return ids, lengths
+    def _encoded(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The tokenizer's ids of ``texts`` (one after the other) and each text's count."""
+        encodings = self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        counts = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
+        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, counts.sum())
+        return ids, counts
 
     def _keep(
         self, keys: np.ndarray, checks: np.ndarray, ids: np.ndarray, lengths: np.ndarray
     ) -> None:
-        """Keep the first pieces that fit in the capacity."""
-        room = min(keys.size, self.capacity - self._checks.size)
+        """Keep the first of these pieces that fit in the capacity."""
+        room = min(keys.size, self.capacity - self._kept)
         if room <= 0:
             return
-        keys, slots = keys[:room], np.arange(self._checks.size, self._checks.size + room)
+        first, last = self._kept, self._kept + room
+        keys, slots = keys[:room], np.arange(first, last)
         order = np.argsort(keys)
         at = np.searchsorted(self._keys, keys[order])
         self._keys = np.insert(self._keys, at, keys[order])
         self._key_slots = np.insert(self._key_slots, at, slots[order])
-        self._checks = np.concatenate([self._checks, checks[:room]])
-        self._ids = np.concatenate([self._ids, ids[: lengths[:room].sum()]])
-        ends = self._offsets[-1] + np.cumsum(lengths[:room])
-        self._offsets = np.concatenate([self._offsets, ends])
-
-    def _fallback(self, texts: pa.Array, why: str) -> Encoded:
-        log.warning("tokenize: %s; the batch is encoded by the tokenizer alone", why)
-        strings = ["" if text is None else text for text in texts.to_pylist()]
-        encodings = self.tokenizer.encode_batch_fast(strings, add_special_tokens=False)
-        counts = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
-        ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, counts.sum())
-        return Encoded(ids, counts)
+        self._checks[first:last] = checks[:room]
+        self._offsets[first + 1 : last + 1] = self._offsets[first] + np.cumsum(lengths[:room])
+        end = self._offsets[last]
+        if end > self._ids.size:
+            self._ids = np.concatenate([self._ids, np.zeros(max(end, self._ids.size), np.int64)])
+        self._ids[self._offsets[first] : end] = ids[: end - self._offsets[first]]
+        self._kept = last
 
 
 def utf8_bytes(texts: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -216,6 +234,27 @@ def piece_starts(data: np.ndarray, text_starts: np.ndarray) -> np.ndarray:
     starts[1:-1] = (data[1:] == _SPACE) & (before >= low) & (before <= high)
     starts[text_starts] = True
     return np.flatnonzero(starts[:-1])
+
+
+def piece_hashes(
+    data: np.ndarray, starts: np.ndarray, ends: np.ndarray, powers: Powers
+) -> np.ndarray:
+    """The :func:`span_hashes` of the pieces, a window of about :data:`_WINDOW` bytes at a time.
+
+    A hash depends on its piece's bytes alone, so windows give the hashes the whole would;
+    their arrays, and the table of powers, stay the size of a window (and of the longest
+    piece), not of the batch.
+    """
+    hashes = np.empty(starts.size, dtype=np.uint64)
+    first = 0
+    while first < starts.size:
+        last = max(first + 1, int(np.searchsorted(starts, starts[first] + _WINDOW)))
+        base, top = starts[first], ends[last - 1]
+        hashes[first:last] = span_hashes(
+            data[base:top], starts[first:last] - base, ends[first:last] - base, powers
+        )
+        first = last
+    return hashes
 
 
 def _first_occurrences(codes: np.ndarray, count: int) -> np.ndarray:

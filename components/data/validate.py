@@ -163,7 +163,7 @@ def identity_table(path: Path) -> pd.DataFrame:
     string. A missing text counts as empty.
     """
     frames = []
-    for batch in read_batches(path, columns=["id", "title", "text"]):
+    for batch in read_batches(path, columns=["id", "title", "text"], batch_size=_BATCH_DOCS):
         ids, titles, texts = batch.columns
         columns = {
             "id": ids.to_numpy(),

@@ -8,10 +8,17 @@ import pytest
 from tokenizers import normalizers, pre_tokenizers
 
 from components.data import bpe_pieces
-from components.data.bpe_pieces import PieceEncoder, cuts_exactly, piece_starts, utf8_bytes
+from components.data.bpe_pieces import (
+    PieceEncoder,
+    cuts_exactly,
+    piece_hashes,
+    piece_starts,
+    utf8_bytes,
+)
 from components.data.params import TokenizeParams
 from components.data.tokenization import train_tokenizer
 from components.data.tokenizer_file import load_tokenizer
+from components.data.wordarrays import span_hashes
 
 # What a pre-tokenizer could treat differently: every kind of white space (tabs, non-breaking
 # and thin spaces, separators that Python calls white space and Unicode does not), contractions,
@@ -60,7 +67,7 @@ def test_pieces_give_the_tokenizers_own_ids_on_random_text(tokenizer, capacity):
     for _ in range(30):  # batches after the first find pieces kept by earlier ones
         texts = [*_random_texts(rng, 40), ""]
         assert _encoded(encoder, texts) == _expected(tokenizer, texts)
-    kept = encoder._checks.size
+    kept = encoder.kept
     assert kept == 30 if capacity == 30 else kept > 100
 
 
@@ -98,6 +105,19 @@ def test_pieces_start_at_each_text_and_before_a_space_after_a_visible_character(
     # Before the spaces after "ab" and "x"; not before the spaces that follow a space, a tab
     # or "é" (whose last byte is not ASCII).
     assert piece_starts(data, starts).tolist() == [0, 2, 5, 8, 13, 17]
+
+
+def test_pieces_hashed_a_window_at_a_time_hash_as_in_one_go(monkeypatch):
+    texts = pa.array(_random_texts(random.Random(4), 300), pa.string())
+    data, text_starts = utf8_bytes(texts)
+    starts = piece_starts(data, text_starts)
+    ends = np.append(starts[1:], data.size)
+    powers = bpe_pieces._CHECK_POWERS
+    whole = span_hashes(data, starts, ends, powers)
+    monkeypatch.setattr(bpe_pieces, "_WINDOW", 64)
+    assert data.size > 100 * 64  # many windows
+    assert np.array_equal(piece_hashes(data, starts, ends, powers), whole)
+    assert np.unique(whole).size > 100
 
 
 @pytest.mark.parametrize(
