@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 # keeps them. 2**18 (about 12 MB) encodes as fast as 2**20 on a 1 GB dump.
 CAPACITY = 1 << 18
 _IDS_PER_PIECE = 4  # ids kept per piece that the store starts with room for
+# Longer pieces are not kept: they seldom repeat, and the store's size stays bounded.
+_MAX_KEPT_BYTES = 32
 _WINDOW = 1 << 16  # bytes hashed at once
 _SPACE = 0x20
 _VISIBLE = (0x21, 0x7E)  # visible ASCII: "!" to "~"
@@ -151,7 +153,7 @@ class PieceEncoder:
     ) -> _Pool:
         """The ids of the distinct pieces ``data[start:end]`` whose hashes are given.
 
-        Kept pieces are looked up; the others are encoded, and kept while there is room.
+        Kept pieces are looked up, the others encoded.
         """
         slots = self._slots_of(keys)
         kept, new = np.flatnonzero(slots >= 0), np.flatnonzero(slots < 0)
@@ -159,10 +161,9 @@ class PieceEncoder:
             raise _Collision("a piece shares its key with a kept piece")
         kept_starts = self._offsets[slots[kept]]
         kept_lengths = self._offsets[slots[kept] + 1] - kept_starts
-        text = data.tobytes()
-        spans = zip(starts[new].tolist(), ends[new].tolist(), strict=True)
-        new_ids, new_lengths = self._encoded([text[a:b].decode("utf-8") for a, b in spans])
-        self._keep(keys[new], checks[new], new_ids, new_lengths)
+        new_ids, new_lengths = self._encode_and_keep(
+            keys[new], checks[new], data, starts[new], ends[new]
+        )
         lengths = np.empty(keys.size, dtype=np.int64)
         lengths[kept], lengths[new] = kept_lengths, new_lengths
         order = np.concatenate([kept, new])  # the pool holds the kept pieces' ids first
@@ -170,6 +171,24 @@ class PieceEncoder:
         pool_starts[order] = np.cumsum(lengths[order]) - lengths[order]
         ids = np.concatenate([_ragged_take(self._ids, kept_starts, kept_lengths), new_ids])
         return _Pool(ids, pool_starts, lengths)
+
+    def _encode_and_keep(
+        self,
+        keys: np.ndarray,
+        checks: np.ndarray,
+        data: np.ndarray,
+        starts: np.ndarray,
+        ends: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The tokenizer's ids of these pieces and their lengths; the short ones are kept."""
+        text = data.tobytes()
+        spans = zip(starts.tolist(), ends.tolist(), strict=True)
+        ids, lengths = self._encoded([text[a:b].decode("utf-8") for a, b in spans])
+        short = np.flatnonzero(ends - starts <= _MAX_KEPT_BYTES)
+        firsts = np.cumsum(lengths) - lengths
+        short_ids = _ragged_take(ids, firsts[short], lengths[short])
+        self._keep(keys[short], checks[short], short_ids, lengths[short])
+        return ids, lengths
 
     def _slots_of(self, keys: np.ndarray) -> np.ndarray:
         """The slot of each key, or -1 for a piece not kept."""

@@ -79,6 +79,14 @@ def test_pieces_give_the_tokenizers_own_ids_on_long_runs_of_white_space(tokenize
     assert _encoded(PieceEncoder(tokenizer), texts) == _expected(tokenizer, texts)
 
 
+def test_long_pieces_are_encoded_but_not_kept(tokenizer):
+    encoder = PieceEncoder(tokenizer)
+    long_word = "river" * 20  # one piece of 100 bytes
+    texts = [long_word, f"the {long_word}", long_word]
+    assert _encoded(encoder, texts) == _expected(tokenizer, texts)
+    assert encoder.kept == 1  # "the"
+
+
 def test_a_saved_and_loaded_tokenizer_still_cuts_exactly(tokenizer, tmp_path):
     path = tmp_path / "tokenizer.json"
     tokenizer.save(str(path))
