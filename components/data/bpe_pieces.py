@@ -90,6 +90,28 @@ class _Pool:
     lengths: np.ndarray
 
 
+@dataclass
+class _Pieces:
+    """Pieces of a batch's bytes ``data``: their spans and their two hashes."""
+
+    data: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    keys: np.ndarray
+    checks: np.ndarray
+
+    def __getitem__(self, index: np.ndarray) -> _Pieces:
+        """The pieces at ``index``, of the same bytes."""
+        starts, ends = self.starts[index], self.ends[index]
+        return _Pieces(self.data, starts, ends, self.keys[index], self.checks[index])
+
+    def strings(self) -> list[str]:
+        """The pieces as text (whole UTF-8 sequences: pieces start at ASCII spaces or texts)."""
+        text = self.data.tobytes()
+        spans = zip(self.starts.tolist(), self.ends.tolist(), strict=True)
+        return [text[a:b].decode("utf-8") for a, b in spans]
+
+
 class _Collision(Exception):
     """Two different pieces share a key hash."""
 
@@ -137,57 +159,36 @@ class PieceEncoder:
         first = _first_occurrences(codes, distinct.size)
         if not np.array_equal(checks, checks[first][codes]):
             raise _Collision("two pieces of a batch share a key")
-        pool = self._pool(distinct, checks[first], data, starts[first], ends[first])
+        pool = self._pool(_Pieces(data, starts, ends, keys, checks)[first])
         lengths = pool.lengths[codes]
         text_of_piece = np.searchsorted(text_starts, starts, side="right") - 1
         counts = np.bincount(text_of_piece, weights=lengths, minlength=len(texts))
         return Encoded(_ragged_take(pool.ids, pool.starts[codes], lengths), counts.astype(np.int64))
 
-    def _pool(
-        self,
-        keys: np.ndarray,
-        checks: np.ndarray,
-        data: np.ndarray,
-        starts: np.ndarray,
-        ends: np.ndarray,
-    ) -> _Pool:
-        """The ids of the distinct pieces ``data[start:end]`` whose hashes are given.
-
-        Kept pieces are looked up, the others encoded.
-        """
-        slots = self._slots_of(keys)
+    def _pool(self, pieces: _Pieces) -> _Pool:
+        """The ids of these distinct pieces: kept ones looked up, the others encoded."""
+        slots = self._slots_of(pieces.keys)
         kept, new = np.flatnonzero(slots >= 0), np.flatnonzero(slots < 0)
-        if not np.array_equal(self._checks[slots[kept]], checks[kept]):
+        if not np.array_equal(self._checks[slots[kept]], pieces.checks[kept]):
             raise _Collision("a piece shares its key with a kept piece")
         kept_starts = self._offsets[slots[kept]]
         kept_lengths = self._offsets[slots[kept] + 1] - kept_starts
-        new_ids, new_lengths = self._encode_and_keep(
-            keys[new], checks[new], data, starts[new], ends[new]
-        )
-        lengths = np.empty(keys.size, dtype=np.int64)
+        new_ids, new_lengths = self._encode_and_keep(pieces[new])
+        lengths = np.empty(slots.size, dtype=np.int64)
         lengths[kept], lengths[new] = kept_lengths, new_lengths
         order = np.concatenate([kept, new])  # the pool holds the kept pieces' ids first
-        pool_starts = np.empty(keys.size, dtype=np.int64)
+        pool_starts = np.empty(slots.size, dtype=np.int64)
         pool_starts[order] = np.cumsum(lengths[order]) - lengths[order]
         ids = np.concatenate([_ragged_take(self._ids, kept_starts, kept_lengths), new_ids])
         return _Pool(ids, pool_starts, lengths)
 
-    def _encode_and_keep(
-        self,
-        keys: np.ndarray,
-        checks: np.ndarray,
-        data: np.ndarray,
-        starts: np.ndarray,
-        ends: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _encode_and_keep(self, pieces: _Pieces) -> tuple[np.ndarray, np.ndarray]:
         """The tokenizer's ids of these pieces and their lengths; the short ones are kept."""
-        text = data.tobytes()
-        spans = zip(starts.tolist(), ends.tolist(), strict=True)
-        ids, lengths = self._encoded([text[a:b].decode("utf-8") for a, b in spans])
-        short = np.flatnonzero(ends - starts <= _MAX_KEPT_BYTES)
+        ids, lengths = self._encoded(pieces.strings())
+        short = np.flatnonzero(pieces.ends - pieces.starts <= _MAX_KEPT_BYTES)
         firsts = np.cumsum(lengths) - lengths
         short_ids = _ragged_take(ids, firsts[short], lengths[short])
-        self._keep(keys[short], checks[short], short_ids, lengths[short])
+        self._keep(pieces[short], short_ids, lengths[short])
         return ids, lengths
 
     def _slots_of(self, keys: np.ndarray) -> np.ndarray:
@@ -204,20 +205,18 @@ class PieceEncoder:
         ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, counts.sum())
         return ids, counts
 
-    def _keep(
-        self, keys: np.ndarray, checks: np.ndarray, ids: np.ndarray, lengths: np.ndarray
-    ) -> None:
-        """Keep the first of these pieces that fit in the capacity."""
-        room = min(keys.size, self.capacity - self._kept)
+    def _keep(self, pieces: _Pieces, ids: np.ndarray, lengths: np.ndarray) -> None:
+        """Keep the first of these pieces that fit in the capacity (``ids``: theirs)."""
+        room = min(pieces.keys.size, self.capacity - self._kept)
         if room <= 0:
             return
         first, last = self._kept, self._kept + room
-        keys, slots = keys[:room], np.arange(first, last)
+        keys, slots = pieces.keys[:room], np.arange(first, last)
         order = np.argsort(keys)
         at = np.searchsorted(self._keys, keys[order])
         self._keys = np.insert(self._keys, at, keys[order])
         self._key_slots = np.insert(self._key_slots, at, slots[order])
-        self._checks[first:last] = checks[:room]
+        self._checks[first:last] = pieces.checks[:room]
         self._offsets[first + 1 : last + 1] = self._offsets[first] + np.cumsum(lengths[:room])
         end = self._offsets[last]
         if end > self._ids.size:
