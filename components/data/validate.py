@@ -136,8 +136,8 @@ def document_stats(doc: Document, stops: frozenset[str]) -> dict[str, Any]:
 def batch_stats(batch: list[Document], stops: frozenset[str]) -> pd.DataFrame:
     """The statistics table of a batch of documents (runs in worker processes).
 
-    The batch's words are measured at once (:func:`batch_lower_words`): numpy calls per
-    document, not the characters, are what would take the time.
+    The batch's words are measured a group of texts at a time (:func:`batch_lower_words`):
+    numpy calls per document, not the characters, are what would take the time.
     """
     texts = [doc.text for doc in batch]
     words = batch_lower_words(texts)
