@@ -7,7 +7,7 @@ schema, read and written in batches so memory stays constant whatever the corpus
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,6 +288,22 @@ def shard_batches(
             previous = batch
         origins.append((index, True))
         yield previous or []
+
+
+def size_runs(sizes: Iterable[int], limit: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of consecutive runs of items, given each item's size.
+
+    A run ends once its items' sizes add up to ``limit`` or more: it holds at most ``limit``
+    plus one item's size.
+    """
+    start, total, end = 0, 0, 0
+    for end, size in enumerate(sizes, start=1):
+        total += size
+        if total >= limit:
+            yield start, end
+            start, total = end, 0
+    if start < end:
+        yield start, end
 
 
 def _split_by_chars(documents: list[Document], limit: int) -> Iterator[list[Document]]:

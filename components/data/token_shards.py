@@ -27,7 +27,7 @@ from tokenizers import Tokenizer
 from components.core.progress import progress
 from components.core.resume import ShardProgress
 from components.data.bpe_pieces import Encoded, PieceEncoder
-from components.data.documents import read_batches, shard_paths, shard_rows
+from components.data.documents import read_batches, shard_paths, shard_rows, size_runs
 from components.data.tokenbin import dtype_for, write_tokens
 
 SPLITS = ("train", "val")
@@ -173,23 +173,9 @@ def _batches(path: Path, batch_docs: int, split_of: Callable) -> Iterator[dict[s
     """
     for batch in read_batches(path, columns=["id", "text"], batch_size=batch_docs):
         ids, texts = batch.column(0).to_pylist(), batch.column(1)
-        for start, end in _byte_slices(texts, _BATCH_BYTES):
+        sizes = pc.fill_null(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False)
+        for start, end in size_runs(sizes.tolist(), _BATCH_BYTES):
             yield _by_split(ids[start:end], texts.slice(start, end - start), split_of)
-
-
-def _byte_slices(texts: pa.Array, limit: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of consecutive runs of ``texts``.
-
-    A run ends once it holds ``limit`` UTF-8 bytes or more, so it is at most ``limit``
-    bytes plus one text.
-    """
-    sizes = pc.fill_null(pc.binary_length(texts), 0).to_numpy(zero_copy_only=False).tolist()
-    start, size = 0, 0
-    for end, text_size in enumerate(sizes, start=1):
-        size += text_size
-        if size >= limit or end == len(sizes):
-            yield start, end
-            start, size = end, 0
 
 
 def _by_split(ids: list[int], texts: pa.Array, split_of: Callable) -> dict[str, pa.Array]:

@@ -34,6 +34,8 @@ from functools import cached_property, lru_cache
 
 import numpy as np
 
+from components.data.documents import size_runs
+
 # Character classes, as bit flags of one byte per code point.
 SPACE = 1  # str.isspace(): what str.split() splits on
 WORD = 2  # matches \w
@@ -286,12 +288,8 @@ def _groups(texts: list[str]) -> Iterator[list[str]]:
     A batch is measured group by group: arrays of a few hundred kilobytes stay in the
     processor's cache, where numpy runs several times faster than from memory.
     """
-    start, chars = 0, 0
-    for end, text in enumerate(texts, start=1):
-        chars += len(text)
-        if chars >= GROUP_CHARS or end == len(texts):
-            yield texts[start:end]
-            start, chars = end, 0
+    for start, end in size_runs(map(len, texts), GROUP_CHARS):
+        yield texts[start:end]
 
 
 def count_among(words: list[Words], sorted_hashes: np.ndarray) -> list[int]:

@@ -15,6 +15,7 @@ from components.data.documents import (
     count_rows,
     iter_batches,
     shard_paths,
+    size_runs,
 )
 from tests.corpora import iter_documents, write_documents
 
@@ -162,3 +163,17 @@ def test_an_unreadable_shard_is_an_artifact_error_naming_it(tmp_path, damage, fo
     if footer_lost:
         with pytest.raises(ArtifactError, match=named):
             count_rows(folder)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "runs"),
+    [
+        ([], []),
+        ([3, 3, 3, 3], [(0, 2), (2, 4)]),  # a run ends once it reaches the limit
+        ([1, 1, 1], [(0, 3)]),  # the last run may stay under it
+        ([10, 1, 1, 9], [(0, 1), (1, 4)]),  # one large item makes a run of its own
+        ([0, 0, 6, 0], [(0, 3), (3, 4)]),
+    ],
+)
+def test_size_runs_cut_consecutive_items_once_their_sizes_reach_the_limit(sizes, runs):
+    assert list(size_runs(iter(sizes), 6)) == runs

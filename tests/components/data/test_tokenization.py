@@ -113,6 +113,16 @@ def test_stage_writes_tokenizer_splits_and_meta(workspace, corpus):
     assert json.loads(json.dumps(result.model_dump(mode="json")))["tokens_train"] > 0
 
 
+def test_batches_cut_by_bytes_write_the_same_token_files(workspace, corpus, monkeypatch):
+    from components.data import token_shards
+
+    run(_params(batch_docs=64), workspace)
+    whole = {name: (workspace.tokens / name).read_bytes() for name in ("train.bin", "val.bin")}
+    monkeypatch.setattr(token_shards, "_BATCH_BYTES", 200)  # two or three documents a batch
+    run(_params(batch_docs=64), workspace)
+    assert {name: (workspace.tokens / name).read_bytes() for name in whole} == whole
+
+
 def test_decoding_reproduces_each_split_exactly(workspace, corpus):
     run(_params(), workspace)
     expected = _expected(corpus)

@@ -1,6 +1,8 @@
 import json
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from components.core.artifacts import build_meta, write_json
@@ -256,6 +258,12 @@ def test_identity_stats_equal_the_identity_columns_of_the_full_statistics(tmp_pa
     assert identities.equals(corpus_stats(tmp_path, GOPHER_STOP_WORDS)[list(IDENTITY_DTYPES)])
     assert identities["n_chars"].tolist()[5:] == [len(unicode.text), 0]
     assert identities["title_hash"].isna().tolist() == [False] * 5 + [True, False]
+
+
+def test_a_missing_text_counts_as_empty_in_the_identity_table(tmp_path):
+    table = pa.table({"id": [1, 2], "title": ["A", "B"], "text": ["Some text.", None]})
+    pq.write_table(table, tmp_path / "part-00000.parquet")
+    assert identity_stats(tmp_path)["n_chars"].tolist() == [10, 0]
 
 
 @pytest.mark.parametrize("docs", [0, 1, 3000])
