@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 
-from components.data.documents import Document
+from components.data.documents import batch_texts
 from components.data.filters import TextView, failures
 from components.data.minhash import Permutations, signatures
 from components.data.stopwords import removable_stop_words
@@ -110,17 +111,21 @@ def remove_stop_words(text: str, stops: frozenset[str]) -> str:
 
 
 def assess_batch(
-    documents: list[Document], cfg: CleanParams, permutations: Permutations | None = None
+    batch: pa.RecordBatch, cfg: CleanParams, permutations: Permutations | None = None
 ) -> list[Assessment]:
-    """Normalise and filter a batch; signatures (with ``permutations``) for documents kept."""
-    views = TextView.batch([normalize(doc.text) for doc in documents])
+    """Normalise and filter a batch's texts; signatures (with ``permutations``) for those kept.
+
+    ``batch`` needs only a ``text`` column.
+    """
+    texts = batch_texts(batch)
+    views = TextView.batch([normalize(text) for text in texts])
     results = []
-    for doc, view, reason in zip(documents, views, failures(views, cfg), strict=True):
+    for text, view, reason in zip(texts, views, failures(views, cfg), strict=True):
         output = output_words = None
         if reason is None and cfg.remove_stopwords:
             output = remove_stop_words(view.text, removable_stop_words(cfg.language))
             output_words = len(output.split())
-        changed = view.text if view.text != doc.text else None
+        changed = view.text if view.text != text else None
         digest = view.arrays.digest()
         results.append(
             Assessment(view.word_count, reason, digest, None, changed, output, output_words)

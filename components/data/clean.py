@@ -141,7 +141,7 @@ def _assess(params: DataSections, shards: list[Path], work: ShardProgress, store
     permutations = Permutations.of(cfg.dedup) if cfg.dedup.near else None
     assess = partial(assess_batch, cfg=cfg, permutations=permutations)
     origins: deque[tuple[int, bool]] = deque()  # (shard, last batch of it) per batch in flight
-    batches = shard_batches(shards, done, origins, _BATCH_DOCS, _BATCH_CHARS)
+    batches = shard_batches(shards, done, origins, _BATCH_DOCS, _BATCH_CHARS, ["text"])
     table = _OutcomeTable()
     total = sum(shard_rows(path) for path in shards[done:])
     with progress(total=total, unit="doc", desc="clean: assess") as bar:

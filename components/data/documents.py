@@ -178,6 +178,13 @@ class ShardWriter:
             self._shard_rows_written = 0
 
 
+def document_batch(documents: list[Document]) -> pa.RecordBatch:
+    """The documents as a record batch of :data:`SCHEMA` (as a shard would hold them)."""
+    rows = [doc.to_row() for doc in documents]
+    columns = [arrow_column([row[f.name] for row in rows], f.type) for f in SCHEMA]
+    return pa.RecordBatch.from_arrays(columns, schema=SCHEMA)
+
+
 def arrow_column(values: list[Any], type_: pa.DataType) -> pa.Array:
     """An Arrow string or integer array of ``values`` (None is null), built from buffers.
 
@@ -261,9 +268,8 @@ def iter_shard(
     path: Path, batch_rows: int = 1024, batch_chars: int | None = None
 ) -> Iterator[list[Document]]:
     """Yield the documents of one shard, in batches as :func:`iter_batches` makes them."""
-    for batch in read_batches(path, batch_size=batch_rows):
-        documents = [Document.from_row(row) for row in batch.to_pylist()]
-        yield from _split_by_chars(documents, batch_chars) if batch_chars else [documents]
+    for batch in _record_batches(path, batch_rows, batch_chars):
+        yield [Document.from_row(row) for row in batch.to_pylist()]
 
 
 def shard_batches(
@@ -272,8 +278,13 @@ def shard_batches(
     origins: deque[tuple[int, bool]],
     batch_rows: int = 1024,
     batch_chars: int | None = None,
-) -> Iterator[list[Document]]:
-    """Batches of the shards from index ``first`` on, each batch's origin put in ``origins``.
+    columns: list[str] | None = None,
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of the shards from index ``first`` on, each batch's origin put in ``origins``.
+
+    Batches hold ``columns`` (all when None), cut as :func:`iter_batches` cuts them. They go
+    to worker processes as they are: Arrow buffers travel as they lie, where documents would
+    be decoded into strings here, pickled, and decoded again by the worker.
 
     The origin is (shard index, whether this is the shard's last batch): a stage that marks
     shards done reads it back as each batch's result comes in. Every shard gives at least
@@ -281,13 +292,70 @@ def shard_batches(
     """
     for index in range(first, len(shards)):
         previous = None
-        for batch in iter_shard(shards[index], batch_rows, batch_chars):
+        for batch in _record_batches(shards[index], batch_rows, batch_chars, columns):
             if previous is not None:
                 origins.append((index, False))
                 yield previous
             previous = batch
         origins.append((index, True))
-        yield previous or []
+        yield previous if previous is not None else _empty_batch(columns)
+
+
+def batch_texts(batch: pa.RecordBatch) -> list[str]:
+    """The texts of a record batch, a missing one as empty."""
+    return [text or "" for text in batch.column("text").to_pylist()]
+
+
+def _record_batches(
+    path: Path, batch_rows: int, batch_chars: int | None, columns: list[str] | None = None
+) -> Iterator[pa.RecordBatch]:
+    """The shard's rows, ``batch_rows`` at a time.
+
+    With ``batch_chars``, a batch also holds at most that many characters of text (a longer
+    document makes a batch of its own).
+    """
+    for batch in read_batches(path, batch_size=batch_rows, columns=columns):
+        if batch_chars is None:
+            yield batch
+            continue
+        cuts = list(_char_runs(_text_lengths(batch), batch_chars))
+        if len(cuts) == 1:
+            yield batch
+            continue
+        for start, end in cuts:
+            # A slice pickles with its parent's whole buffers: each is copied out alone.
+            yield pa.concat_batches([batch.slice(start, end - start)])
+
+
+def _text_lengths(batch: pa.RecordBatch) -> list[int]:
+    """Each text's length in code points (as ``len`` counts), a missing text's as 0."""
+    import pyarrow.compute as pc  # for the stages that cut batches, not every worker
+
+    return pc.fill_null(pc.utf8_length(batch.column("text")), 0).to_pylist()
+
+
+def _char_runs(lengths: list[int], limit: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of consecutive texts of at most ``limit`` characters in all.
+
+    A run ends before the text that would take it past ``limit``; a longer text makes a run
+    of its own.
+    """
+    start, chars = 0, 0
+    for index, length in enumerate(lengths):
+        if index > start and chars + length > limit:
+            yield start, index
+            start, chars = index, 0
+        chars += length
+    if start < len(lengths):
+        yield start, len(lengths)
+
+
+def _empty_batch(columns: list[str] | None) -> pa.RecordBatch:
+    """A record batch of no rows with ``columns`` of :data:`SCHEMA` (all when None)."""
+    fields = [SCHEMA.field(name) for name in columns or SCHEMA.names]
+    return pa.RecordBatch.from_arrays(
+        [pa.nulls(0, field.type) for field in fields], schema=pa.schema(fields)
+    )
 
 
 def size_runs(sizes: Iterable[int], limit: int) -> Iterator[tuple[int, int]]:
@@ -304,19 +372,6 @@ def size_runs(sizes: Iterable[int], limit: int) -> Iterator[tuple[int, int]]:
             start, total = end, 0
     if start < end:
         yield start, end
-
-
-def _split_by_chars(documents: list[Document], limit: int) -> Iterator[list[Document]]:
-    part: list[Document] = []
-    chars = 0
-    for doc in documents:
-        if part and chars + len(doc.text) > limit:
-            yield part
-            part, chars = [], 0
-        part.append(doc)
-        chars += len(doc.text)
-    if part:
-        yield part
 
 
 def count_rows(folder: Path) -> int:

@@ -43,7 +43,14 @@ from components.core.parallel import ordered_map, worker_count
 from components.core.paths import Paths
 from components.core.resume import ShardProgress, work_folder
 from components.core.schema import Report
-from components.data.documents import Document, read_batches, shard_batches, shard_paths
+from components.data.documents import (
+    Document,
+    batch_texts,
+    document_batch,
+    read_batches,
+    shard_batches,
+    shard_paths,
+)
 from components.data.params import DataParams, DataSections, ValidateParams
 from components.data.stopwords import stop_words
 from components.data.wordarrays import TextArrays, Words, batch_lower_words, count_among, hash_set
@@ -72,6 +79,7 @@ BYTES_PER_DOCUMENT = 45  # of a clean table, index aside (a RangeIndex: 132 byte
 # thousand frames to concatenate.
 _BATCH_DOCS = 1024
 _BATCH_CHARS = 8_000_000
+_STATS_COLUMNS = ["id", "title", "text"]  # what batch_stats reads
 # Bumped when the scratch folder's files change meaning: older work is then redone.
 WORK_FORMAT = 1
 # Result keys worth keeping: the outcome, never GX's run ids or timestamps (results.json is a
@@ -129,23 +137,25 @@ def words_hash(lower_words: Words) -> int:
 
 def document_stats(doc: Document, stops: frozenset[str]) -> dict[str, Any]:
     """The statistics row the clean suite looks at, for one document."""
-    table = batch_stats([doc], stops)
+    table = batch_stats(document_batch([doc]), stops)
     return {name: table[name].iloc[0] for name in table.columns}  # each column's own type
 
 
-def batch_stats(batch: list[Document], stops: frozenset[str]) -> pd.DataFrame:
+def batch_stats(batch: pa.RecordBatch, stops: frozenset[str]) -> pd.DataFrame:
     """The statistics table of a batch of documents (runs in worker processes).
+
+    ``batch`` needs the ``id``, ``title`` and ``text`` columns.
 
     The batch's words are measured a group of texts at a time (:func:`batch_lower_words`):
     numpy calls per document, not the characters, are what would take the time.
     """
-    texts = [doc.text for doc in batch]
+    texts = batch_texts(batch)
     words = batch_lower_words(texts)
     n_words = [len(w) for w in words]
     stop_counts = count_among(words, hash_set(stops))
     columns = {
-        "id": [doc.id for doc in batch],
-        "title_hash": [title_hash(doc.title) for doc in batch],
+        "id": batch.column("id").to_pylist(),
+        "title_hash": [title_hash(title) for title in batch.column("title").to_pylist()],
         "n_chars": [len(text) for text in texts],
         "n_words": n_words,
         # count / n equals the mean of the flags exactly: both sum whole numbers first.
@@ -201,7 +211,7 @@ def corpus_stats(
     """
     shards, done = _resumed(folder, work)
     origins: deque[tuple[int, bool]] = deque()
-    batches = shard_batches(shards, done, origins, _BATCH_DOCS, _BATCH_CHARS)
+    batches = shard_batches(shards, done, origins, _BATCH_DOCS, _BATCH_CHARS, _STATS_COLUMNS)
     stats = partial(batch_stats, stops=stops)
 
     def shard_tables() -> Iterator[tuple[int, pd.DataFrame]]:

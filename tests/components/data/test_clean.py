@@ -19,7 +19,7 @@ from components.data import ingest
 from components.data.assess import assess_batch, normalize, remove_stop_words
 from components.data.clean import CleanResult, run
 from components.data.dedup import REASONS
-from components.data.documents import Document, shard_paths
+from components.data.documents import Document, document_batch, shard_paths
 from components.data.minhash import Permutations
 from components.data.stopwords import GOPHER_STOP_WORDS, removable_stop_words
 from tests.components.data.test_dedup import InMemoryIndex
@@ -317,7 +317,9 @@ def _in_memory_reasons(docs, cfg):
     """Each document's reason under the rules and an in-memory MinHash LSH index."""
     index = InMemoryIndex(cfg.dedup)
     reasons = {}
-    for doc, a in zip(docs, assess_batch(docs, cfg, Permutations.of(cfg.dedup)), strict=True):
+    for doc, a in zip(
+        docs, assess_batch(document_batch(docs), cfg, Permutations.of(cfg.dedup)), strict=True
+    ):
         reasons[doc.id] = a.reason or REASONS.get(index.check(a.text_hash, a.signature))
     return reasons
 
