@@ -68,7 +68,7 @@ class IngestParams(Section):
     min_chars: int = Field(1, ge=1, description="pages with less plain text count as empty")
     shard_docs: int = Field(10_000, ge=1)
     workers: int = Field(0, ge=0, description="0 means one per CPU core")
-    # lbzip2 decodes bz2 on every worker core with less CPU than Python's bz2 module (libbz2):
+    # lbzip2 decodes bz2 on several threads with less CPU than Python's bz2 module (libbz2):
     # "auto" uses it when it is installed.
     bz2_decoder: Literal["auto", "lbzip2", "python"] = "auto"
     download_timeout_s: float = Field(60.0, gt=0)

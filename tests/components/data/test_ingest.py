@@ -285,14 +285,13 @@ def _long_pages(count, chars):
 
 
 def test_batches_and_row_groups_bound_ingests_memory(workspace, tmp_path):
-    """Batches of about 1 MB of wikitext go to the workers; row groups hold about 2 MB."""
+    """Chunks of about 1 MB of XML go to the workers; row groups hold about 2 MB."""
     dump = write_dump(tmp_path / "long.xml", _long_pages(60, 50_000), "none")
     reader = DumpReader(dump)
-    batches = [
-        pages for pages, _ in ingest._work_items(reader, make_params().ingest, ingest._Ledger())
-    ]
-    assert len(batches) > 1
-    assert max(sum(len(p.text) for p in pages) for pages in batches) < 1_050_000
+    chunks = [chunk for chunk, _ in ingest._work_items(reader, make_params().ingest)]
+    assert len(chunks) > 1
+    assert max(len(chunk.data) for chunk in chunks) < 1_060_000
+    assert sum(chunk.pages for chunk in chunks) == 60
     _ingest(workspace, dump)
     groups = pq.ParquetFile(_shards(workspace)[0]).metadata
     texts = [len(row["text"]) for row in _rows(workspace)]
@@ -313,10 +312,11 @@ def test_bz2_is_decoded_by_the_bz2_module_when_asked_or_without_lbzip2(tmp_path,
 
 
 @needs_lbzip2
-def test_lbzip2_gets_a_thread_per_worker():
-    assert _lbzip2_threads(bz2_decoder="lbzip2", workers=3) == 3
-    assert _lbzip2_threads(bz2_decoder="auto", workers=3) == 3
-    assert _lbzip2_threads(workers=0) == worker_count(0)
+def test_lbzip2_gets_a_thread_per_two_workers():
+    assert _lbzip2_threads(bz2_decoder="lbzip2", workers=3) == 2
+    assert _lbzip2_threads(bz2_decoder="auto", workers=4) == 2
+    assert _lbzip2_threads(workers=1) == 1
+    assert _lbzip2_threads(workers=0) == (worker_count(0) + 1) // 2
 
 
 def _cli(tmp_path, params_yaml):

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from components.data.ingest import classify
+from components.data.render import classify
 from components.data.sources import builtin_path
 from components.data.validate import MARKUP_TOKENS
 from components.data.wikitext import Options, is_disambiguation, to_text

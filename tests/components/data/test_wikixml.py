@@ -1,6 +1,7 @@
 import bz2
 import gzip
 import hashlib
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -288,3 +289,124 @@ def test_malformed_xml_columns_count_from_one(tmp_path):
     path.write_text("<mediawiki>\n<page><title>x</titel></page></mediawiki>")
     with pytest.raises(SourceError, match="line 2, column 17"):
         list(DumpReader(path))
+
+
+# Chunks: the reading process cuts the XML at each </page>; workers parse the pieces.
+
+
+def _many_pages(count=40):
+    return [
+        WikiPage(i, f"Page {i}", f"Text of page {i} \u00e9\u6f22 & <b>")
+        for i in range(1, count + 1)
+    ]
+
+
+def test_chunks_hold_every_page_once_in_order(tmp_path):
+    path = write_dump(tmp_path / "d.xml", _many_pages(), "none")
+    chunks = list(DumpReader(path).chunks(pages=7))
+    assert [chunk.pages for chunk in chunks] == [7] * 5 + [5]
+    pages = [page for chunk in chunks for page in wikixml.parse_chunk(chunk)]
+    assert pages == _read(path)
+    assert [page.id for page in pages] == list(range(1, 41))
+
+
+def test_chunks_end_at_the_page_that_reaches_their_size(tmp_path):
+    path = write_dump(tmp_path / "d.xml", _many_pages(), "none")
+    chunks = list(DumpReader(path).chunks(pages=100, size=1000))
+    assert len(chunks) > 3
+    page_bytes = max(len(chunk.data) / chunk.pages for chunk in chunks)
+    assert all(len(chunk.data) < 1000 + 2 * page_bytes for chunk in chunks)
+    assert sum(chunk.pages for chunk in chunks) == 40
+
+
+@pytest.mark.parametrize("skip", [0, 1, 6, 7, 8, 39, 40])
+def test_chunks_after_skipped_pages(tmp_path, skip):
+    path = write_dump(tmp_path / "d.xml", _many_pages(), "none")
+    chunks = list(DumpReader(path).chunks(pages=7, skip=skip))
+    pages = [page for chunk in chunks for page in wikixml.parse_chunk(chunk)]
+    assert [page.id for page in pages] == list(range(skip + 1, 41))
+
+
+@pytest.mark.parametrize("read_size", [1, 5, 7, 64])
+def test_tags_cut_between_reads(tmp_path, monkeypatch, read_size):
+    """A "<page" or "</page>" that one read cuts in two is found whole."""
+    path = write_dump(tmp_path / "d.xml", sample_pages(), "none")
+    expected = _read(path)
+    monkeypatch.setattr(wikixml, "_READ", read_size)
+    reader = DumpReader(path)
+    assert list(reader) == expected
+    assert reader.namespaces[14] == "Category"
+
+
+def _expat_position(xml: str) -> tuple[int, int]:
+    """Where expat, reading the whole document at once, finds it malformed (column from 1)."""
+    with pytest.raises(ET.ParseError) as caught:
+        ET.fromstring(xml)
+    line, column = caught.value.position
+    return line, column + 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("<title>Page 23</title>", "<title>Page 23</titel>"),  # inside a chunk's page
+        ("<title>Page 15</title>", "<title>Page 15</title"),  # the first page of a chunk
+        ("<page>\n    <title>Page 36", "<page>\n    <title>Page 36</page>"),
+        ("Text of page 9 ", "Text of page 9 & "),  # an unescaped ampersand
+    ],
+    ids=["mismatched", "unclosed-tag", "closed-early", "ampersand"],
+)
+def test_malformed_xml_in_a_later_chunk_is_placed_as_in_the_whole_dump(tmp_path, old, new):
+    xml = dump_xml(_many_pages())
+    assert old in xml
+    bad = xml.replace(old, new, 1)
+    path = tmp_path / "bad.xml"
+    path.write_text(bad, encoding="utf-8")
+    line, column = _expat_position(bad)
+    with pytest.raises(SourceError, match=rf"malformed XML at line {line}, column {column}: "):
+        [wikixml.parse_chunk(chunk) for chunk in DumpReader(path).chunks(pages=7)]
+    with pytest.raises(SourceError, match=rf"malformed XML at line {line}, column {column}: "):
+        list(DumpReader(path))
+
+
+def test_a_plain_dump_cut_inside_a_page_is_malformed(tmp_path):
+    xml = dump_xml(_many_pages())
+    cut = xml[: xml.index("Text of page 30")]
+    path = tmp_path / "cut.xml"
+    path.write_text(cut, encoding="utf-8")
+    with pytest.raises(SourceError, match=r"malformed XML at line \d+, column \d+") as caught:
+        list(DumpReader(path))
+    assert str(caught.value).startswith(str(path))
+
+
+def test_a_dump_without_its_end_tag_is_malformed(tmp_path):
+    xml = dump_xml(_many_pages())
+    path = tmp_path / "open.xml"
+    path.write_text(xml.replace("</mediawiki>", ""), encoding="utf-8")
+    with pytest.raises(SourceError, match="malformed XML at line"):
+        list(DumpReader(path))
+
+
+def test_a_dump_without_pages_has_its_namespaces(tmp_path):
+    reader = DumpReader(write_dump(tmp_path / "d.xml", [], "none"))
+    assert list(reader) == []
+    assert reader.namespaces[6] == "File"
+    assert reader.sha1
+
+
+def test_a_page_as_root_is_not_a_mediawiki_export(tmp_path):
+    path = tmp_path / "page.xml"
+    path.write_text("<page><title>T</title><ns>0</ns><id>1</id></page>")
+    with pytest.raises(SourceError, match=r"root <page>, expected <mediawiki>"):
+        list(DumpReader(path))
+
+
+def test_the_declared_encoding_is_used_in_every_chunk(tmp_path):
+    pages = [WikiPage(i, f"Caf\u00e9 {i}", f"Cr\u00e8me br\u00fbl\u00e9e {i}") for i in range(1, 6)]
+    xml = '<?xml version="1.0" encoding="ISO-8859-1"?>\n' + dump_xml(pages)
+    path = tmp_path / "latin1.xml"
+    path.write_bytes(xml.encode("iso-8859-1"))
+    read = list(DumpReader(path).chunks(pages=2))
+    assert len(read) == 3
+    texts = [page.text for chunk in read for page in wikixml.parse_chunk(chunk)]
+    assert texts == [page.text for page in pages]
