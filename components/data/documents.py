@@ -7,7 +7,8 @@ schema, read and written in batches so memory stays constant whatever the corpus
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,11 @@ class ShardWriter:
     Shards are numbered from ``first_shard`` (a resumed stage goes on after its last
     shard). Rows are flushed as row groups whenever the buffer reaches ``group_rows`` rows or
     ``group_bytes`` characters of text, so memory stays bounded whatever the shard size.
+
+    Row groups are encoded and compressed on a thread of the writer's own (Arrow releases
+    the GIL for it) while the caller builds the next one: at most one group waits for the
+    thread. An error there is raised by the next call that hands the thread work, or by
+    :meth:`close`.
     """
 
     def __init__(
@@ -88,6 +94,8 @@ class ShardWriter:
         self._buffer_bytes = 0
         self._writer: pq.ParquetWriter | None = None
         self._shard_rows_written = 0
+        self._thread: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None  # the thread's work in progress
         folder.mkdir(parents=True, exist_ok=True)
 
     def write(self, row: dict[str, Any]) -> None:
@@ -136,17 +144,24 @@ class ShardWriter:
         return True
 
     def close(self) -> None:
-        """Flush what is left; an empty corpus still gets one (empty) shard with the schema."""
+        """Flush what is left; an empty corpus still gets one (empty) shard with the schema.
+
+        Returns once every shard is written and closed.
+        """
         if self._buffered or self.shards == 0:
             self._flush_group()
         self._close_shard()
+        self._wait()
+        if self._thread is not None:
+            self._thread.shutdown()
+            self._thread = None
 
     def _flush_group(self) -> None:
         if self._writer is None:
             path = self.folder / f"part-{self.shards:05d}.parquet"
             self._writer = pq.ParquetWriter(path, self.schema, compression="zstd")
             self.shards += 1
-        self._writer.write_table(self._row_group())
+        self._hand_over(self._writer.write_table, self._row_group())
         self._shard_rows_written += self._buffered
         self.rows_written += self._buffered
         self._buffered = self._buffer_bytes = 0
@@ -173,9 +188,22 @@ class ShardWriter:
 
     def _close_shard(self) -> None:
         if self._writer is not None:
-            self._writer.close()
+            self._hand_over(self._writer.close)
             self._writer = None
             self._shard_rows_written = 0
+
+    def _hand_over(self, work: Callable[..., Any], *args: Any) -> None:
+        """Run ``work(*args)`` on the writer's thread, once its work before is done."""
+        self._wait()
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="shard-writer")
+        self._pending = self._thread.submit(work, *args)
+
+    def _wait(self) -> None:
+        """Wait for the thread's work in progress; raise its error, if any."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
 
 
 def document_batch(documents: list[Document]) -> pa.RecordBatch:

@@ -83,6 +83,39 @@ def test_shards_rotate_at_shard_rows_and_keep_order(tmp_path, rows, shard_rows, 
     assert count_rows(tmp_path) == rows == writer.rows_written
 
 
+def test_a_failed_write_on_the_writers_thread_is_raised_by_close(tmp_path, monkeypatch):
+    """Row groups are written on the writer's thread; a write that fails there fails close."""
+    real_write = pq.ParquetWriter.write_table
+    calls = []
+
+    def fail_third(self, table, *args, **kwargs):
+        calls.append(table.num_rows)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        return real_write(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", fail_third)
+    writer = ShardWriter(tmp_path, shard_rows=100, group_rows=2)
+    for i in range(6):  # the third group is handed over with the sixth row
+        writer.write(_row(i))
+    with pytest.raises(OSError, match="No space left on device"):
+        writer.close()
+    assert calls == [2, 2, 2]
+
+
+def test_close_returns_once_every_shard_is_complete(tmp_path):
+    writer = ShardWriter(tmp_path, shard_rows=3, group_rows=1)
+    for i in range(10):
+        writer.write(_row(i, "z" * 1000))
+    writer.close()
+    assert [pq.ParquetFile(path).metadata.num_rows for path in shard_paths(tmp_path)] == [
+        3,
+        3,
+        3,
+        1,
+    ]
+
+
 def test_row_groups_are_bounded_by_text_size(tmp_path):
     writer = ShardWriter(tmp_path, group_rows=1000, group_bytes=100)
     for i in range(10):
