@@ -28,6 +28,7 @@ from xml.sax.saxutils import quoteattr
 from components.core.errors import SourceError
 from components.data.bz2stream import Bz2Stream
 from components.data.lbzip2 import Lbzip2Stream
+from components.data.pagexml import MalformedXML, Page, parse_pages
 from components.data.readahead import ByteSource, ReadAhead
 
 _BZ2_MAGIC = b"BZh"
@@ -42,25 +43,6 @@ _READ = 1 << 20
 _LOOK_BACK = len(b"<page ") - 1  # bytes that may start a page's tag at a read's end
 # Namespace keys whose links render nothing in article text: Media, File, Category.
 HIDDEN_NAMESPACE_KEYS = frozenset({-2, 6, 14})
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One ``<page>`` of a dump, as far as it could be read.
-
-    ``problem`` is a snake_case reason when the page is malformed (for example
-    ``missing_id``); the other fields are then best effort.
-    """
-
-    id: int
-    title: str
-    ns: int
-    redirect: bool
-    revision_id: int | None
-    timestamp: str | None
-    model: str
-    text: str
-    problem: str | None = None
 
 
 class CountingReader:
@@ -144,12 +126,14 @@ class Chunk:
     column: int
     pages: int
 
-    def error(self, error: ET.ParseError) -> SourceError:
-        """``error``, met parsing this chunk inside its root tag, at its place in the dump."""
-        line, column = error.position
+    def error(self, line: int, column: int, reason: str) -> SourceError:
+        """The error at ``line`` and ``column`` (from 0) of this chunk, placed in the dump.
+
+        The chunk was parsed inside its root tag, on the same line as its first bytes.
+        """
         if line == 1:  # the chunk's first line, after the root tag
             column += self.column - len(self.root)
-        return _malformed(self.dump, self.line + line - 1, column, error)
+        return _malformed(self.dump, self.line + line - 1, column, reason)
 
 
 def parse_chunk(chunk: Chunk) -> list[Page]:
@@ -159,17 +143,23 @@ def parse_chunk(chunk: Chunk) -> list[Page]:
         SourceError: the chunk is not well-formed XML (at its line and column in the dump).
     """
     try:
-        root = ET.fromstring(chunk.root + chunk.data + _ROOT_END)
-    except ET.ParseError as error:
-        raise chunk.error(error) from None
-    return [_page(elem) for elem in root if _local(elem.tag) == "page"]
+        return parse_pages(chunk.root + chunk.data + _ROOT_END)
+    except MalformedXML as error:
+        raise chunk.error(error.line, error.column, error.reason) from None
 
 
-def _malformed(dump: str, line: int, column: int, error: ET.ParseError) -> SourceError:
-    # expat counts columns from 0; editors count from 1. Its message ends with its own
-    # position ("mismatched tag: line 54, column 4"), left out for this one.
-    reason = _EXPAT_POSITION.sub("", str(error))
+def _malformed(dump: str, line: int, column: int, reason: str) -> SourceError:
+    # expat counts columns from 0; editors count from 1.
     return SourceError(f"{dump}: malformed XML at line {line}, column {column + 1}: {reason}")
+
+
+def _parse_error(error: ET.ParseError) -> tuple[int, int, str]:
+    """Line, column and reason of ElementTree's error.
+
+    Its message ends with the position ("mismatched tag: line 54, column 4"), left out here.
+    """
+    line, column = error.position
+    return line, column, _EXPAT_POSITION.sub("", str(error))
 
 
 class DumpReader:
@@ -344,8 +334,7 @@ class _Cutter:
     def _head_error(self, error: ET.ParseError) -> SourceError:
         if "no element found" in str(error) and not self.root:
             return SourceError(f"{self.reader.path} is empty: no XML in it")
-        line, column = error.position
-        return _malformed(str(self.reader.path), line, column, error)
+        return _malformed(str(self.reader.path), *_parse_error(error))
 
     def _next(self, pages: int, size: int) -> Chunk | None:
         """The next chunk of up to ``pages`` pages, or None after the last page."""
@@ -396,7 +385,7 @@ class _Cutter:
         try:
             ET.fromstring(self.root + tail)
         except ET.ParseError as error:
-            raise rest.error(error) from None
+            raise rest.error(*_parse_error(error)) from None
 
 
 def _position_after(data: bytes, line: int, column: int) -> tuple[int, int]:
@@ -405,51 +394,3 @@ def _position_after(data: bytes, line: int, column: int) -> tuple[int, int]:
     if not lines:
         return line, column + len(data)
     return line + lines, len(data) - data.rfind(b"\n") - 1
-
-
-def _children(elem: ET.Element) -> dict[str, ET.Element]:
-    """An element's children by local tag name (the first of each name)."""
-    children: dict[str, ET.Element] = {}
-    for child in elem:
-        children.setdefault(_local(child.tag), child)
-    return children
-
-
-def _text(children: dict[str, ET.Element], name: str) -> str | None:
-    child = children.get(name)
-    return child.text if child is not None else None
-
-
-def _to_int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _page(elem: ET.Element) -> Page:
-    """Build a Page from a ``<page>`` element, flagging what is missing instead of raising."""
-    page = _children(elem)
-    page_id = _to_int(_text(page, "id"))
-    title = (_text(page, "title") or "").strip()
-    revision_elem = page.get("revision")
-    revision = _children(revision_elem) if revision_elem is not None else {}
-    text = _text(revision, "text")
-    problem = None
-    if page_id is None:
-        problem = "missing_id"
-    elif not title:
-        problem = "missing_title"
-    elif revision_elem is None or text is None:
-        problem = "missing_text"
-    return Page(
-        id=page_id if page_id is not None else -1,
-        title=title,
-        ns=_to_int(_text(page, "ns")) or 0,
-        redirect="redirect" in page,
-        revision_id=_to_int(_text(revision, "id")),
-        timestamp=_text(revision, "timestamp"),
-        model=_text(revision, "model") or "wikitext",
-        text=text or "",
-        problem=problem,
-    )
