@@ -35,36 +35,31 @@ def _int(value):
 
 def _oracle(xml: bytes) -> list[Page]:
     """The pages as ElementTree reads them: each root child named page."""
-    pages = []
-    for elem in ET.fromstring(xml):
-        if _local(elem.tag) != "page":
-            continue
-        page = _first_children(elem)
-        revision_elem = page.get("revision")
-        revision = _first_children(revision_elem) if revision_elem is not None else {}
-        page_id, title = _int(_text(page, "id")), (_text(page, "title") or "").strip()
-        text = _text(revision, "text")
-        problem = None
-        if page_id is None:
-            problem = "missing_id"
-        elif not title:
-            problem = "missing_title"
-        elif revision_elem is None or text is None:
-            problem = "missing_text"
-        pages.append(
-            Page(
-                id=page_id if page_id is not None else -1,
-                title=title,
-                ns=_int(_text(page, "ns")) or 0,
-                redirect="redirect" in page,
-                revision_id=_int(_text(revision, "id")),
-                timestamp=_text(revision, "timestamp"),
-                model=_text(revision, "model") or "wikitext",
-                text=text or "",
-                problem=problem,
-            )
-        )
-    return pages
+    return [_oracle_page(elem) for elem in ET.fromstring(xml) if _local(elem.tag) == "page"]
+
+
+def _oracle_page(elem: ET.Element) -> Page:
+    page = _first_children(elem)
+    revision_elem = page.get("revision")
+    revision = _first_children(revision_elem) if revision_elem is not None else {}
+    fields = {
+        "id": _int(_text(page, "id")),
+        "title": (_text(page, "title") or "").strip(),
+        "ns": _int(_text(page, "ns")) or 0,
+        "redirect": "redirect" in page,
+        "revision_id": _int(_text(revision, "id")),
+        "timestamp": _text(revision, "timestamp"),
+        "model": _text(revision, "model") or "wikitext",
+        "text": _text(revision, "text"),
+    }
+    missing = [
+        ("missing_id", fields["id"] is None),
+        ("missing_title", not fields["title"]),
+        ("missing_text", revision_elem is None or fields["text"] is None),
+    ]
+    problem = next((name for name, found in missing if found), None)
+    fields.update(id=-1 if fields["id"] is None else fields["id"], text=fields["text"] or "")
+    return Page(**fields, problem=problem)
 
 
 def _page(body: str, title: str = "T", page_id: str = "1") -> str:
