@@ -1,5 +1,7 @@
+import pickle
 import subprocess
 import sys
+from collections import deque
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -210,3 +212,30 @@ def test_an_unreadable_shard_is_an_artifact_error_naming_it(tmp_path, damage, fo
 )
 def test_size_runs_cut_consecutive_items_once_their_sizes_reach_the_limit(sizes, runs):
     assert list(size_runs(iter(sizes), 6)) == runs
+
+
+def test_shard_batches_are_record_batches_cut_by_text_size(tmp_path):
+    """Each cut batch travels alone: pickled, it holds its own rows' text, not its parent's."""
+    writer = ShardWriter(tmp_path, shard_rows=100)
+    for i in range(8):
+        writer.write(_row(i, "w" * 1000))
+    writer.close()
+    origins = deque()
+    batches = list(documents.shard_batches(shard_paths(tmp_path), 0, origins, 8, 2500, ["text"]))
+    assert [b.num_rows for b in batches] == [2, 2, 2, 2]
+    assert batches[0].schema.names == ["text"]
+    assert all(len(pickle.dumps(b)) < 4000 for b in batches)  # the 8,000 of all rows: not sent
+    assert list(origins) == [(0, False), (0, False), (0, False), (0, True)]
+
+
+def test_an_empty_shard_gives_one_empty_batch_and_a_missing_text_reads_as_empty(tmp_path):
+    ShardWriter(tmp_path / "empty").close()
+    origins = deque()
+    shards = shard_paths(tmp_path / "empty")
+    (batch,) = documents.shard_batches(shards, 0, origins, columns=["id", "text"])
+    assert (batch.num_rows, batch.schema.names, list(origins)) == (0, ["id", "text"], [(0, True)])
+    writer = ShardWriter(tmp_path / "gap")
+    writer.write({**_row(1), "text": None})
+    writer.close()
+    (batch,) = documents.shard_batches(shard_paths(tmp_path / "gap"), 0, deque(), 10, 100)
+    assert documents.batch_texts(batch) == [""]
