@@ -1,7 +1,8 @@
 """``python -m components <stage>``: run one stage, the command every dvc.yaml stage calls.
 
 A stage run this way is a process of its own, set up here before the stage's own imports:
-how it ends, how many threads OpenBLAS starts, and when the stage's worker server starts.
+how it ends, how many threads OpenBLAS starts, whether freed memory is kept for reuse, and
+when the stage's worker server starts.
 """
 
 import atexit
@@ -28,6 +29,9 @@ def end_after_exit_handlers() -> None:
 if __name__ == "__main__":
     atexit.register(end_after_exit_handlers)
     from components.cli import build_parser, main, single_blas_thread
+    from components.core.allocator import keep_freed_memory
+
+    keep_freed_memory()  # and in each worker the stage starts (components.core.parallel)
 
     args = build_parser().parse_args()
     # Before anything imports numpy: one OpenBLAS thread in a stage that fans out.

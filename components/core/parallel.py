@@ -22,6 +22,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from itertools import chain, islice
 from typing import Protocol, TypeVar
 
+from components.core.allocator import keep_freed_memory
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -91,8 +93,14 @@ def ordered_map(
         yield from map(fn, chain(head, items))
         return
     context = _context(module)
-    with ProcessPoolExecutor(workers, context, initializer=exit_with_the_stage) as pool:
+    with ProcessPoolExecutor(workers, context, initializer=start_worker) as pool:
         yield from _windowed(pool, fn, chain(head, items), workers * window_per_worker)
+
+
+def start_worker() -> None:
+    """In a new worker: watch the stage's process, and keep freed memory for reuse."""
+    exit_with_the_stage()
+    keep_freed_memory()
 
 
 def exit_with_the_stage() -> None:
