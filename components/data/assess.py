@@ -64,18 +64,25 @@ class Assessment:
 
 def normalize(text: str) -> str:
     """NFC, single spaces, no blank or symbol-only lines; paragraphs split by a blank line."""
+    return normal_lines(text)[0]
+
+
+def normal_lines(text: str) -> tuple[str, list[str]]:
+    """:func:`normalize`'s text, and its lines (one per paragraph), found on the way."""
     if not unicodedata.is_normalized("NFC", text):
         text = unicodedata.normalize("NFC", text)
-    if _is_tidy(text):
-        return text
+    lines = _tidy_lines(text)
+    if lines is not None:
+        return text, lines
     # str.split() collapses every run of Unicode white space and strips the ends, in C:
     # twice as fast as a regular expression over every character.
-    lines = (" ".join(line.split()) for line in text.split("\n"))
-    return "\n\n".join(line for line in lines if _HAS_WORD.search(line))
+    words = (" ".join(line.split()) for line in text.split("\n"))
+    lines = [line for line in words if _HAS_WORD.search(line)]
+    return "\n\n".join(lines), lines
 
 
-def _is_tidy(text: str) -> bool:
-    """Whether :func:`normalize` would leave ``text`` as it is (ingest writes text so).
+def _tidy_lines(text: str) -> list[str] | None:
+    """The lines of ``text`` if :func:`normalize` would leave it as it is, else None.
 
     Lines separated by one blank line, each with a word character, single plain spaces
     inside and none at either end: checked on the UTF-8 bytes with a few numpy passes,
@@ -85,22 +92,23 @@ def _is_tidy(text: str) -> bool:
     """
     data = text.encode("utf-8", "surrogatepass")
     if len(data.translate(None, _OTHER_ASCII_SPACES)) != len(data):
-        return False
+        return None
     if not _OTHER_SPACES.isdisjoint(data.translate(None, _ASCII).decode("utf-8", "surrogatepass")):
-        return False
+        return None
     codes = np.frombuffer(data, dtype=np.uint8)
     newline = codes == _NEWLINE
     white = newline | (codes == _SPACE)
     if not codes.size or white[0] or white[-1]:
-        return False
+        return None
     breaks = newline[1:] & newline[:-1]  # where a blank line starts (two line breaks)
     if np.count_nonzero(white[1:] & white[:-1]) != np.count_nonzero(breaks):
-        return False  # two spaces, or a space next to a line break
+        return None  # two spaces, or a space next to a line break
     if (breaks[1:] & breaks[:-1]).any():
-        return False  # two blank lines in a row
+        return None  # two blank lines in a row
     if np.count_nonzero(newline) != 2 * np.count_nonzero(breaks):
-        return False  # a line break that is not a blank line
-    return all(map(_HAS_WORD.search, text.split("\n\n")))
+        return None  # a line break that is not a blank line
+    lines = text.split("\n\n")
+    return lines if all(map(_HAS_WORD.search, lines)) else None
 
 
 def remove_stop_words(text: str, stops: frozenset[str]) -> str:
@@ -118,7 +126,8 @@ def assess_batch(
     ``batch`` needs only a ``text`` column.
     """
     texts = batch_texts(batch)
-    views = TextView.batch([normalize(text) for text in texts])
+    normal = [normal_lines(text) for text in texts]
+    views = TextView.batch([text for text, _ in normal], [lines for _, lines in normal])
     results = []
     for text, view, reason in zip(texts, views, failures(views, cfg), strict=True):
         output = output_words = None

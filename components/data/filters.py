@@ -68,11 +68,18 @@ class TextView:
     distinct_stop_words: int | None = None
 
     @classmethod
-    def batch(cls, texts: list[str]) -> list[TextView]:
-        """Views of a batch of texts, whose arrays are measured at once (:func:`batch_arrays`)."""
+    def batch(cls, texts: list[str], lines: list[list[str]] | None = None) -> list[TextView]:
+        """Views of a batch of texts, whose arrays are measured at once (:func:`batch_arrays`).
+
+        ``lines``: each text's lines, where the texts are normalised
+        (:func:`components.data.assess.normal_lines`): its lines are then also its paragraphs.
+        """
         views = [cls(text) for text in texts]
         for view, arrays in zip(views, batch_arrays(texts), strict=True):
             view.__dict__["arrays"] = arrays  # the cached property, filled
+        if lines is not None:
+            for view, known in zip(views, lines, strict=True):
+                view.__dict__.update(lines=known, paragraphs=known)
         return views
 
     @cached_property
@@ -104,6 +111,18 @@ class TextView:
     def paragraphs(self) -> list[str]:
         """Blocks separated by blank lines."""
         return [p for p in self.text.split("\n\n") if p.strip()]
+
+    @cached_property
+    def line_repeats(self) -> tuple[float, float]:
+        """:func:`duplicate_stats` of the lines."""
+        return duplicate_stats(self.lines)
+
+    @cached_property
+    def paragraph_repeats(self) -> tuple[float, float]:
+        """:func:`duplicate_stats` of the paragraphs (the lines', where they are the same)."""
+        if self.paragraphs is self.lines:
+            return self.line_repeats
+        return duplicate_stats(self.paragraphs)
 
 
 Filter = Callable[[TextView], str | None]
@@ -190,13 +209,13 @@ def repetition_filters(cfg: CleanParams) -> list[Filter]:
     rep = cfg.repetition
 
     def lines(v: TextView) -> str | None:
-        items, chars = duplicate_stats(v.lines)
+        items, chars = v.line_repeats
         if items > rep.duplicate_line_fraction:
             return "duplicate_lines"
         return "duplicate_line_chars" if chars > rep.duplicate_line_char_fraction else None
 
     def paragraphs(v: TextView) -> str | None:
-        items, chars = duplicate_stats(v.paragraphs)
+        items, chars = v.paragraph_repeats
         if items > rep.duplicate_paragraph_fraction:
             return "duplicate_paragraphs"
         return (

@@ -16,10 +16,11 @@ from components.core.artifacts import build_meta, dir_digest, write_json
 from components.core.errors import ArtifactError, ConfigError
 from components.core.resume import ShardProgress, work_folder
 from components.data import ingest
-from components.data.assess import assess_batch, normalize, remove_stop_words
+from components.data.assess import assess_batch, normal_lines, normalize, remove_stop_words
 from components.data.clean import CleanResult, run
 from components.data.dedup import REASONS
 from components.data.documents import Document, document_batch, shard_paths
+from components.data.filters import TextView
 from components.data.minhash import Permutations
 from components.data.stopwords import GOPHER_STOP_WORDS, removable_stop_words
 from tests.components.data.test_dedup import InMemoryIndex
@@ -159,6 +160,17 @@ def test_meta_records_stage_params_and_input_digest(workspace):
 def test_normalize(text, expected):
     assert normalize(text) == expected
     assert normalize(expected) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["One line.", "First.\n\nSecond.", "a  b\n\n\nc", "x\ny", " \u2014 \n\nWords.", "", "!!!"],
+)
+def test_normal_lines_are_the_normalised_texts_lines_and_paragraphs(text):
+    normal, lines = normal_lines(text)
+    assert normal == normalize(text)
+    view = TextView(normal)
+    assert lines == view.lines == view.paragraphs
 
 
 def _reference_normalize(text):

@@ -8,6 +8,7 @@ import pytest
 import stopwordsiso
 
 from components.core.errors import ConfigError
+from components.data.assess import normal_lines
 from components.data.filters import TextView, failures, first_failure, quality_filters
 from components.data.params import CleanParams, RepetitionParams
 from components.data.stopwords import GOPHER_STOP_WORDS, stop_words
@@ -367,6 +368,9 @@ def test_a_batch_gets_the_reasons_its_documents_get_alone():
     alone = [failures([TextView(text)], cfg)[0] for text in texts]
     assert failures([TextView(text) for text in texts], cfg) == alone
     assert {"too_few_words", "duplicate_10gram_repetition", "top_2gram_repetition"} <= set(alone)
+    normal = [normal_lines(text) for text in texts]  # lines known from normalising
+    views = TextView.batch([text for text, _ in normal], [lines for _, lines in normal])
+    assert failures(views, cfg) == [failures([TextView(text)], cfg)[0] for text, _ in normal]
     assert alone.count(None) >= 3
 
 
