@@ -5,7 +5,7 @@ import pytest
 from components.data.render import classify
 from components.data.sources import builtin_path
 from components.data.validate import MARKUP_TOKENS
-from components.data.wikitext import Options, is_disambiguation, to_text
+from components.data.wikitext import Options, _contains, is_disambiguation, to_text
 from components.data.wikixml import DumpReader
 
 
@@ -80,6 +80,8 @@ TABLES = (
     ("table-in-template", "{{Box|content=\n{|\n| cell\n|}\n}}Z", "Z"),
     ("template-in-table", "{|\n| {{convert|5|km}}\n|}\nZ", "Z"),
     ("unclosed-table", "A\n{|\n| cell\nB", "A\n\nB"),
+    ("table-cells-with-braces-and-pipes", "A\n{|\n| x {y} | z |-\n|{ w }|\n|}\nB", "A\n\nB"),
+    ("tables-one-after-another", "A\n{|\n| a\n|}\nB\n{|\n| b\n|}\nC", "A\n\nB\n\nC"),
 )
 
 TAGS_AND_COMMENTS = (
@@ -321,3 +323,21 @@ def test_formatnum_keeps_the_number(wikitext, expected):
 )
 def test_external_links_of_every_scheme(wikitext, expected):
     assert to_text(wikitext) == expected
+
+
+@pytest.mark.parametrize("token", ["[[", "{{", "{|", "''", "__", "&", "]]"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "plain prose",
+        "a [b] c",
+        "a [[b",
+        "x { y {{",
+        "It's '' here",
+        "\u2013 [ \u2013 [[",
+        "_a_ __",
+    ],
+)
+def test_contains_answers_as_in_does(token, text):
+    assert _contains(text, token) == (token in text)
