@@ -174,7 +174,8 @@ class _OutcomeTable:
         arrays = [arrow_column(self.columns[f.name], f.type) for f in OUTCOME_SCHEMA]
         path.parent.mkdir(parents=True, exist_ok=True)
         partial_path = path.with_name(f".{path.name}.partial")
-        pq.write_table(pa.Table.from_arrays(arrays, schema=OUTCOME_SCHEMA), partial_path)
+        table = pa.Table.from_arrays(arrays, schema=OUTCOME_SCHEMA)
+        pq.write_table(table, partial_path, use_dictionary=["reason"])  # text: see ShardWriter
         partial_path.replace(path)
         self.columns = _empty_columns()
 

@@ -239,3 +239,14 @@ def test_an_empty_shard_gives_one_empty_batch_and_a_missing_text_reads_as_empty(
     writer.close()
     (batch,) = documents.shard_batches(shard_paths(tmp_path / "gap"), 0, deque(), 10, 100)
     assert documents.batch_texts(batch) == [""]
+
+
+def test_shards_store_texts_plainly_and_other_columns_with_a_dictionary(tmp_path):
+    writer = ShardWriter(tmp_path)
+    for i in range(50):
+        writer.write({**_row(i, f"text {i}"), "timestamp": "2020-01-01T00:00:00Z"})
+    writer.close()
+    group = pq.ParquetFile(shard_paths(tmp_path)[0]).metadata.row_group(0)
+    encodings = {group.column(i).path_in_schema: group.column(i).encodings for i in range(5)}
+    assert "RLE_DICTIONARY" not in encodings["text"]
+    assert "RLE_DICTIONARY" in encodings["timestamp"]
