@@ -170,14 +170,23 @@ def top_ngram_char_fractions(chain: NgramChain, n: int) -> np.ndarray:
 
 
 def duplicate_ngram_char_fractions(chain: NgramChain, n: int) -> np.ndarray:
-    """Per document: the fraction of word characters in n-grams that repeat an earlier one."""
-    words, repeats = chain.words, chain.level(n).repeat_starts
-    size = words.size + 1
-    # +1 where a repeat starts, -1 where it ends: a word is covered where the sum is above 0.
-    # Repeats end within their document, so the sum is back to 0 at each document's end.
-    cover = np.bincount(repeats, minlength=size) - np.bincount(repeats + n, minlength=size)
-    covered = np.cumsum(cover[:-1]) > 0
-    characters = np.bincount(
-        words.document[covered], weights=words.lengths[covered], minlength=words.documents
+    """Per document: the fraction of word characters in n-grams that repeat an earlier one.
+
+    The repeats are few: their word spans are merged where they overlap and measured by
+    their ends, where marking every word of the batch as covered or not took six passes over
+    all of its words for each n-gram size.
+    """
+    words = chain.words
+    starts = np.sort(chain.level(n).repeat_starts)
+    if not starts.size:
+        return np.zeros(words.documents)
+    reach = np.maximum.accumulate(starts + n)  # the furthest end of the spans so far
+    # A span starts a merged one where it begins at or after the end of every earlier one.
+    # Repeats end within their document, so no merged span crosses a document's end.
+    first = np.flatnonzero(np.concatenate(([True], starts[1:] >= reach[:-1])))
+    last = np.append(first[1:] - 1, starts.size - 1)
+    characters = words.edges[reach[last]] - words.edges[starts[first]]
+    covered = np.bincount(
+        words.document[starts[first]], weights=characters, minlength=words.documents
     )
-    return characters / np.maximum(words.characters, 1)
+    return covered / np.maximum(words.characters, 1)
