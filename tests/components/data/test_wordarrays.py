@@ -174,3 +174,19 @@ def test_lower_casing_keeps_word_characters_unless_flagged():
     word = (flags[(flags & wordarrays.COMPLEX_LOWER) == 0] & wordarrays.WORD) != 0
     assert np.array_equal((lowered & wordarrays.WORD) != 0, word)
     assert wordarrays.classes(np.array([0x130]))[0] & wordarrays.COMPLEX_LOWER  # "İ": two chars
+
+
+@pytest.mark.parametrize("members", [3, 16, 17, 60])
+def test_membership_in_small_and_large_sets_matches_a_python_set(members):
+    """Sets up to 16 members are compared member by member, larger ones searched."""
+    rng = random.Random(members)
+    vocabulary = [f"w{i}" for i in range(100)]
+    chosen = frozenset(rng.sample(vocabulary, members))
+    text = " ".join(rng.choices(vocabulary, k=500))
+    words = TextArrays(text).lower_words
+    assert words.among(hash_set(chosen)).tolist() == [w in chosen for w in text.split()]
+    distinct = len({w for w in text.split() if w in chosen})
+    assert wordarrays.distinct_among([words], hash_set(chosen)) == [distinct]
+    assert wordarrays.count_among([words], hash_set(chosen)) == [
+        sum(w in chosen for w in text.split())
+    ]
